@@ -1,0 +1,135 @@
+"""Math scoring of extracted text: the `MathScorer` protocol and the transparent rule-based default.
+
+The corpus job only needs "how mathematical is this text, in [0, 1]". A trained fastText model
+(`classifiers.math_classifier.FastTextMathScorer`) answers that best, but a model is not always at hand
+(first run, demo, tests), so `RuleMathScorer` gives a documented, deterministic answer from two kinds of
+evidence that survive math-aware extraction:
+
+* markup: LaTeX delimiters (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`), LaTeX commands (`\\frac`,
+  `\\sum`, Greek letters, ...) and environments (`\\begin{align}`), and stray MathML tags;
+* vocabulary: the density of mathematical words ("theorem", "integral", "derivative", ...) per word.
+
+Each kind is squashed into [0, 1] with a saturating curve and the two are combined as a noisy-OR
+(`1 - (1 - a)(1 - b)`), so either strong markup or dense vocabulary alone is enough for a high score,
+and a page with neither stays near 0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class MathScorer(Protocol):
+    """Anything that rates how mathematical a text is; the corpus job depends only on this."""
+
+    name: str
+    version: str
+
+    def score(self, text: str) -> float:
+        """Probability-like score in [0, 1]."""
+        ...
+
+    def score_batch(self, texts: Sequence[str]) -> list[float]:
+        """Scores for many texts, in order."""
+        ...
+
+
+# LaTeX commands that (almost) only occur in mathematics. Formatting commands shared with prose
+# LaTeX (\textbf, \emph, \section) are left out on purpose.
+_TEX_COMMANDS = (
+    "frac|dfrac|tfrac|sqrt|sum|prod|int|iint|oint|lim|limsup|liminf|infty|partial|nabla|cdot|cdots|ldots|"
+    "times|div|pm|mp|leq?|geq?|neq|approx|equiv|sim|simeq|cong|propto|subset|subseteq|supset|supseteq|in|"
+    "notin|cup|cap|setminus|emptyset|forall|exists|mathbb|mathbf|mathcal|mathrm|mathfrak|operatorname|"
+    "binom|choose|vec|hat|bar|tilde|overline|underline|left|right|begin|end|log|ln|exp|sin|cos|tan|sec|csc|"
+    "cot|arcsin|arccos|arctan|sinh|cosh|tanh|det|dim|ker|max|min|sup|inf|deg|gcd|mod|pmod|bmod|to|mapsto|"
+    "rightarrow|Rightarrow|leftrightarrow|Leftrightarrow|iff|implies|wedge|vee|neg|oplus|otimes|circ|"
+    "alpha|beta|gamma|Gamma|delta|Delta|epsilon|varepsilon|zeta|eta|theta|Theta|vartheta|iota|kappa|lambda|"
+    "Lambda|mu|nu|xi|Xi|pi|Pi|rho|varrho|sigma|Sigma|tau|upsilon|phi|Phi|varphi|chi|psi|Psi|omega|Omega|"
+    "quad|qquad|displaystyle|text|tag|label|ell|hbar|Re|Im|perp|parallel|angle|triangle|langle|rangle"
+)
+_TEX_COMMAND_RE = re.compile(r"\\(?:" + _TEX_COMMANDS + r")(?![A-Za-z])")
+# Delimited math: $$..$$, $..$ (no newline, short, not a price like "$5 and $10" thanks to the
+# no-space-after-opening rule), \(..\), \[..\].
+_TEX_SPAN_RE = re.compile(
+    r"\$\$[^$]{1,2000}?\$\$|(?<![\\$])\$(?=[^\s$])[^$\n]{1,300}?(?<=[^\s\\])\$(?!\d)|\\\([\s\S]{1,2000}?\\\)|\\\[[\s\S]{1,2000}?\\\]"
+)
+_TEX_ENV_RE = re.compile(
+    r"\\begin\{(?:equation|align|gather|multline|eqnarray|array|matrix|[pbvBV]matrix|cases)\*?\}"
+)
+_MATHML_RE = re.compile(r"<(?:math|mrow|mi|mo|mn|msup|msub|mfrac)\b", re.IGNORECASE)
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+# English math vocabulary, matched as whole lower-case words.
+_MATH_VOCABULARY = (
+    "theorem lemma corollary proof proposition conjecture axiom definition equation equations inequality "
+    "integral integrals integrate integration derivative derivatives differentiable differential polynomial "
+    "polynomials matrix matrices eigenvalue eigenvalues eigenvector vector vectors scalar algebra algebraic "
+    "geometry geometric topology topological manifold homomorphism isomorphism isomorphic group groups ring "
+    "rings field fields subgroup subspace dimension linear nonlinear function functions variable variables "
+    "coefficient coefficients logarithm exponential trigonometric sine cosine tangent limit limits "
+    "convergence converges convergent diverges series sequence sequences infinite finite prime primes "
+    "divisible divisor integer integers rational irrational real complex modulo arithmetic calculus "
+    "probability probabilities random expectation variance distribution theorem's solve solving solution "
+    "solutions formula formulas formulae compute computing calculate sum product quotient denominator "
+    "numerator fraction fractions exponent exponents radius diameter circumference triangle triangles "
+    "angle angles hypotenuse perpendicular parallel congruent proportional axis axes graph graphs plot "
+    "asymptote asymptotic bounded continuous continuity differentiate antiderivative partial gradient "
+    "divergence curl tensor norm orthogonal basis span kernel determinant invertible inverse bijective "
+    "injective surjective mapping set sets subset union intersection countable uncountable cardinality "
+    "induction hence therefore thus suppose let assume implies iff qed"
+)
+_MATH_WORD_SET = frozenset(_MATH_VOCABULARY.split())
+
+
+def _saturate(x: float, half: float) -> float:
+    """Map x >= 0 to [0, 1): 0 -> 0, `half` -> 0.5, grows ever slower towards 1."""
+    if x <= 0:
+        return 0.0
+    return 1.0 - math.exp(-x * math.log(2) / half)
+
+
+def markup_evidence(text: str) -> float:
+    """How much LaTeX/MathML markup the text carries, per 1,000 characters, squashed into [0, 1)."""
+    if not text:
+        return 0.0
+    hits = (
+        len(_TEX_SPAN_RE.findall(text))
+        + len(_TEX_COMMAND_RE.findall(text))
+        + 3 * len(_TEX_ENV_RE.findall(text))
+        + len(_MATHML_RE.findall(text))
+    )
+    # Density per 1k characters, but a long page with many formulas must not be diluted to nothing:
+    # count absolute hits too (a few formulas in a long article are already strong evidence).
+    per_k = 1000.0 * hits / max(len(text), 1)
+    return max(_saturate(per_k, 2.0), _saturate(hits, 8.0))
+
+
+def vocabulary_evidence(text: str) -> float:
+    """Share of words that are math vocabulary, squashed into [0, 1) (English only)."""
+    words = _WORD_RE.findall(text.lower())
+    if len(words) < 20:
+        return 0.0
+    share = sum(1 for w in words if w in _MATH_WORD_SET) / len(words)
+    # Ordinary prose has ~1-2% of these words ("set", "real", "let", "thus"); math prose 6%+.
+    return _saturate(max(share - 0.025, 0.0), 0.04)
+
+
+class RuleMathScorer:
+    """Transparent default scorer: noisy-OR of markup evidence and vocabulary evidence."""
+
+    name = "rule"
+    version = "1"
+
+    def score(self, text: str) -> float:
+        """Score one text in [0, 1]."""
+        a = markup_evidence(text)
+        b = vocabulary_evidence(text)
+        return 1.0 - (1.0 - a) * (1.0 - b)
+
+    def score_batch(self, texts: Iterable[str]) -> list[float]:
+        """Score many texts, in order."""
+        return [self.score(t or "") for t in texts]
