@@ -1,0 +1,43 @@
+"""Main-text extraction with trafilatura: the article, without navigation, footers and cookie banners.
+
+When trafilatura finds no main content (very short pages, unusual layouts) we fall back to its whole-page
+text so every HTML page still yields text and the language and math scorers get to judge it; whether to keep
+such a page is their decision, not the extractor's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trafilatura
+from trafilatura.settings import use_config
+
+log = logging.getLogger(__name__)
+
+_CONFIG = use_config()
+# No wall-clock timeout inside extraction: it uses signals, which fail outside the main thread (Spark tasks).
+_CONFIG.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")
+
+
+def extract_main_text(html: str, url: str | None = None) -> str:
+    """The page's main text, paragraphs separated by newlines; '' only for pages with no text at all."""
+    try:
+        text = trafilatura.extract(
+            html,
+            url=url,
+            config=_CONFIG,
+            include_comments=False,
+            include_tables=True,
+            include_images=False,
+            favor_precision=False,
+            deduplicate=False,
+        )
+    except Exception as exc:  # lxml raises on some pathological documents
+        log.debug("trafilatura failed on %s: %s", url, exc)
+        text = None
+    if text:
+        return text.strip()
+    try:
+        return (trafilatura.html2txt(html) or "").strip()
+    except Exception:
+        return ""

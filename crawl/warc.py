@@ -1,0 +1,285 @@
+"""Stream HTTP responses out of WARC (and ARC) files, one record at a time, surviving damaged files.
+
+`read_html_responses` yields only what the corpus wants (HTTP 200 HTML responses with a body) and counts
+everything else in a `Counter` under `skip:<reason>` or `error:<reason>` keys, so a job can report exactly
+where records went. Damage handling:
+
+- a single-member ("non-chunked") gzip file, which warcio refuses, is re-read through a streaming gunzip;
+- a record cut short by the end of the file is skipped and counted (`error:truncated_record`);
+- a parse error in the middle of a file does not end it: the reader scans forward to the next `WARC/1.x`
+  header and carries on, so good records after the damage are kept (`error:<exception>` counts the damage).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+
+from crawl.inputs import open_input
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+SNIFF_TYPES = ("", "text/plain", "application/octet-stream", "unknown", "text/x-unknown")
+DEFAULT_MAX_BODY_BYTES = 8 << 20
+_CRAWL_NAME = re.compile(r"(CC-MAIN-\d{4}-\d{2})")
+_WARC_HEADER = re.compile(rb"WARC/1\.[01]\r?\n")
+_RESYNC_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class HtmlResponse:
+    """One kept response: provenance plus the raw (content-decoded, undecoded-charset) HTML bytes."""
+
+    warc_path: str
+    record_id: str
+    url: str
+    fetch_time: datetime | None
+    content_type: str
+    body: bytes
+    payload_digest: str
+    crawl: str
+
+
+def crawl_name(location: str, warcinfo_part_of: str | None = None) -> str:
+    """The crawl a file belongs to (`CC-MAIN-2024-22`), from the path, else the warcinfo `isPartOf`."""
+    match = _CRAWL_NAME.search(location)
+    if match:
+        return match.group(1)
+    return (warcinfo_part_of or "").strip()
+
+
+def parse_warc_date(value: str | None) -> datetime | None:
+    """WARC-Date (ISO 8601, optionally with fractions) or ARC's 14-digit date, as aware UTC; None if malformed."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        if text.isdigit() and len(text) == 14:
+            return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _mime(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def looks_like_html(body: bytes) -> bool:
+    head = body[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in head
+
+
+class _Prefixed(io.RawIOBase):
+    """A readable stream that first returns `prefix`, then the rest of `inner` (used after a resync scan)."""
+
+    def __init__(self, prefix: bytes, inner: BinaryIO):
+        self._prefix = prefix
+        self._inner = inner
+        self._position = 0
+
+    def tell(self) -> int:  # warcio computes record offsets with tell()
+        return self._position
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+        else:
+            data = self._inner.read(len(buffer))
+            n = len(data)
+            buffer[:n] = data
+        self._position += n
+        return n
+
+
+def _scan_to_next_header(stream: BinaryIO, start: int) -> tuple[BinaryIO, int] | None:
+    """Skip to byte `start`, then find the next WARC header line; return a stream positioned there and its offset."""
+    position = 0
+    while position < start:
+        chunk = stream.read(min(start - position, _RESYNC_CHUNK))
+        if not chunk:
+            return None
+        position += len(chunk)
+    tail = b""
+    while True:
+        chunk = stream.read(_RESYNC_CHUNK)
+        if not chunk:
+            return None
+        window = tail + chunk
+        match = _WARC_HEADER.search(window)
+        if match:
+            offset = position - len(tail) + match.start()
+            return _Prefixed(window[match.start() :], stream), offset  # type: ignore[return-value]
+        position += len(chunk)
+        tail = window[-16:]
+
+
+def open_decompressed(location: str) -> BinaryIO:
+    """The file's bytes with gzip removed, whatever its member layout; plain files pass through."""
+    raw = open_input(location)
+    if raw.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def iter_archive_records(location: str, counters: Counter) -> Iterator:
+    """warcio records of one file, with damage contained and counted (see the module docstring).
+
+    The file is read through a streaming gunzip, so record offsets are positions in the uncompressed
+    archive and a resync can scan forward from the last good record whatever the gzip layout was.
+    """
+    stream: BinaryIO | None = open_decompressed(location)
+    base = 0  # uncompressed offset at which `stream` starts
+    while stream is not None:
+        iterator = ArchiveIterator(stream, arc2warc=True)
+        last_start: int | None = None
+        try:
+            for record in iterator:
+                yield record
+                last_start = iterator.get_record_offset()  # known only once the record is consumed
+            stream.close()
+            return
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            reason, message = ("truncated_gzip" if isinstance(exc, EOFError) else "corrupt_gzip"), str(exc)
+        except ArchiveLoadFailed as exc:
+            reason, message = "archive_load_failed", str(exc)
+        except Exception as exc:  # warcio raises assorted errors on malformed headers
+            reason, message = "malformed_record", f"{type(exc).__name__}: {exc}"
+        stream.close()
+        counters[f"error:{reason}"] += 1
+        first_line = message.strip().splitlines()[0] if message.strip() else ""
+        log.warning(
+            "damage in %s at offset ~%d (%s): %s", location, base + (last_start or 0), reason, first_line
+        )
+        if reason in ("truncated_gzip", "corrupt_gzip"):
+            return  # the compressed stream itself is broken: nothing past this point is readable
+        restart = base + (last_start if last_start is not None else 0) + 1
+        plain = open_decompressed(location)
+        found = _scan_to_next_header(plain, restart)
+        if found is None:
+            plain.close()
+            return
+        stream, base = found
+        counters["warn:resynced"] += 1
+
+
+def read_html_responses(
+    location: str, counters: Counter, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> Iterator[HtmlResponse]:
+    """Yield HTTP 200 HTML responses from one WARC/ARC file, counting every record that is not one.
+
+    A missing or unreadable file counts `error:input_missing` / `error:input_unreadable` and yields nothing.
+    """
+    try:
+        open_input(location).close()
+    except FileNotFoundError:
+        counters["error:input_missing"] += 1
+        log.warning("input missing: %s", location)
+        return
+    except (OSError, NotImplementedError) as exc:
+        counters["error:input_unreadable"] += 1
+        log.warning("input unreadable: %s (%s)", location, exc)
+        return
+
+    part_of: str | None = None
+    for record in iter_archive_records(location, counters):
+        rec_type = record.rec_type
+        if rec_type == "warcinfo":
+            part_of = _warcinfo_part_of(record) or part_of
+            counters["skip:not_response"] += 1
+            continue
+        record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
+        counters["records"] += 1
+        if rec_type != "response":
+            counters[f"skip:{rec_type or 'unknown'}_record"] += 1
+            continue
+        if record.http_headers is None:
+            counters["skip:no_http_headers"] += 1
+            continue
+        status = record.http_headers.get_statuscode()
+        if status != "200":
+            counters["skip:http_status"] += 1
+            continue
+        content_type = record.http_headers.get_header("Content-Type") or ""
+        mime = _mime(content_type)
+        if mime not in HTML_TYPES and mime not in SNIFF_TYPES:
+            counters["skip:not_html"] += 1
+            continue
+        try:
+            body = _read_limited(record.content_stream(), max_body_bytes + 1)
+        except EOFError:  # the file ends inside this record's gzip member
+            counters["error:truncated_record"] += 1
+            continue
+        except Exception as exc:  # bad chunking, bad content-encoding
+            counters["error:bad_payload"] += 1
+            log.warning("bad payload in %s %s: %s", location, record_id, exc)
+            continue
+        if len(body) > max_body_bytes:
+            counters["skip:body_too_large"] += 1
+            continue
+        if record.raw_stream.limit > 0:
+            counters["error:truncated_record"] += 1
+            continue
+        if not body.strip():
+            counters["skip:empty_body"] += 1
+            continue
+        if mime not in HTML_TYPES and not looks_like_html(body):
+            counters["skip:not_html"] += 1
+            continue
+        fetch_raw = record.rec_headers.get_header("WARC-Date")
+        fetch_time = parse_warc_date(fetch_raw)
+        if fetch_raw and fetch_time is None:
+            counters["warn:bad_warc_date"] += 1
+        counters["html_responses"] += 1
+        yield HtmlResponse(
+            warc_path=location,
+            record_id=record_id,
+            url=record.rec_headers.get_header("WARC-Target-URI") or "",
+            fetch_time=fetch_time,
+            content_type=content_type,
+            body=body,
+            payload_digest=record.rec_headers.get_header("WARC-Payload-Digest") or "",
+            crawl=crawl_name(location, part_of),
+        )
+
+
+def _read_limited(stream, limit: int) -> bytes:
+    """Read at most `limit` bytes in bounded chunks (warcio's readers return short reads)."""
+    parts, total = [], 0
+    while total < limit:
+        chunk = stream.read(min(1 << 20, limit - total))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
+
+
+def _warcinfo_part_of(record) -> str | None:
+    try:
+        text = record.content_stream().read(65536).decode("utf-8", "replace")
+    except Exception:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "ispartof":
+            return value.strip()
+    return None
