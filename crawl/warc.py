@@ -202,12 +202,10 @@ def read_html_responses(
     part_of: str | None = None
     for record in iter_archive_records(location, counters):
         rec_type = record.rec_type
+        counters["records"] += 1
         if rec_type == "warcinfo":
             part_of = _warcinfo_part_of(record) or part_of
-            counters["skip:not_response"] += 1
-            continue
         record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
-        counters["records"] += 1
         if rec_type != "response":
             counters[f"skip:{rec_type or 'unknown'}_record"] += 1
             continue

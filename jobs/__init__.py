@@ -1,0 +1,1 @@
+"""Spark jobs: thin compositions of `crawl` and `classifiers`; the only package that imports pyspark."""

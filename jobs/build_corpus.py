@@ -1,0 +1,163 @@
+"""Spark job: WARC files → corpus Parquet shards + manifest + stats, one task per WARC file.
+
+    spark-submit jobs/build_corpus.py --input warc.paths.gz --output /data/corpus [--langs en,zh] ...
+    mathforge corpus build --input DIR --output DIR            # same job, Spark local[*] by default
+
+Under spark-submit our packages reach the executors as a zip added by the driver (`ship_code`); their
+dependencies (warcio, trafilatura, fasttext, the lid.176 model) must be installed on the executors.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by spark-submit
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from crawl.inputs import resolve_inputs
+from jobs.config import CorpusBuildConfig
+from jobs.corpus_output import (
+    DATA_DIR,
+    StagedOutput,
+    package_versions,
+    render_stats_markdown,
+    write_json,
+)
+from jobs.corpus_pipeline import CorpusPipeline
+from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
+from jobs.spark import CounterParam, ListParam, get_spark, ship_code
+from mathforge.config import add_dataclass_args, dataclass_from_args
+
+log = logging.getLogger("mathforge.build_corpus")
+
+
+def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any]:
+    errors = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("error:")}
+    return {
+        "path": path,
+        "seconds": round(seconds, 3),
+        "records": counters.get("records", 0),
+        "html_responses": counters.get("html_responses", 0),
+        "kept": counters.get("kept", 0),
+        "errors": errors,
+    }
+
+
+def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, Any]:
+    """Run the job; returns the stats dict (also written as stats.json next to the shards)."""
+    started = time.time()
+    inputs = resolve_inputs(config.input)
+    staged = StagedOutput(config.output, overwrite=config.overwrite)
+    sc = spark.sparkContext
+    ship_code(spark)
+    counters_acc = sc.accumulator({}, CounterParam())
+    files_acc = sc.accumulator([], ListParam())
+    pipeline = CorpusPipeline(config)
+    log.info("building corpus from %d input files into %s", len(inputs), staged.final)
+
+    def run_partition(paths: Iterable[str]) -> Iterator[tuple]:
+        for path in paths:
+            counters: Counter = Counter()
+            t0 = time.monotonic()
+            try:
+                yield from pipeline.process_file(path, counters)
+            finally:
+                counters_acc.add(dict(counters))
+                files_acc.add([_file_summary(path, counters, time.monotonic() - t0)])
+
+    rows = sc.parallelize(inputs, max(1, len(inputs))).mapPartitions(run_partition)
+    with staged as staging:
+        data_dir = staging / DATA_DIR
+        spark.createDataFrame(rows, spark_schema()).write.parquet(str(data_dir))
+        written = spark.read.parquet(str(data_dir))
+        by_lang = {r["lang"]: r["count"] for r in written.groupBy("lang").count().collect()}
+        bucket = F.least(F.floor(F.col("math_score") * 10), F.lit(9)).cast("int")
+        hist = {
+            r["b"]: r["count"]
+            for r in written.groupBy(bucket.alias("b")).count().collect()
+            if r["b"] is not None
+        }
+        kept_chars = written.agg(F.sum("n_chars")).collect()[0][0] or 0
+        counters = dict(sorted(counters_acc.value.items()))
+        files = sorted(files_acc.value, key=lambda f: f["path"])
+        stats = {
+            "run_id": staged.run_id,
+            "seconds": round(time.time() - started, 2),
+            "kept": sum(by_lang.values()),
+            "kept_chars": int(kept_chars),
+            "counters": counters,
+            "by_lang": dict(sorted(by_lang.items())),
+            "math_score_histogram": [(b / 10, hist.get(b, 0)) for b in range(10)],
+            "inputs": {"total": len(inputs), "failed": [f for f in files if f["errors"]]},
+            "per_file": files,
+        }
+        manifest = {
+            "run_id": staged.run_id,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "output": str(staged.final),
+            "inputs": inputs,
+            "config": asdict(config),
+            "versions": package_versions(),
+            "spark": {"master": sc.master, "version": spark.version},
+            "lid_model": pipeline.analyser.langid.model_path,
+            "math_scorer": {
+                "name": pipeline.analyser.math_scorer.name,
+                "version": pipeline.analyser.math_scorer.version,
+            },
+            "schema": [{"name": n, "type": t, "description": d} for n, t, d in CORPUS_COLUMNS],
+            "counts": {"documents": stats["kept"], "characters": stats["kept_chars"], **counters},
+        }
+        write_json(staging / "manifest.json", manifest)
+        write_json(staging / "stats.json", stats)
+        (staging / "STATS.md").write_text(render_stats_markdown(stats), encoding="utf-8")
+    log.info(
+        "corpus committed at %s: %d documents kept of %d HTML pages",
+        staged.final,
+        stats["kept"],
+        counters.get("html_responses", 0),
+    )
+    return stats
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_args(parser, CorpusBuildConfig)
+
+
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the Python driver with a gateway already running; its --master then wins."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    config = dataclass_from_args(CorpusBuildConfig, args)
+    spark = get_spark(None if launched_by_spark_submit() else config.master, config.app_name)
+    try:
+        return build_corpus(spark, config)
+    finally:
+        spark.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="build_corpus.py", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    stats = run_from_args(args)
+    print(render_stats_markdown(stats))
+
+
+if __name__ == "__main__":
+    main()

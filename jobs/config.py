@@ -1,0 +1,42 @@
+"""Settings of the corpus job, in one typed place; CLI flags are derived from these fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crawl.warc import DEFAULT_MAX_BODY_BYTES
+
+ALL_LANGS = "all"
+
+
+@dataclass
+class CorpusBuildConfig:
+    input: str = field(
+        metadata={
+            "help": "WARC file, directory, glob, or paths file (warc.paths[.gz]); comma-separate several"
+        }
+    )
+    output: str = field(metadata={"help": "corpus directory to create (Parquet shards + manifest + stats)"})
+    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
+    langs: str = field(
+        default=ALL_LANGS, metadata={"help": "comma-separated lid.176 codes to keep, or 'all'"}
+    )
+    min_lang_score: float = field(
+        default=0.0, metadata={"help": "drop pages whose language probability is lower"}
+    )
+    min_math_score: float = field(
+        default=0.5, metadata={"help": "drop pages whose math score is lower (0 keeps all)"}
+    )
+    min_chars: int = field(default=1, metadata={"help": "drop pages whose extracted text is shorter"})
+    lid_model: str | None = field(
+        default=None, metadata={"help": "path to lid.176.ftz (default: the bundled copy)"}
+    )
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={"help": "skip larger HTTP bodies"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
+    app_name: str = field(default="mathforge-build-corpus", metadata={"help": "Spark application name"})
+
+    def lang_set(self) -> frozenset[str] | None:
+        """Languages to keep, or None for every language."""
+        if self.langs.strip().lower() == ALL_LANGS:
+            return None
+        return frozenset(code.strip() for code in self.langs.split(",") if code.strip())

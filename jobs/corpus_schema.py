@@ -1,0 +1,58 @@
+"""The corpus table's columns, declared once (DESIGN.md: the contract between the data and training halves).
+
+Spark and pyarrow schemas are both derived from `CORPUS_COLUMNS`, so the job's output and any pyarrow
+reader agree by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (name, type, description). The first eleven are required by DESIGN.md; the rest are extras.
+CORPUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    (
+        "id",
+        "string",
+        "stable document id: sha1 of the WARC record id (or URL + payload digest), 20 hex chars",
+    ),
+    ("url", "string", "WARC-Target-URI"),
+    ("domain", "string", "host of the URL, lower-cased, without port"),
+    ("crawl", "string", "crawl name, e.g. CC-MAIN-2024-22 (from the path or the warcinfo isPartOf)"),
+    ("warc_path", "string", "WARC file the record came from"),
+    ("warc_record_id", "string", "WARC-Record-ID"),
+    ("fetch_time", "timestamp", "WARC-Date in UTC (null if malformed)"),
+    ("lang", "string", "lid.176 language code"),
+    ("lang_score", "float", "lid.176 probability of `lang`"),
+    ("math_score", "float", "math score in [0, 1] (see `math_scorer` in the manifest)"),
+    ("text", "string", "extracted main text"),
+    ("n_chars", "int", "characters in `text`"),
+    ("content_digest", "string", "sha1 of the whitespace-normalised text, for exact dedup"),
+    ("charset", "string", "codec the HTML was decoded with"),
+    ("charset_source", "string", "where the charset came from: http-header, meta, bom, detected, fallback"),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in CORPUS_COLUMNS)
+
+
+def spark_schema() -> Any:
+    from pyspark.sql import types as T
+
+    kinds = {
+        "string": T.StringType(),
+        "float": T.FloatType(),
+        "int": T.IntegerType(),
+        "timestamp": T.TimestampType(),
+    }
+    return T.StructType([T.StructField(name, kinds[kind], nullable=True) for name, kind, _ in CORPUS_COLUMNS])
+
+
+def arrow_schema() -> Any:
+    import pyarrow as pa
+
+    kinds = {
+        "string": pa.string(),
+        "float": pa.float32(),
+        "int": pa.int32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
+    return pa.schema([pa.field(name, kinds[kind]) for name, kind, _ in CORPUS_COLUMNS])

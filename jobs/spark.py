@@ -1,0 +1,97 @@
+"""Spark plumbing shared by the jobs: the session, dict/list accumulators, and shipping our code to executors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pyspark import AccumulatorParam
+from pyspark.sql import SparkSession
+
+REPO_PACKAGES = ("crawl", "classifiers", "jobs", "mathforge")
+
+
+class CounterParam(AccumulatorParam):
+    """Accumulates `{name: count}` dicts: each task adds its Counter once, at the end of its partition."""
+
+    def zero(self, value: dict) -> dict:
+        return {}
+
+    def addInPlace(self, acc: dict, other: dict) -> dict:
+        for key, count in other.items():
+            acc[key] = acc.get(key, 0) + count
+        return acc
+
+
+class ListParam(AccumulatorParam):
+    """Accumulates small per-task records (one summary per input file)."""
+
+    def zero(self, value: list) -> list:
+        return []
+
+    def addInPlace(self, acc: list, other: list) -> list:
+        acc.extend(other)
+        return acc
+
+
+def is_local(master: str) -> bool:
+    return master.startswith("local")
+
+
+def get_spark(master: str | None, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """A session with the settings the jobs rely on (UTC timestamps, zstd Parquet, this Python on executors).
+
+    Under spark-submit the master is already set; pass `master=None` to keep it.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    conf = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.compression.codec": "zstd",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.ui.showConsoleProgress": "true",
+        "spark.ui.enabled": "false",
+        "spark.python.worker.reuse": "true",
+        "spark.task.maxFailures": "2",
+    }
+    conf.update(extra_conf or {})
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def build_pyfiles_zip(dest_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Zip our packages (not their dependencies) for `--py-files` / `addPyFile`.
+
+    On a cluster the executors do not share the driver's environment; the dependencies come from the
+    executor image, our code from this zip.
+    """
+    root = Path(__file__).resolve().parents[1]
+    dest = Path(dest_dir or tempfile.mkdtemp(prefix="mathforge-pyfiles-")) / "mathforge_pkgs.zip"
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        for package in REPO_PACKAGES:
+            for path in sorted((root / package).rglob("*.py")):
+                zf.write(path, path.relative_to(root).as_posix())
+    return dest
+
+
+def ship_code(spark: SparkSession) -> None:
+    """Send our packages to the executors unless they run in this very process (local mode)."""
+    if not is_local(spark.sparkContext.master):
+        spark.sparkContext.addPyFile(str(build_pyfiles_zip()))
+
+
+def merge_counters(*counters: dict[str, Any]) -> Counter:
+    total: Counter = Counter()
+    for c in counters:
+        total.update(c)
+    return total

@@ -1,0 +1,94 @@
+"""The `mathforge` command: one entry point for the corpus jobs, page inspection and training.
+
+Heavy imports (pyspark, torch, trafilatura) happen inside the handlers so `mathforge --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _corpus_build(args: argparse.Namespace) -> int:
+    from jobs.build_corpus import run_from_args
+    from jobs.corpus_output import render_stats_markdown
+
+    stats = run_from_args(args)
+    print(render_stats_markdown(stats))
+    return 0
+
+
+def read_html_file(path: str) -> bytes:
+    """Raw bytes of an .html or .html.gz file (charset decoding is the pipeline's job)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    with gzip.open(p, "rb") if p.name.endswith(".gz") else p.open("rb") as fh:
+        return fh.read()
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from jobs.corpus_pipeline import PageAnalyser
+
+    body = read_html_file(args.file)
+    analysis = PageAnalyser(args.lid_model).analyse_html(body, args.content_type, args.url)
+    print(json.dumps(analysis.to_dict(), ensure_ascii=False, indent=None if args.compact else 2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from jobs.config import CorpusBuildConfig
+    from mathforge.config import add_dataclass_args
+
+    parser = argparse.ArgumentParser(
+        prog="mathforge", description="Web crawls to math corpora to math models."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    corpus = commands.add_parser("corpus", help="build and maintain corpora (Spark jobs)")
+    corpus_cmds = corpus.add_subparsers(dest="corpus_command", required=True)
+    build = corpus_cmds.add_parser(
+        "build",
+        help="WARC files → Parquet corpus",
+        description="Run jobs/build_corpus.py (Spark local[*] by default).",
+    )
+    add_dataclass_args(build, CorpusBuildConfig)
+    build.set_defaults(handler=_corpus_build)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="show what the corpus job decides for one HTML page (JSON)",
+        description="Print lang, lang_score, math_score and the extracted text of one page as JSON.",
+    )
+    inspect.add_argument("file", help="an .html or .html.gz file")
+    inspect.add_argument("--url", default=None, help="the page's URL (helps extraction)")
+    inspect.add_argument(
+        "--content-type", default=None, help="HTTP Content-Type header, e.g. 'text/html; charset=gbk'"
+    )
+    inspect.add_argument("--lid-model", default=None, help="path to lid.176.ftz (default: the bundled copy)")
+    inspect.add_argument("--compact", action="store_true", help="one-line JSON")
+    inspect.set_defaults(handler=_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, FileExistsError, ValueError, NotImplementedError) as exc:
+        print(f"mathforge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
