@@ -12,7 +12,6 @@ where records went. Damage handling:
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import re
@@ -36,6 +35,7 @@ DEFAULT_MAX_BODY_BYTES = 8 << 20
 _CRAWL_NAME = re.compile(r"(CC-MAIN-\d{4}-\d{2})")
 _WARC_HEADER = re.compile(rb"WARC/1\.[01]\r?\n")
 _RESYNC_CHUNK = 1 << 16
+_GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 @dataclass(frozen=True)
@@ -132,11 +132,96 @@ def _scan_to_next_header(stream: BinaryIO, start: int) -> tuple[BinaryIO, int] |
         tail = window[-16:]
 
 
+class GunzipStream(io.RawIOBase):
+    """Streaming gunzip over any member layout that degrades instead of failing.
+
+    `gzip.GzipFile` raises on a truncated tail and discards the data of the read that hit it; here a
+    truncated member ends the stream cleanly (`truncated` is set), and a corrupt member is skipped by
+    scanning for the next gzip header (`corrupt_members` counts them), so the records around the damage
+    survive. Zero padding between members (some writers align to blocks) is ignored.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._in_member = False
+        self._compressed = b""
+        self._pending = b""
+        self._position = 0
+        self._eof = False
+        self.truncated = False
+        self.corrupt_members = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while not self._pending and not self._eof:
+            self._fill()
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._position += n
+        return n
+
+    def _more_input(self) -> bool:
+        chunk = self._raw.read(_RESYNC_CHUNK)
+        self._compressed += chunk
+        return bool(chunk)
+
+    def _fill(self) -> None:
+        if not self._compressed and not self._more_input():
+            self.truncated = self._in_member
+            self._eof = True
+            return
+        if not self._in_member:
+            self._compressed = self._compressed.lstrip(b"\x00")
+            if not self._compressed:
+                return
+        try:
+            out = self._inflater.decompress(self._compressed)
+        except zlib.error:
+            self._skip_to_next_member()
+            return
+        self._in_member = True
+        self._compressed = b""
+        if self._inflater.eof:
+            self._compressed = self._inflater.unused_data
+            self._inflater = zlib.decompressobj(wbits=31)
+            self._in_member = False
+        self._pending += out
+
+    def _skip_to_next_member(self) -> None:
+        self.corrupt_members += 1
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._in_member = False
+        data = self._compressed[1:]
+        while True:
+            at = data.find(_GZIP_MAGIC)
+            if at >= 0:
+                self._compressed = data[at:]
+                return
+            tail = data[-2:]
+            chunk = self._raw.read(_RESYNC_CHUNK)
+            if not chunk:
+                self._compressed = b""
+                self._eof = True
+                return
+            data = tail + chunk
+
+
 def open_decompressed(location: str) -> BinaryIO:
     """The file's bytes with gzip removed, whatever its member layout; plain files pass through."""
     raw = open_input(location)
     if raw.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return GunzipStream(raw)  # type: ignore[return-value]
     return raw
 
 
@@ -155,22 +240,20 @@ def iter_archive_records(location: str, counters: Counter) -> Iterator:
             for record in iterator:
                 yield record
                 last_start = iterator.get_record_offset()  # known only once the record is consumed
+            _count_gzip_damage(stream, counters)
             stream.close()
             return
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            reason, message = ("truncated_gzip" if isinstance(exc, EOFError) else "corrupt_gzip"), str(exc)
         except ArchiveLoadFailed as exc:
             reason, message = "archive_load_failed", str(exc)
         except Exception as exc:  # warcio raises assorted errors on malformed headers
             reason, message = "malformed_record", f"{type(exc).__name__}: {exc}"
+        _count_gzip_damage(stream, counters)
         stream.close()
         counters[f"error:{reason}"] += 1
         first_line = message.strip().splitlines()[0] if message.strip() else ""
         log.warning(
             "damage in %s at offset ~%d (%s): %s", location, base + (last_start or 0), reason, first_line
         )
-        if reason in ("truncated_gzip", "corrupt_gzip"):
-            return  # the compressed stream itself is broken: nothing past this point is readable
         restart = base + (last_start if last_start is not None else 0) + 1
         plain = open_decompressed(location)
         found = _scan_to_next_header(plain, restart)
@@ -179,6 +262,14 @@ def iter_archive_records(location: str, counters: Counter) -> Iterator:
             return
         stream, base = found
         counters["warn:resynced"] += 1
+
+
+def _count_gzip_damage(stream: BinaryIO, counters: Counter) -> None:
+    if isinstance(stream, GunzipStream):
+        if stream.truncated:
+            counters["error:truncated_gzip"] += 1
+        if stream.corrupt_members:
+            counters["error:corrupt_gzip_member"] += stream.corrupt_members
 
 
 def read_html_responses(
@@ -206,6 +297,12 @@ def read_html_responses(
         if rec_type == "warcinfo":
             part_of = _warcinfo_part_of(record) or part_of
         record_id = record.rec_headers.get_header("WARC-Record-ID") or ""
+        fetch_raw = record.rec_headers.get_header("WARC-Date")
+        length = (record.rec_headers.get_header("Content-Length") or "").strip()
+        if not length.isdigit() or (not record_id and not fetch_raw):
+            # warcio's lenient ARC fallback turns stray lines of a damaged file into pseudo-records
+            counters["error:malformed_record"] += 1
+            continue
         if rec_type != "response":
             counters[f"skip:{rec_type or 'unknown'}_record"] += 1
             continue
@@ -242,7 +339,6 @@ def read_html_responses(
         if mime not in HTML_TYPES and not looks_like_html(body):
             counters["skip:not_html"] += 1
             continue
-        fetch_raw = record.rec_headers.get_header("WARC-Date")
         fetch_time = parse_warc_date(fetch_raw)
         if fetch_raw and fetch_time is None:
             counters["warn:bad_warc_date"] += 1

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Triton kernels decide compiled vs interpreted when first imported: without a GPU, interpret (kernels tests).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -16,3 +22,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local-mode Spark session shared by every test that needs Spark (JVM start-up is the slow part)."""
+    from jobs.spark import get_spark
+
+    session = get_spark("local[2]", "mathforge-tests", {"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()
