@@ -1,0 +1,139 @@
+"""Checkpoints as safetensors plus one small JSON, written atomically.
+
+Layout: `<root>/step_00000042/{model,optimizer,rng}.safetensors` and `meta.json`, plus a `latest` file naming
+the newest complete one. A checkpoint is written into a hidden temporary directory and renamed into place, so
+a crash mid-write never leaves something that looks finished. This module knows files, not processes: the
+training loop gathers full (unsharded) state and per-rank state before calling `save_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+_LATEST = "latest"
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]  # torch optimiser state dict keyed by parameter name (FQN)
+    rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # JSON-ready: config, loader states, ...
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors of the per-parameter state for safetensors, everything else (param groups, scalars) for JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for name, per_param in state["state"].items():
+        for key, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(name, {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[str, dict[str, Any]] = {name: dict(values) for name, values in rest["scalars"].items()}
+    for flat, value in tensors.items():
+        name, key = flat.rsplit("/", 1)
+        state.setdefault(name, {})[key] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def save_checkpoint(root: str | Path, ckpt: Checkpoint, keep: int = 2) -> Path:
+    """Write `ckpt` under root, point `latest` at it, and keep only the newest `keep` checkpoints."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / step_dir_name(ckpt.step)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    optim_tensors, optim_rest = _flatten_optimizer(ckpt.optimizer)
+    save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.model.items()}, tmp / "model.safetensors")
+    save_file(optim_tensors, tmp / "optimizer.safetensors")
+    save_file({k: v.cpu().contiguous() for k, v in ckpt.rng.items()}, tmp / "rng.safetensors")
+    meta = {"format": FORMAT_VERSION, "step": ckpt.step, "optimizer": optim_rest, **ckpt.meta}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    for path in tmp.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+    if final.exists():  # re-saving a step (after a resume): move the old one aside first
+        stale = root / f".stale-{final.name}-{os.getpid()}"
+        os.replace(final, stale)
+        os.replace(tmp, final)
+        shutil.rmtree(stale)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    _write_text_atomic(root / _LATEST, final.name + "\n")
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under root, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step_*") if (p / "meta.json").is_file())
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    root = Path(root)
+    pointer = root / _LATEST
+    if pointer.is_file():
+        path = root / pointer.read_text().strip()
+        if (path / "meta.json").is_file():
+            return path
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {meta.get('format')}, this code reads {FORMAT_VERSION}")
+    optimizer = _unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta.pop("optimizer"))
+    return Checkpoint(
+        step=meta.pop("step"),
+        model=load_file(path / "model.safetensors"),
+        optimizer=optimizer,
+        rng=load_file(path / "rng.safetensors"),
+        meta={k: v for k, v in meta.items() if k != "format"},
+    )

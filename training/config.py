@@ -1,0 +1,172 @@
+"""Training configuration: model presets and the run, data and optimiser settings.
+
+Plain dataclasses without torch imports, so that the CLI can build its flags (via mathforge.config) without
+paying for `import torch`. Field names are unique across the classes because they share one flat parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mathforge.config import add_dataclass_args, dataclass_from_args
+
+# Shapes of the named presets; vocab_size comes from the tokenizer and max_seq_len from the run.
+# Parameters with a 32k vocabulary, without MTP: tiny 4M, small 56M, 125m 125M, 350m 350M, 1b 0.89B
+# (one MTP module adds a block and a projection: +55M for 1b).
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "ffn_dim": 176},
+    "small": {"dim": 512, "n_layers": 8, "n_heads": 8, "n_kv_heads": 4, "ffn_dim": 1408},
+    "125m": {"dim": 768, "n_layers": 12, "n_heads": 12, "n_kv_heads": 4, "ffn_dim": 2048},
+    "350m": {"dim": 1024, "n_layers": 24, "n_heads": 16, "n_kv_heads": 8, "ffn_dim": 2816},
+    "1b": {"dim": 2048, "n_layers": 16, "n_heads": 16, "n_kv_heads": 8, "ffn_dim": 5632},
+}
+
+# Target value that no loss counts (PyTorch's cross_entropy default, and the kernels' too).
+IGNORE_INDEX = -100
+
+# Embedding rows are padded to a multiple of this so that matmuls keep tensor-core friendly shapes.
+VOCAB_MULTIPLE = 64
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the decoder and its MTP modules; saved next to every checkpoint."""
+
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    ffn_dim: int
+    max_seq_len: int = 2048
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    mtp_depth: int = 1
+    fused_kernels: bool = False
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
+        if self.mtp_depth < 0:
+            raise ValueError(f"mtp_depth must be >= 0, got {self.mtp_depth}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+
+def padded_vocab_size(n_tokens: int) -> int:
+    return -(-n_tokens // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def model_config(preset: str, vocab_size: int, **overrides: Any) -> ModelConfig:
+    """The named preset with the tokenizer's vocabulary (padded) and any field overridden."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return ModelConfig(vocab_size=padded_vocab_size(vocab_size), **{**PRESETS[preset], **overrides})
+
+
+def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class DataConfig:
+    data: str = field(
+        metadata={"help": "directory of Parquet shards (searched recursively) with a text column"}
+    )
+    tokenizer: str = field(
+        default="",
+        metadata={"help": "existing tokenizer.json; empty: train one on the data into the run dir"},
+    )
+    vocab_size: int = field(default=8192, metadata={"help": "vocabulary size when training the tokenizer"})
+    tokenizer_docs: int = field(default=20000, metadata={"help": "documents read to train the tokenizer"})
+    text_column: str = field(default="text", metadata={"help": "Parquet column holding the document text"})
+    seq_len: int = field(default=256, metadata={"help": "tokens per packed training sequence"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per micro-batch on each rank"})
+    shuffle: bool = field(default=True, metadata={"help": "shuffle the row-group order every epoch"})
+    doc_mask: bool = field(
+        default=True, metadata={"help": "keep attention inside documents (off: plain causal attention)"}
+    )
+
+
+@dataclass
+class OptimConfig:
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
+    min_lr_ratio: float = field(
+        default=0.1, metadata={"help": "final learning rate as a fraction of the peak"}
+    )
+    warmup_frac: float = field(
+        default=0.05, metadata={"help": "fraction of max_steps spent in linear warmup"}
+    )
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices"})
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = field(default=1.0, metadata={"help": "max global gradient norm (0: no clipping)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+
+
+@dataclass
+class RunConfig:
+    out: str = field(metadata={"help": "run directory (checkpoints, logs, tokenizer, loss curve)"})
+    preset: str = field(default="tiny", metadata={"help": f"model size: {', '.join(PRESETS)}"})
+    max_steps: int = field(
+        default=1000, metadata={"help": "optimiser steps to train for (sets the schedules)"}
+    )
+    stop_at: int = field(
+        default=0,
+        metadata={"help": "end this invocation after this step, keeping max_steps' schedules (0: off)"},
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in --out"})
+    seed: int = 0
+    mtp_depth: int = field(default=1, metadata={"help": "multi-token prediction depth D (0: none)"})
+    mtp_lambda: float = field(default=0.3, metadata={"help": "MTP loss weight early in training"})
+    mtp_lambda_late: float = field(default=0.1, metadata={"help": "MTP loss weight after the switch"})
+    mtp_lambda_switch: float = field(
+        default=0.7, metadata={"help": "fraction of max_steps after which mtp_lambda_late applies"}
+    )
+    fused_kernels: bool = field(default=False, metadata={"help": "route norms and losses through kernels/"})
+    parallel: str = field(default="ddp", metadata={"help": "data parallelism under torchrun: ddp or fsdp"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    log_every: int = field(default=10, metadata={"help": "steps between log lines"})
+    ckpt_every: int = field(
+        default=500, metadata={"help": "steps between checkpoints (one is always written at the end)"}
+    )
+    keep_checkpoints: int = field(default=2, metadata={"help": "checkpoints kept on disk"})
+    rank_logs: bool = field(
+        default=False, metadata={"help": "every rank writes rank<r>.jsonl with a parameter digest per step"}
+    )
+
+
+@dataclass
+class TrainConfig:
+    run: RunConfig
+    data: DataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "optim": OptimConfig}
+
+
+def train_config_from_dict(values: dict[str, dict[str, Any]]) -> TrainConfig:
+    """Inverse of mathforge.config.to_dict for TrainConfig (as stored in a run directory)."""
+    return TrainConfig(**{name: cls(**values[name]) for name, cls in SECTIONS.items()})
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """All pretraining flags, one per field of the three sections (shared by the CLI and torchrun entry)."""
+    for cls in SECTIONS.values():
+        add_dataclass_args(parser, cls)
+
+
+def train_config_from_args(ns: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{name: dataclass_from_args(cls, ns) for name, cls in SECTIONS.items()})

@@ -1,0 +1,223 @@
+"""Sampling with a KV cache, per-token log-probabilities of completions, and MTP-drafted speculative decoding.
+
+Batched prompts are left-padded: every row then writes the same cache slot at each step, and per-row RoPE
+positions (counted from each row's first real token) make a padded row compute what it would alone. GRPO and
+distillation call `generate` for rollouts and `completion_logprobs` (differentiable) for their losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from training.model import KVCache, Transformer
+
+# -- pure helpers ---------------------------------------------------------------------------------------
+
+
+def attention_mask(start: int, q_len: int, valid_keys: torch.Tensor) -> torch.Tensor:
+    """(B, 1, q_len, S) mask for queries at cache slots start..start+q_len-1 over keys 0..S-1.
+
+    A query sees earlier valid keys and always itself, so that a padding query never has an all-masked row
+    (which would make NaNs that then leak through the attention of later layers).
+    """
+    keys = torch.arange(valid_keys.shape[1], device=valid_keys.device)
+    queries = torch.arange(start, start + q_len, device=valid_keys.device)
+    causal = keys[None, :] <= queries[:, None]
+    itself = keys[None, :] == queries[:, None]
+    return ((causal[None] & valid_keys[:, None, :]) | itself[None]).unsqueeze(1)
+
+
+def left_pad(
+    prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (B, L) with the prompts right-aligned, and a (B, L) mask of real tokens."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (for example BOS)")
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
+    valid = torch.zeros((len(prompts), width), dtype=torch.bool, device=device)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long, device=device)
+        valid[row, width - len(prompt) :] = True
+    return ids, valid
+
+
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One token per row: greedy at temperature 0, else from the smallest set of tokens with mass >= top_p."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely tokens
+        sorted_probs = torch.where(before < top_p, sorted_probs, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _truncate_at_stop(tokens: list[int], stop_ids: Collection[int]) -> list[int]:
+    for i, token in enumerate(tokens):
+        if token in stop_ids:
+            return tokens[: i + 1]
+    return tokens
+
+
+# -- generation -----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    stop_ids: Collection[int] = (),
+    pad_id: int = 0,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Completions (new tokens only, up to and including the first stop token) for each prompt."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    device = model.embed.weight.device
+    ids, valid = left_pad(prompts, pad_id, device)
+    batch, width = ids.shape
+    total = width + max_new_tokens
+    cache = KVCache(len(model.layers), total) if use_cache else None
+    out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+    step_ids, start = ids, 0
+    for step in range(max_new_tokens):
+        positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
+        if cache is not None:
+            hidden = model.trunk(
+                step_ids, positions[:, start:], attention_mask(start, step_ids.shape[1], valid), cache
+            )
+        else:
+            hidden = model.trunk(ids, positions, attention_mask(0, ids.shape[1], valid))
+        token = sample_next(model.logits(hidden[:, -1]).float(), temperature, top_p, generator)
+        token = torch.where(finished, pad_id, token)
+        out[:, step] = token
+        finished |= torch.isin(token, stops)
+        if bool(finished.all()):
+            break
+        ids = torch.cat((ids, token[:, None]), dim=1)
+        valid = torch.cat((valid, torch.ones_like(finished)[:, None]), dim=1)
+        start = ids.shape[1] - 1
+        step_ids = token[:, None]
+    return [_truncate_at_stop(row[: step + 1], stop_ids) for row in out.tolist()]
+
+
+def completion_logprobs(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    pad_id: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(completion token j | prompt, earlier completion tokens), shape (B, max completion length), and
+    the mask of real completion tokens. Differentiable; one forward pass over right-padded rows."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (for example BOS)")
+    device = model.embed.weight.device
+    rows = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
+    width = max(len(r) for r in rows)
+    comp_width = max(1, max(len(c) for c in completions))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    targets = torch.full((len(rows), comp_width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), comp_width), dtype=torch.bool, device=device)
+    for i, (row, completion) in enumerate(zip(rows, completions, strict=True)):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
+        targets[i, : len(completion)] = torch.tensor(list(completion), dtype=torch.long, device=device)
+        mask[i, : len(completion)] = True
+    hidden = model.trunk(ids)  # right padding: plain causal attention leaves real tokens untouched
+    prompt_lens = torch.tensor([len(p) for p in prompts], device=device)
+    where = (prompt_lens[:, None] - 1 + torch.arange(comp_width, device=device)[None]).clamp(max=width - 1)
+    picked = hidden.gather(1, where[..., None].expand(-1, -1, hidden.shape[-1]))
+    return model.token_logprobs(picked, targets).masked_fill(~mask, 0.0), mask
+
+
+# -- speculative decoding with the MTP modules ----------------------------------------------------------
+
+
+@dataclass
+class SpeculativeStats:
+    drafted: int = 0
+    accepted: int = 0
+    main_forwards: int = 0
+
+
+@torch.no_grad()
+def speculative_generate(
+    model: Transformer, prompt: Sequence[int], max_new_tokens: int, stop_ids: Collection[int] = ()
+) -> tuple[list[int], SpeculativeStats]:
+    """Greedy decoding of one prompt where the D MTP modules draft D tokens and one main forward verifies them.
+
+    The output equals plain greedy decoding; each main forward commits between 1 and D+1 tokens. MTP depth k
+    at position j reads h^{k-1}_j and token j+k, so its cache only keeps positions whose inputs are committed;
+    positions computed from drafts are recomputed after verification.
+    """
+    depth = len(model.mtp)
+    if depth == 0:
+        raise ValueError("speculative decoding needs a model with MTP modules")
+    if not prompt or max_new_tokens < 1:
+        raise ValueError("speculative decoding needs a non-empty prompt and max_new_tokens >= 1")
+    device = model.embed.weight.device
+    limit = len(prompt) + max_new_tokens + depth + 1
+    main_cache = KVCache(len(model.layers), limit)
+    mtp_caches = [KVCache(1, limit) for _ in range(depth)]
+    tokens = list(prompt)  # committed tokens; the last one is not yet processed by the main model
+    stats = SpeculativeStats()
+
+    def run_main(new: list[int]) -> torch.Tensor:
+        start = main_cache.length
+        ids = torch.tensor([new], dtype=torch.long, device=device)
+        valid = torch.ones((1, start + len(new)), dtype=torch.bool, device=device)
+        positions = torch.arange(start, start + len(new), device=device)[None]
+        stats.main_forwards += 1
+        return model.trunk(ids, positions, attention_mask(start, len(new), valid), main_cache)
+
+    hidden = [run_main(tokens)]  # hidden[k]: committed h^k for positions 0.. (k = 0: main model)
+    hidden += [hidden[0].new_zeros((1, 0, hidden[0].shape[-1])) for _ in range(depth)]
+    tokens.append(int(model.logits(hidden[0][:, -1]).argmax(-1)))
+    while len(tokens) - len(prompt) < max_new_tokens and not any(
+        t in stop_ids for t in tokens[len(prompt) :]
+    ):
+        n = len(tokens) - 1  # tokens[n] is committed, the main model has processed 0..n-1
+        drafts: list[int] = []
+        extended = hidden[0]
+        for k, module in enumerate(model.mtp, start=1):
+            cache, done = mtp_caches[k - 1], hidden[k].shape[1]
+            cache.length = done
+            seq = tokens + drafts
+            ids = torch.tensor([seq[done + k : n + k]], dtype=torch.long, device=device)
+            positions = torch.arange(done, n, device=device)[None]
+            mask = attention_mask(done, n - done, torch.ones((1, n), dtype=torch.bool, device=device))
+            out = module(extended[:, done:n], model.embed(ids), model.rope(positions, n - done), mask, cache)
+            drafts.append(int(model.logits(out[:, -1], module.norm).argmax(-1)))
+            committed = max(0, n - k + 1 - done)  # positions whose token j+k is not a draft
+            hidden[k] = torch.cat((hidden[k], out[:, :committed]), dim=1)
+            extended = torch.cat((hidden[k], out[:, committed:]), dim=1)
+        verified = run_main([tokens[-1], *drafts])
+        greedy = model.logits(verified[0]).argmax(-1).tolist()
+        accepted = 0
+        while accepted < depth and drafts[accepted] == greedy[accepted]:
+            accepted += 1
+        stats.drafted += depth
+        stats.accepted += accepted
+        main_cache.length = n + accepted + 1
+        hidden[0] = torch.cat((hidden[0], verified[:, : accepted + 1]), dim=1)
+        tokens += [*drafts[:accepted], greedy[accepted]]
+    completion = _truncate_at_stop(tokens[len(prompt) :], stop_ids)[:max_new_tokens]
+    return completion, stats

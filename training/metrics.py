@@ -1,0 +1,130 @@
+"""Training metrics: a JSONL log (one object per logged step), TensorBoard scalars, a loss-curve PNG, and the
+FLOP arithmetic behind MFU (shared by the training loop and bench/train_throughput.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from training.config import ModelConfig
+
+METRICS_FILE = "metrics.jsonl"
+LOSS_CURVE_FILE = "loss_curve.png"
+
+# Dense bf16 peak FLOP/s by device name; the first substring that matches wins, so specific names come first.
+PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
+    ("GH200", 989e12),
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100", 989e12),
+    ("H20", 148e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("A10G", 125e12),
+    ("RTX 4090", 165e12),
+)
+
+
+def peak_flops(device_name: str) -> float | None:
+    """Peak dense bf16 FLOP/s of a device from its name, or None when unknown (CPUs included)."""
+    for key, flops in PEAK_BF16_FLOPS:
+        if key.lower() in device_name.lower():
+            return flops
+    return None
+
+
+def _block_params(cfg: ModelConfig) -> int:
+    attention = cfg.dim * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.n_kv_heads)
+    return attention + 3 * cfg.dim * cfg.ffn_dim
+
+
+def matmul_params(cfg: ModelConfig, with_mtp: bool = True) -> int:
+    """Weights that take part in a matmul per token (the embedding lookup does not; each MTP depth runs the
+    shared head again, so it counts once per depth)."""
+    main = cfg.n_layers * _block_params(cfg) + cfg.dim * cfg.vocab_size
+    mtp = cfg.mtp_depth * (2 * cfg.dim * cfg.dim + _block_params(cfg) + cfg.dim * cfg.vocab_size)
+    return main + (mtp if with_mtp else 0)
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, with_mtp: bool = True) -> float:
+    """Training FLOPs per token: 6·N for the matmuls plus 12·layers·dim·seq_len for attention scores and
+    values (PaLM's accounting, full rather than causal attention, document masking ignored)."""
+    layers = cfg.n_layers + (cfg.mtp_depth if with_mtp else 0)
+    return 6.0 * matmul_params(cfg, with_mtp) + 12.0 * layers * cfg.n_heads * cfg.head_dim * seq_len
+
+
+def mfu(tokens_per_s: float, flops_per_tok: float, peak: float | None) -> float | None:
+    return None if not peak else tokens_per_s * flops_per_tok / peak
+
+
+class MetricsLogger:
+    """Appends one JSON object per logged step to <run_dir>/metrics.jsonl and mirrors numbers to TensorBoard.
+
+    On resume, records past the resumed step (logged after the checkpoint by the interrupted run) are dropped
+    so the log reads as one uninterrupted run.
+    """
+
+    def __init__(self, run_dir: str | Path, resume_step: int | None = None, tensorboard: bool = True) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        else:
+            kept = [r for r in read_metrics(self.path) if r.get("step", -1) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self._file = open(self.path, "a")  # noqa: SIM115 - kept open for the whole run, closed in close()
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float) and math.isfinite(value):
+                    self._writer.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss_curve(metrics_path: str | Path, png_path: str | Path) -> Path:
+    """Loss (and each MTP depth's loss) against step, from the JSONL log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    if not records:
+        raise ValueError(f"no metrics in {metrics_path} to plot")
+    series = ["main_loss", *sorted(k for k in records[0] if k.startswith("mtp_loss_"))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("loss", *series):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return Path(png_path)

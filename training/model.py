@@ -1,0 +1,320 @@
+"""Decoder-only transformer (RMSNorm, RoPE, SwiGLU, grouped-query attention) with DeepSeek-V3 MTP modules.
+
+MTP module k (1-based) sees, at position i, the previous depth's hidden state h^{k-1}_i and the embedding of
+token i+k, and predicts token i+k+1. It shares the embedding and the output head with the main model and keeps
+the sequence length (positions past the end are padded and their targets ignored), so every depth reuses the
+same attention mask and RoPE tables. With `fused_kernels` the norms and the head losses go through `kernels`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.config import IGNORE_INDEX, ModelConfig
+
+
+def _kernels():
+    import kernels  # only when fused_kernels is on: the package is optional at import time
+
+    return kernels
+
+
+# -- pure tensor functions ------------------------------------------------------------------------------
+
+
+def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x) * weight
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (max_len, head_dim // 2), in float32."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the two halves of each head dimension; x is (B, H, T, hd), cos/sin broadcast to (B, 1, T, hd/2)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)
+
+
+def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T) boolean mask, True where query i may attend key j: j <= i and same document."""
+    same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
+    causal = torch.ones(doc_ids.shape[1], doc_ids.shape[1], dtype=torch.bool, device=doc_ids.device).tril()
+    return (same_doc & causal).unsqueeze(1)
+
+
+def shift_left(x: torch.Tensor, k: int, fill: int) -> torch.Tensor:
+    """x[:, i + k] at position i; the last k positions get `fill`."""
+    if k == 0:
+        return x
+    return torch.cat((x[:, k:], x.new_full((x.shape[0], min(k, x.shape[1])), fill)), dim=1)
+
+
+def mtp_targets(targets: torch.Tensor, doc_ids: torch.Tensor | None, k: int) -> torch.Tensor:
+    """Targets of MTP depth k: token i+k+1 at position i, ignored where it would leave position i's document.
+
+    `targets` are the next-token targets (already ignored across boundaries), so targets[i + k] is token
+    i+k+1 and it is valid for position i only if position i+k is still in the same document.
+    """
+    shifted = shift_left(targets, k, IGNORE_INDEX)
+    if doc_ids is None:
+        return shifted
+    same_doc = shift_left(doc_ids, k, -1) == doc_ids
+    return torch.where(same_doc, shifted, IGNORE_INDEX)
+
+
+# -- modules --------------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, fused: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+        self.fused = fused
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return _kernels().rms_norm(x, self.weight, eps=self.eps)
+        return rms_norm_reference(x, self.weight, self.eps)
+
+
+class KVCache:
+    """Keys and values of past positions for each layer, allocated on first use (in the activations' dtype)."""
+
+    def __init__(self, n_layers: int, max_len: int) -> None:
+        self.max_len = max_len
+        self.length = 0
+        self._k: list[torch.Tensor | None] = [None] * n_layers
+        self._v: list[torch.Tensor | None] = [None] * n_layers
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache of {self.max_len} positions is full ({end} needed)")
+        if self._k[layer] is None:
+            shape = (k.shape[0], k.shape[1], self.max_len, k.shape[3])
+            self._k[layer] = k.new_zeros(shape)
+            self._v[layer] = v.new_zeros(shape)
+        cache_k, cache_v = self._k[layer], self._v[layer]
+        cache_k[:, :, self.length : end] = k
+        cache_v[:, :, self.length : end] = v
+        return cache_k[:, :, :end], cache_v[:, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.wq(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        if mask is None and k.shape[2] != t:
+            raise ValueError("attending to cached positions needs an explicit mask")
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=self.n_kv_heads != self.n_heads
+        )
+        return self.wo(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.w3 = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.w2 = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer  # index into the KV cache
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.fused_kernels)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.fused_kernels)
+        self.ffn = FeedForward(cfg)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), rope, mask, cache, self.layer)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class MTPModule(nn.Module):
+    """One MTP depth: [RMSNorm(emb(t_{i+k})); RMSNorm(h^{k-1}_i)] → projection → block; own final norm."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.enorm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.fused_kernels)
+        self.hnorm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.fused_kernels)
+        self.eh_proj = nn.Linear(2 * cfg.dim, cfg.dim, bias=False)
+        self.block = Block(cfg, layer=0)
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.fused_kernels)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        next_embedding: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        x = self.eh_proj(torch.cat((self.enorm(next_embedding), self.hnorm(hidden)), dim=-1))
+        return self.block(x, rope, mask, cache)
+
+
+@dataclass
+class ModelOutput:
+    loss: torch.Tensor  # main + λ · mean(MTP losses)
+    main_loss: torch.Tensor
+    mtp_losses: list[torch.Tensor] = field(default_factory=list)
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.fused_kernels)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        self.mtp = nn.ModuleList(MTPModule(cfg) for _ in range(cfg.mtp_depth))
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.init_weights(seed)
+
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> None:
+        """Each parameter from its own generator seeded by (seed, name): the main model's initial weights do
+        not depend on whether MTP modules exist, and every rank builds the same model."""
+        depth_scale = 1.0 / math.sqrt(2 * self.cfg.n_layers)
+        for name, param in self.named_parameters():
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+            if name.endswith("norm.weight"):
+                param.fill_(1.0)
+            else:
+                std = self.cfg.init_std * (depth_scale if name.endswith(("wo.weight", "w2.weight")) else 1.0)
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+    def drop_mtp(self) -> None:
+        """Plain next-token model for inference: the MTP modules are only needed for training and drafting."""
+        self.mtp = nn.ModuleList()
+        self.cfg = dataclasses.replace(self.cfg, mtp_depth=0)
+
+    def rope(self, positions: torch.Tensor | None, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for (B, T) positions (None: 0..length-1), shaped to broadcast over heads."""
+        if positions is None:
+            if length > self.cfg.max_seq_len:
+                raise ValueError(f"sequence of {length} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
+            return self.rope_cos[:length][None, None], self.rope_sin[:length][None, None]
+        if int(positions.max()) >= self.cfg.max_seq_len:
+            raise ValueError(f"position {int(positions.max())} exceeds max_seq_len {self.cfg.max_seq_len}")
+        return self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
+
+    def trunk(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Hidden states after the last block, before the final norm (the input of MTP depth 1)."""
+        rope = self.rope(positions, input_ids.shape[1])
+        h = self.embed(input_ids)
+        for block in self.layers:
+            h = block(h, rope, mask, cache)
+        if cache is not None:
+            cache.length += input_ids.shape[1]
+        return h
+
+    def logits(self, hidden: torch.Tensor, norm: RMSNorm | None = None) -> torch.Tensor:
+        """Output head on normed hidden states (the main norm, or an MTP module's)."""
+        return self.head((norm or self.norm)(hidden))
+
+    def token_logprobs(self, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        """log p(token_ids | hidden) under the main head; hidden is (..., dim), token_ids (...)."""
+        normed = self.norm(hidden)
+        if self.cfg.fused_kernels:
+            flat = _kernels().token_logprobs(normed.flatten(0, -2), self.head.weight, token_ids.flatten())
+            return flat.view(token_ids.shape)
+        logprobs = F.log_softmax(self.head(normed).float(), dim=-1)
+        return logprobs.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)
+
+    def _loss(self, normed: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over non-ignored targets (0 when there are none, never NaN)."""
+        count = (targets != IGNORE_INDEX).sum().clamp(min=1)
+        if self.cfg.fused_kernels:
+            total = _kernels().fused_linear_cross_entropy(
+                normed.flatten(0, 1),
+                self.head.weight,
+                targets.flatten(),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+        else:
+            logits = self.head(normed).float()
+            total = F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+        return total / count
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        targets: torch.Tensor,
+        doc_ids: torch.Tensor | None = None,
+        mtp_weight: float = 0.0,
+        doc_attention: bool = True,
+    ) -> ModelOutput:
+        """Training loss. doc_ids (B, T) keeps MTP targets inside their document, and attention too unless
+        doc_attention is off (plain causal attention can use the fastest SDPA kernels)."""
+        mask = document_causal_mask(doc_ids) if doc_ids is not None and doc_attention else None
+        rope = self.rope(None, input_ids.shape[1])
+        hidden = self.trunk(input_ids, mask=mask)
+        main = self._loss(self.norm(hidden), targets)
+        mtp_losses = []
+        for k, module in enumerate(self.mtp, start=1):
+            next_embedding = self.embed(shift_left(input_ids, k, 0))
+            hidden = module(hidden, next_embedding, rope, mask)
+            mtp_losses.append(self._loss(module.norm(hidden), mtp_targets(targets, doc_ids, k)))
+        loss = main + mtp_weight * torch.stack(mtp_losses).mean() if mtp_losses else main
+        return ModelOutput(loss=loss, main_loss=main, mtp_losses=mtp_losses)

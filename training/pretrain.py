@@ -1,0 +1,363 @@
+"""Pretraining loop with multi-token prediction; `python -m training.pretrain` is the torchrun entry point.
+
+One process per device: plain on one device, DDP or FSDP2 under torchrun (gloo on CPU, NCCL on GPU). All
+state needed to continue bit for bit (weights, AdamW moments, step, each rank's loader position and RNG) goes
+into the checkpoint; learning rate and MTP weight are functions of the step, so they need nothing more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from tqdm import tqdm
+
+from mathforge.config import to_dict
+from training.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from training.config import TrainConfig, add_train_args, model_config, train_config_from_args
+from training.data import Corpus, PackedLoader, index_corpus, iter_texts
+from training.metrics import (
+    LOSS_CURVE_FILE,
+    METRICS_FILE,
+    MetricsLogger,
+    flops_per_token,
+    mfu,
+    peak_flops,
+    plot_loss_curve,
+)
+from training.model import Transformer
+from training.schedule import lr_at, mtp_lambda_at
+from training.tokenizer import load_tokenizer, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Dist:
+    """Join the torchrun process group if there is one (NCCL on GPU, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    torch_device = torch.device("cuda", local_rank) if device == "cuda" else torch.device("cpu")
+    if device == "cuda":
+        torch.cuda.set_device(torch_device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return Dist(rank, world_size, local_rank, torch_device)
+
+
+def _barrier(d: Dist) -> None:
+    if d.world_size > 1:
+        dist.barrier()
+
+
+def prepare_tokenizer(cfg: TrainConfig, corpus: Corpus, run_dir: Path, d: Dist, resuming: bool):
+    """The given tokenizer.json, the run's own (when resuming), or one trained on the corpus by rank 0."""
+    if cfg.data.tokenizer:
+        return load_tokenizer(cfg.data.tokenizer)
+    path = run_dir / TOKENIZER_FILE
+    if not (resuming and path.is_file()):
+        if d.is_main:
+            log.info(
+                "training a %d-token BPE on up to %d documents", cfg.data.vocab_size, cfg.data.tokenizer_docs
+            )
+            tokenizer = train_tokenizer(iter_texts(corpus, cfg.data.tokenizer_docs), cfg.data.vocab_size)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tokenizer.save(str(tmp))
+            os.replace(tmp, path)
+        _barrier(d)
+    return load_tokenizer(path)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Matrices decay, norm gains do not."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
+def wrap_model(model: Transformer, cfg: TrainConfig, d: Dist) -> nn.Module:
+    if d.world_size == 1:
+        return model
+    if cfg.run.parallel == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    if cfg.run.parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in [*model.layers, *model.mtp]:
+            fully_shard(block)
+        fully_shard(model)
+        return model
+    raise ValueError(f"parallel must be ddp or fsdp, got {cfg.run.parallel!r}")
+
+
+def _rank_state(loader: PackedLoader, d: Dist) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "loader": loader.state_dict(),
+        "python_rng": random.getstate(),
+        "rng_cpu": torch.get_rng_state(),
+    }
+    if d.device.type == "cuda":
+        state["rng_cuda"] = torch.cuda.get_rng_state(d.device)
+    return state
+
+
+def _gather(obj: Any, d: Dist) -> list[Any]:
+    if d.world_size == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def save(
+    step: int, model: Transformer, opt, loader: PackedLoader, meta: dict, cfg: TrainConfig, d: Dist
+) -> None:
+    """Collective: every rank contributes its loader position and RNG, rank 0 writes full tensors."""
+    model_sd, optim_sd = get_state_dict(
+        model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+    ranks = _gather(_rank_state(loader, d), d)
+    if d.is_main:
+        rng = {f"rank{r}.{k}": v for r, s in enumerate(ranks) for k, v in s.items() if k.startswith("rng_")}
+        per_rank = {
+            "loaders": [s["loader"] for s in ranks],
+            "python_rng": [s["python_rng"] for s in ranks],
+            "world_size": d.world_size,
+        }
+        path = save_checkpoint(
+            Path(cfg.run.out) / CHECKPOINT_DIR,
+            Checkpoint(step, model_sd, optim_sd, rng, {**meta, **per_rank}),
+            keep=cfg.run.keep_checkpoints,
+        )
+        log.info("checkpoint %s", path)
+    _barrier(d)
+
+
+def restore(path: Path, model: Transformer, opt, loader: PackedLoader, meta: dict, d: Dist) -> int:
+    ckpt = load_checkpoint(path)
+    if ckpt.meta["world_size"] != d.world_size:
+        raise ValueError(f"{path} was written by {ckpt.meta['world_size']} ranks; resume with as many")
+    if ckpt.meta["model_config"] != meta["model_config"]:
+        raise ValueError(f"{path}: model configuration differs from this run's: {ckpt.meta['model_config']}")
+    set_state_dict(
+        model,
+        opt,
+        model_state_dict=ckpt.model,
+        optim_state_dict=ckpt.optimizer,
+        options=StateDictOptions(full_state_dict=True),
+    )
+    loader.load_state_dict(ckpt.meta["loaders"][d.rank])
+    version, internal, gauss = ckpt.meta["python_rng"][d.rank]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(ckpt.rng[f"rank{d.rank}.rng_cpu"])
+    if d.device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt.rng[f"rank{d.rank}.rng_cuda"], d.device)
+    return ckpt.step
+
+
+def param_digest(model: nn.Module) -> str:
+    """sha256 of this rank's parameter bytes: equal digests mean bitwise-equal (local) weights."""
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        local = param.to_local() if hasattr(param, "to_local") else param
+        digest.update(local.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Train as configured (in this process, or as one torchrun rank); returns a short summary."""
+    d = setup_distributed(cfg.run.device)
+    try:
+        return _train(cfg, d)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
+    run_dir = Path(cfg.run.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = latest_checkpoint(run_dir / CHECKPOINT_DIR)
+    if resume_from is not None and not cfg.run.resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoints: pass --resume or choose another --out")
+    if cfg.run.resume and resume_from is None:
+        log.info("no checkpoint in %s: starting from scratch", run_dir)
+
+    corpus = index_corpus(cfg.data.data, cfg.data.text_column)
+    tokenizer = prepare_tokenizer(cfg, corpus, run_dir, d, resuming=resume_from is not None)
+    mcfg = model_config(
+        cfg.run.preset,
+        tokenizer.get_vocab_size(),
+        max_seq_len=cfg.data.seq_len,
+        mtp_depth=cfg.run.mtp_depth,
+        fused_kernels=cfg.run.fused_kernels,
+    )
+    meta = {"config": to_dict(cfg), "model_config": to_dict(mcfg)}
+    if d.is_main:
+        (run_dir / "config.json").write_text(json.dumps(meta, indent=1))
+
+    torch.manual_seed(cfg.run.seed)
+    model = Transformer(mcfg, seed=cfg.run.seed).to(d.device)
+    wrapped = wrap_model(model, cfg, d)
+    opt = torch.optim.AdamW(
+        _param_groups(model, cfg.optim.weight_decay),
+        lr=cfg.optim.lr,
+        betas=(cfg.optim.beta1, cfg.optim.beta2),
+        fused=d.device.type == "cuda" and cfg.run.parallel != "fsdp",
+    )
+    loader = PackedLoader(
+        corpus,
+        tokenizer,
+        cfg.data.seq_len,
+        cfg.data.batch_size,
+        rank=d.rank,
+        world_size=d.world_size,
+        seed=cfg.run.seed,
+        shuffle=cfg.data.shuffle,
+    )
+    start = restore(resume_from, model, opt, loader, meta, d) if resume_from is not None else 0
+    end = min(cfg.run.max_steps, cfg.run.stop_at or cfg.run.max_steps)
+    logger = MetricsLogger(run_dir, resume_step=start if resume_from else None) if d.is_main else None
+    rank_log = (
+        open(run_dir / f"rank{d.rank}.jsonl", "a" if resume_from else "w") if cfg.run.rank_logs else None
+    )  # noqa: SIM115
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext()
+    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.optim.grad_accum * d.world_size
+    flops_tok = flops_per_token(mcfg, cfg.data.seq_len)
+    peak = peak_flops(torch.cuda.get_device_name(d.device)) if d.device.type == "cuda" else None
+    accum = cfg.optim.grad_accum
+    progress = tqdm(total=end, initial=start, disable=not d.is_main, desc="pretrain", dynamic_ncols=True)
+    last_time, last_step = time.perf_counter(), start
+    record: dict[str, Any] = {}
+    wrapped.train()
+    for step in range(start, end):
+        lr = lr_at(step, cfg.optim, cfg.run.max_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        mtp_weight = mtp_lambda_at(step, cfg.run)
+        losses = torch.zeros(2 + mcfg.mtp_depth, device=d.device)
+        for micro in range(accum):
+            batch = next(loader).to(d.device)
+            sync = micro == accum - 1
+            if cfg.run.parallel == "fsdp" and d.world_size > 1:
+                model.set_requires_gradient_sync(sync)
+                no_sync = nullcontext()
+            else:
+                no_sync = wrapped.no_sync() if d.world_size > 1 and not sync else nullcontext()
+            with no_sync, autocast:
+                out = wrapped(batch.input_ids, batch.targets, batch.doc_ids, mtp_weight, cfg.data.doc_mask)
+                (out.loss / accum).backward()
+            losses += torch.stack([out.loss, out.main_loss, *out.mtp_losses]).detach().float() / accum
+        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        done = step + 1
+        progress.update(1)
+
+        if rank_log is not None:
+            position = loader.state()
+            rank_log.write(
+                json.dumps(
+                    {
+                        "step": done,
+                        "param_digest": param_digest(model),
+                        "batch_digest": hashlib.sha256(batch.input_ids.cpu().numpy().tobytes()).hexdigest(),
+                        "shard": position.shard,
+                        "row_group": position.row_group,
+                        "epoch": position.epoch,
+                    }
+                )
+                + "\n"
+            )
+            rank_log.flush()
+        if done % cfg.run.log_every == 0 or done == end:
+            if d.world_size > 1:
+                dist.all_reduce(losses)
+                losses /= d.world_size
+            if d.device.type == "cuda":
+                torch.cuda.synchronize(d.device)
+            now = time.perf_counter()
+            tokens_per_s = tokens_per_step * (done - last_step) / (now - last_time)
+            last_time, last_step = now, done
+            values = losses.tolist()
+            record = {
+                "step": done,
+                "loss": values[0],
+                "main_loss": values[1],
+                **{f"mtp_loss_{k}": v for k, v in enumerate(values[2:], start=1)},
+                "mtp_weight": mtp_weight,
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "tokens": done * tokens_per_step,
+                "tokens_per_s": tokens_per_s,
+                "mfu": mfu(tokens_per_s / d.world_size, flops_tok, peak),
+            }
+            if logger is not None:
+                logger.log(record)
+            progress.set_postfix(loss=f"{values[0]:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+        if done % cfg.run.ckpt_every == 0 or done == end:
+            save(done, model, opt, loader, meta, cfg, d)
+    progress.close()
+    if rank_log is not None:
+        rank_log.close()
+    if logger is not None:
+        logger.close()
+        if end > 0 and (run_dir / METRICS_FILE).stat().st_size:
+            plot_loss_curve(run_dir / METRICS_FILE, run_dir / LOSS_CURVE_FILE)
+        log.info("loader: %s", dict(loader.stats))
+    return {"step": end, "last": record, "run_dir": str(run_dir), "loader_stats": dict(loader.stats)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
+    add_train_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(train_config_from_args(build_parser().parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

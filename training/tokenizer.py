@@ -1,0 +1,82 @@
+"""Byte-level BPE tokenizer: trained on the corpus, or loaded from an existing tokenizer.json.
+
+Byte-level so that any text (LaTeX, CJK, stray control bytes) round-trips without unknown tokens. The special
+tokens cover document framing (BOS/EOS/padding) and the chat and reasoning tags that SFT and GRPO will use;
+they are added at fixed ids right after training so that every tokenizer we train agrees on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+CHAT_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end_of_turn|>")
+REASONING_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
+SPECIAL_TOKENS = (BOS, EOS, PAD, *CHAT_TOKENS, *REASONING_TOKENS)
+
+# Names other tokenizers use for the same roles, so that an existing tokenizer.json can be used as is.
+_ALIASES = {
+    "bos": (BOS, "<s>", "<|begin_of_text|>", "<|startoftext|>", "<|endoftext|>"),
+    "eos": (EOS, "</s>", "<|end_of_text|>", "<|endoftext|>", "<|im_end|>"),
+    "pad": (PAD, "<pad>", "<|padding|>"),
+}
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    bos: int
+    eos: int
+    pad: int
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """Train a byte-level BPE with our special tokens at ids 0..len(SPECIAL_TOKENS)-1."""
+    if vocab_size < len(SPECIAL_TOKENS) + 256:
+        raise ValueError(
+            f"vocab_size {vocab_size} is too small: a byte-level BPE needs at least 256 + specials"
+        )
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    tokenizer = Tokenizer.from_file(str(path))
+    special_ids(tokenizer)  # fail now, not in the middle of packing
+    return tokenizer
+
+
+def special_ids(tokenizer: Tokenizer) -> SpecialIds:
+    """Ids of BOS, EOS and padding; padding falls back to EOS (it is never a training target)."""
+    found: dict[str, int] = {}
+    for role, names in _ALIASES.items():
+        for name in names:
+            token_id = tokenizer.token_to_id(name)
+            if token_id is not None:
+                found[role] = token_id
+                break
+    if "pad" not in found and "eos" in found:
+        found["pad"] = found["eos"]
+    missing = [role for role in _ALIASES if role not in found]
+    if missing:
+        raise ValueError(
+            f"tokenizer has no token for {missing}; expected one of "
+            + "; ".join(f"{role}: {_ALIASES[role]}" for role in missing)
+        )
+    return SpecialIds(**found)
