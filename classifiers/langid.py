@@ -60,6 +60,8 @@ class LanguageIdentifier:
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, max_chars: int = 2000):
         self.model_path = str(model_path) if model_path else str(default_model_path())
+        if not Path(self.model_path).is_file():
+            raise FileNotFoundError(f"language-ID model not found: {self.model_path}")
         self.max_chars = max_chars
         self._model = None
         self._lock = threading.Lock()

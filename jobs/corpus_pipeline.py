@@ -132,6 +132,7 @@ class CorpusPipeline:
 
     def process_file(self, location: str, counters: Counter) -> Iterator[tuple]:
         """Rows for the kept pages of one WARC file. A page that raises is counted and skipped, never fatal."""
+        self.analyser.load_models()
         started = last_log = time.monotonic()
         seen = 0
         for response in read_html_responses(location, counters, max_body_bytes=self.config.max_body_bytes):
