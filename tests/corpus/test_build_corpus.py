@@ -194,7 +194,7 @@ def test_failed_run_leaves_nothing_that_looks_finished(spark, tmp_path):
     broken_model = tmp_path / "lid.176.ftz"
     broken_model.write_bytes(b"not a fastText model")
     out = tmp_path / "corpus"
-    with pytest.raises(Exception, match="cannot be opened|fastText|model"):
+    with pytest.raises(Exception, match=r"cannot be opened|fastText|model"):
         build_corpus(spark, CorpusBuildConfig(input=str(warc), output=str(out), lid_model=str(broken_model)))
     assert not out.exists()
     assert not list(tmp_path.glob("corpus.staging-*"))
