@@ -71,6 +71,10 @@ class PageAnalyser:
         self.langid = LanguageIdentifier(lid_model)
         self.math_scorer: MathScorer = math_scorer or RuleMathScorer()
 
+    def load_models(self) -> None:
+        """Load models up front so a broken model fails the task instead of every page one by one."""
+        _ = self.langid.model
+
     def analyse_html(
         self, body: bytes, content_type: str | None = None, url: str | None = None
     ) -> PageAnalysis:
