@@ -62,25 +62,32 @@ _TEX_ENV_RE = re.compile(
 )
 _MATHML_RE = re.compile(r"<(?:math|mrow|mi|mo|mn|msup|msub|mfrac)\b", re.IGNORECASE)
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
+_PLAIN_MATH_RE = re.compile(
+    r"[×÷±∓√∛∑∏∫∮∞≤≥≠≈≅≡∝∂∇∈∉⊂⊆∪∩∀∃⇒⇔↦²³⁴ⁿ₀₁₂₃]|(?<![\w^])[A-Za-z0-9)]\^[({]?[0-9A-Za-z]|\b\w+\s?=\s?-?\d+(?:\.\d+)?\b"
+)
+# A short line that states a relation with a number in it ("4.7 yr = 2470320 min"): worked examples.
+# Spaced relations only, and no braces, semicolons, quotes, URLs or comments: code (`x=5;`,
+# `export proxy=http://...`, `if (a == b) {`) stays out.
+_EQUATION_LINE_RE = re.compile(
+    r"^(?![^\n]*(?:://|[\"'`#_]))(?=[^\n]*\d)[^\n;{}<>=]{1,60}?\s(?:=|≈|≅|→|≤|≥)\s[^\n;{}<>=]{1,60}$",
+    re.MULTILINE,
+)
 
-# English math vocabulary, matched as whole lower-case words.
+# English math vocabulary, matched as whole lower-case words. Words common in ordinary or programming
+# prose ("set", "function", "real", "let", "sum", "graph") are left out: they made forum pages look mathy.
 _MATH_VOCABULARY = (
-    "theorem lemma corollary proof proposition conjecture axiom definition equation equations inequality "
-    "integral integrals integrate integration derivative derivatives differentiable differential polynomial "
-    "polynomials matrix matrices eigenvalue eigenvalues eigenvector vector vectors scalar algebra algebraic "
-    "geometry geometric topology topological manifold homomorphism isomorphism isomorphic group groups ring "
-    "rings field fields subgroup subspace dimension linear nonlinear function functions variable variables "
-    "coefficient coefficients logarithm exponential trigonometric sine cosine tangent limit limits "
-    "convergence converges convergent diverges series sequence sequences infinite finite prime primes "
-    "divisible divisor integer integers rational irrational real complex modulo arithmetic calculus "
-    "probability probabilities random expectation variance distribution theorem's solve solving solution "
-    "solutions formula formulas formulae compute computing calculate sum product quotient denominator "
+    "theorem theorems lemma lemmas corollary proof proofs proposition conjecture axiom axioms equation "
+    "equations inequality inequalities integral integrals integrate integration derivative derivatives "
+    "differentiable differential polynomial polynomials matrix matrices eigenvalue eigenvalues eigenvector "
+    "eigenvectors vectors scalar scalars algebra algebraic geometry geometric topology topological manifold "
+    "manifolds homomorphism isomorphism isomorphic subgroup subspace nonlinear coefficient coefficients "
+    "logarithm logarithms exponential trigonometric trigonometry sine cosine convergence converges "
+    "convergent diverges divergent sequence sequences integer integers rational irrational modulo "
+    "arithmetic calculus probabilities variance theorem's formula formulas formulae quotient denominator "
     "numerator fraction fractions exponent exponents radius diameter circumference triangle triangles "
-    "angle angles hypotenuse perpendicular parallel congruent proportional axis axes graph graphs plot "
-    "asymptote asymptotic bounded continuous continuity differentiate antiderivative partial gradient "
-    "divergence curl tensor norm orthogonal basis span kernel determinant invertible inverse bijective "
-    "injective surjective mapping set sets subset union intersection countable uncountable cardinality "
-    "induction hence therefore thus suppose let assume implies iff qed"
+    "hypotenuse perpendicular congruent asymptote asymptotic antiderivative determinant invertible bijective "
+    "injective surjective subset subsets countable uncountable cardinality iff qed lim mathematics "
+    "mathematical multiply multiplied divided"
 )
 _MATH_WORD_SET = frozenset(_MATH_VOCABULARY.split())
 
@@ -105,17 +112,27 @@ def markup_evidence(text: str) -> float:
     # Density per 1k characters, but a long page with many formulas must not be diluted to nothing:
     # count absolute hits too (a few formulas in a long article are already strong evidence).
     per_k = 1000.0 * hits / max(len(text), 1)
-    return max(_saturate(per_k, 2.0), _saturate(hits, 8.0))
+    return max(_saturate(per_k, 2.0), _saturate(hits, 3.0))
 
 
 def vocabulary_evidence(text: str) -> float:
     """Share of words that are math vocabulary, squashed into [0, 1) (English only)."""
     words = _WORD_RE.findall(text.lower())
-    if len(words) < 20:
+    if len(words) < 30:
         return 0.0
     share = sum(1 for w in words if w in _MATH_WORD_SET) / len(words)
-    # Ordinary prose has ~1-2% of these words ("set", "real", "let", "thus"); math prose 6%+.
-    return _saturate(max(share - 0.025, 0.0), 0.04)
+    # Ordinary prose has well under 0.5% of these words; math prose 3% and more.
+    return _saturate(max(share - 0.005, 0.0), 0.02)
+
+
+def symbol_evidence(text: str) -> float:
+    """Math written without markup (× ≤ √ ², `x^2`, `a = 3.5`, equation lines), per 1,000 characters."""
+    if not text:
+        return 0.0
+    hits = len(_PLAIN_MATH_RE.findall(text)) + 2 * len(_EQUATION_LINE_RE.findall(text))
+    if hits < 3:
+        return 0.0
+    return _saturate(1000.0 * hits / len(text), 4.0)
 
 
 class RuleMathScorer:
@@ -126,9 +143,10 @@ class RuleMathScorer:
 
     def score(self, text: str) -> float:
         """Score one text in [0, 1]."""
-        a = markup_evidence(text)
-        b = vocabulary_evidence(text)
-        return 1.0 - (1.0 - a) * (1.0 - b)
+        miss = 1.0
+        for evidence in (markup_evidence(text), vocabulary_evidence(text), symbol_evidence(text)):
+            miss *= 1.0 - evidence
+        return 1.0 - miss
 
     def score_batch(self, texts: Iterable[str]) -> list[float]:
         """Score many texts, in order."""

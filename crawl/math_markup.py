@@ -1,0 +1,580 @@
+"""Turn every math encoding of a web page into LaTeX text in place, before main-text extraction.
+
+Text extractors see formulas as markup to throw away: `<script type="math/tex">` and `<math>` are removed
+with the scripts and widgets, MathJax/KaTeX renderings come out as glyph soup, images with TeX in `alt`
+vanish. This module rewrites the HTML tree so that each formula becomes plain text that every extractor
+keeps: inline math as `$...$`, display math as `$$...$$`. Encodings handled, in the order they are
+processed (the order matters: rendered copies are dropped where the source is present):
+
+1. TeX delimiters in text: MathJax/KaTeX defaults (`\\(..\\)`, `\\[..\\]`, `$$..$$`) plus whatever the
+   page configures itself (`tex2jax`/`tex` `inlineMath`/`displayMath`, KaTeX auto-render `delimiters`),
+   skipping `script`, `style`, `pre`, `code`, `textarea` and `tex2jax_ignore` as MathJax does;
+2. `<script type="math/tex">` (`; mode=display`) and `math/mml`, dropping the MathJax v2 rendering and
+   preview that precede them;
+3. MathML `<math>` (TeX annotation, else `alttext`, else a conversion of the tree), replacing the whole
+   wrapper that renders it (KaTeX `.katex`, MathJax v3 `mjx-container`, Wikipedia `mwe-math-element`
+   with its fallback image), and MathJax v2 renderings that only kept `data-mathml`;
+4. images whose `alt` or `src` carries TeX (latex.php incl. wp.com, codecogs, mimetex/mathtex, Google
+   chart `cht=tx`, Wikimedia math renders, QuickLaTeX, `class="latex"`/`"tex"`);
+5. source containers such as `.math-container`, `.math`, `.tex`, `.arithmatex` holding raw TeX;
+6. `katex.render("...", element)` calls in page scripts.
+
+Nothing here raises on broken HTML: a document that cannot be parsed is returned unchanged.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import lxml.html
+from lxml import etree
+
+from crawl.mathml_tex import local_name, mathml_to_tex
+
+INLINE = ("$", "$")
+DISPLAY = ("$$", "$$")
+
+# Cheap gate: a page without any of these cannot contain an encoding we rewrite.
+_ANY_MATH_RE = re.compile(
+    r"<(?:\w+:)?math\b|math/(?:tex|mml)|katex|mathjax|mjx-|\\\(|\\\[|\$|latex|codecogs|mimetex|mathtex|"
+    r"math-container|class=[\"'][^\"']*\b(?:math|tex|arithmatex)\b|\[i?tex\]",
+    re.IGNORECASE,
+)
+_XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+
+_SKIP_TAGS = frozenset(
+    {"script", "style", "textarea", "pre", "code", "noscript", "math", "svg", "title", "head"}
+)
+_SKIP_CLASSES = re.compile(r"\b(?:tex2jax_ignore|mathjax_ignore|katex-html|katex-mathml)\b")
+
+# Wrappers that exist only to render one formula; replacing the formula replaces them whole.
+_WRAPPER_CLASS_RE = re.compile(
+    r"(?:^|\s)(?:katex|katex-mathml|katex-display|MathJax\w*|MJX\w*|mjx-\w+|mwe-math-[\w-]+|math-container|"
+    r"math-tex|mathml|latex|tex)(?:\s|$)"
+)
+_RENDERED_CLASS_RE = re.compile(
+    r"(?:^|\s)(?:MathJax|MathJax_Display|MathJax_SVG|MathJax_SVG_Display|MathJax_CHTML|MathJax_PHTML|"
+    r"MathJax_MathML|MathJax_Preview|mjx-chtml|MJXc-display)(?:\s|$)"
+)
+_TEX_ATTRIBUTES = ("data-formula", "data-tex", "data-latex")
+_TEX_ANNOTATIONS = frozenset({"application/x-tex", "tex", "text/x-tex", "application/x-latex", "text/latex"})
+
+# Image sources that render TeX, and where the TeX sits in the URL.
+_TEX_IMG_SRC_RE = re.compile(
+    r"latex\.php|codecogs\.com|mimetex|mathtex|chart\.apis\.google\.com/chart|chart\.googleapis\.com/chart|"
+    r"/math/render/|quicklatex\.com|latex\.artofproblemsolving\.com|/latex\?|/tex\?|\.latex\?",
+    re.IGNORECASE,
+)
+_TEX_IMG_CLASS_RE = re.compile(
+    r"\b(?:latex|tex|wp-latex|mwe-math-fallback-image[\w-]*|math|equation)\b", re.IGNORECASE
+)
+_CODECOGS_PREFIX_RE = re.compile(
+    r"^(?:\s*\\(?:dpi\{\d+\}|bg_\w+|bg\{\w+\}|fn_\w+|inline|large|small|huge|LARGE|Large|tiny)\s*)+"
+)
+_IMG_FILENAME_RE = re.compile(r"^[\w.-]+\.(?:png|gif|svg|jpe?g)$", re.IGNORECASE)
+
+_SOURCE_CLASS_RE = re.compile(
+    r"(?:^|\s)(?:math-container|math|tex|latex|math-tex|arithmatex|mathjax|katex-src)(?:\s|$)"
+)
+_TEXISH_RE = re.compile(r"\\[A-Za-z]+|[\^_]\{?\w|\\[{}|,;!]")
+_BLOCK_TAGS = frozenset(
+    {"div", "p", "section", "article", "blockquote", "li", "td", "th", "dd", "figure", "center"}
+)
+
+_JS_STRING = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
+_JS_PAIR_RE = re.compile(r"\[\s*(" + _JS_STRING + r")\s*,\s*(" + _JS_STRING + r")\s*\]")
+_KATEX_DELIM_RE = re.compile(r"\{[^{}]*?\bleft\s*:\s*" + _JS_STRING + r"[^{}]*\}")
+_KATEX_RENDER_RE = re.compile(
+    r"katex\.render\(\s*("
+    + _JS_STRING
+    + r")\s*,\s*(?:document\.getElementById\(\s*[\"']([\w:-]+)[\"']\s*\)|([\w$]+))"
+)
+
+
+@dataclass(frozen=True)
+class Delimiters:
+    """TeX delimiter pairs in force on a page: (left, right) strings."""
+
+    inline: tuple[tuple[str, str], ...] = (("\\(", "\\)"),)
+    display: tuple[tuple[str, str], ...] = (("$$", "$$"), ("\\[", "\\]"))
+
+
+DEFAULT_DELIMITERS = Delimiters()
+
+
+@dataclass
+class LatexifyReport:
+    """What was rewritten, by encoding (for `inspect`, benchmarks and tests)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, n: int = 1) -> None:
+        if n:
+            self.counts[kind] = self.counts.get(kind, 0) + n
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _js_unquote(literal: str) -> str:
+    """Value of a JS string literal (only the escapes that occur in delimiter configs)."""
+    body = literal[1:-1]
+    return re.sub(
+        r"\\(u[0-9a-fA-F]{4}|.)",
+        lambda m: chr(int(m.group(1)[1:], 16)) if len(m.group(1)) == 5 else m.group(1),
+        body,
+    )
+
+
+def _bracket_block(text: str, start: int) -> str:
+    """The balanced [...] starting at text[start] (or up to the end if unbalanced)."""
+    depth = 0
+    i = start
+    quote = ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth == 0:
+                return text[start : i + 1]
+        i += 1
+    return text[start:]
+
+
+def _config_pairs(script: str, key: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for m in re.finditer(r"\b" + key + r"\s*[:=]\s*\[", script):
+        block = _bracket_block(script, m.end() - 1)
+        pairs.extend((_js_unquote(a), _js_unquote(b)) for a, b in _JS_PAIR_RE.findall(block))
+    return pairs
+
+
+def page_delimiters(scripts: list[str]) -> Delimiters:
+    """Delimiters configured by the page (MathJax v2/v3 inlineMath/displayMath, KaTeX auto-render), added to the defaults."""
+    inline = list(DEFAULT_DELIMITERS.inline)
+    display = list(DEFAULT_DELIMITERS.display)
+    for script in scripts:
+        if "inlineMath" in script or "displayMath" in script:
+            inline += _config_pairs(script, "inlineMath")
+            display += _config_pairs(script, "displayMath")
+        if "delimiters" in script and "left" in script:
+            for obj in _KATEX_DELIM_RE.findall(script):
+                left = re.search(r"\bleft\s*:\s*(" + _JS_STRING + ")", obj)
+                right = re.search(r"\bright\s*:\s*(" + _JS_STRING + ")", obj)
+                if left and right:
+                    pair = (_js_unquote(left.group(1)), _js_unquote(right.group(1)))
+                    (display if re.search(r"\bdisplay\s*:\s*true", obj) else inline).append(pair)
+    clean = lambda ps: tuple(dict.fromkeys(p for p in ps if p[0] and p[1]))  # noqa: E731
+    return Delimiters(inline=clean(inline), display=clean(display))
+
+
+def _delimiter_regex(delims: Delimiters) -> tuple[re.Pattern[str], list[bool]]:
+    """One alternation over all pairs, longest opening first; the list says which groups are display."""
+    pairs = [(left, right, True) for left, right in delims.display] + [
+        (left, right, False) for left, right in delims.inline
+    ]
+    pairs.sort(key=lambda p: -len(p[0]))
+    alternatives = []
+    is_display = []
+    for left, right, display in pairs:
+        guard = r"(?<!\\)" if left.startswith("$") else ""
+        body = r"(?=\S)([^$]{1,4000}?)" if left.startswith("$") else r"([\s\S]{1,8000}?)"
+        alternatives.append(guard + re.escape(left) + body + re.escape(right))
+        is_display.append(display)
+    return re.compile("|".join(alternatives)), is_display
+
+
+def wrap_tex(tex: str, display: bool) -> str:
+    """`$tex$` or `$$tex$$`, with the TeX on one line of single spaces."""
+    tex = " ".join(tex.split())
+    left, right = DISPLAY if display else INLINE
+    return f"{left}{tex}{right}"
+
+
+_EMPTY_TEX_RE = re.compile(r"^(?:\s|\\(?:begingroup|endgroup|relax|quad|qquad)(?![A-Za-z])|\\[,;! ]|[{}])*$")
+
+
+def has_content(tex: str) -> bool:
+    """False for formulas that typeset nothing (Stack Exchange's `\\begingroup` markers, bare spacing)."""
+    return not _EMPTY_TEX_RE.match(tex)
+
+
+def _rewrite_delimited(text: str, pattern: re.Pattern[str], is_display: list[bool]) -> tuple[str, int]:
+    count = 0
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal count
+        idx = m.lastindex or 1
+        tex = m.group(idx)
+        if not has_content(tex):
+            return m.group(0)
+        count += 1
+        return wrap_tex(tex, is_display[idx - 1])
+
+    return pattern.sub(repl, text), count
+
+
+def _classes(el: etree._Element) -> str:
+    return el.get("class") or ""
+
+
+def _is_hidden(el: etree._Element) -> bool:
+    style = (el.get("style") or "").replace(" ", "").lower()
+    return "display:none" in style
+
+
+def _text_nodes_rewrite(root: etree._Element, delims: Delimiters, report: LatexifyReport) -> None:
+    """Rewrite delimited TeX in every visible text node, as MathJax's tex2jax would find it."""
+    pattern, is_display = _delimiter_regex(delims)
+    literals = {left for left, _ in (*delims.inline, *delims.display)}
+
+    def has_delims(text: str | None) -> bool:
+        return bool(text) and any(lit in text for lit in literals)  # type: ignore[operator]
+
+    def walk(el: etree._Element, skip: bool) -> None:
+        name = local_name(el)
+        skip_here = skip or name in _SKIP_TAGS or bool(_SKIP_CLASSES.search(_classes(el))) or not name
+        if not skip_here and has_delims(el.text):
+            el.text, n = _rewrite_delimited(el.text, pattern, is_display)
+            report.add("delimiters", n)
+        for child in el:
+            walk(child, skip_here)
+            if not skip_here and has_delims(child.tail):
+                child.tail, n = _rewrite_delimited(child.tail, pattern, is_display)
+                report.add("delimiters", n)
+
+    walk(root, False)
+
+
+def _replace_with_text(el: etree._Element, text: str) -> None:
+    """Put `text` where `el` was (keeping el's tail) and remove el."""
+    parent = el.getparent()
+    if parent is None:
+        return
+    tail = el.tail or ""
+    prev = el.getprevious()
+    if prev is not None:
+        prev.tail = (prev.tail or "") + text + tail
+    else:
+        parent.text = (parent.text or "") + text + tail
+    parent.remove(el)
+
+
+def _replace_with_formula(el: etree._Element, tex: str, display: bool) -> None:
+    """Replace el by the formula; display math in a block container becomes its own paragraph."""
+    parent = el.getparent()
+    if parent is None:
+        return
+    if display and local_name(parent) not in (
+        "p",
+        "span",
+        "a",
+        "li",
+        "td",
+        "th",
+        "em",
+        "strong",
+        "b",
+        "i",
+        "font",
+    ):
+        para = etree.Element("p")
+        para.text = wrap_tex(tex, True)
+        para.tail = el.tail
+        parent.replace(el, para)
+        return
+    _replace_with_text(el, (" " if display else "") + wrap_tex(tex, display) + (" " if display else ""))
+
+
+def _remove_keep_tail(el: etree._Element) -> None:
+    _replace_with_text(el, "")
+
+
+def _is_rendered_copy(el: etree._Element) -> bool:
+    return bool(_RENDERED_CLASS_RE.search(_classes(el))) or local_name(el).startswith("mjx-")
+
+
+def _math_scripts(root: etree._Element, report: LatexifyReport) -> None:
+    for script in list(root.iter("script")):
+        kind = (script.get("type") or "").lower()
+        if not kind.startswith(("math/", "text/tex", "text/mml")):
+            continue
+        # the MathJax v2 rendering and preview sit just before their source script
+        prev = script.getprevious()
+        while prev is not None and _is_rendered_copy(prev):
+            before = prev.getprevious()
+            _remove_keep_tail(prev)
+            prev = before
+        source = script.text or ""
+        if kind.startswith(("math/tex", "text/tex")):
+            tex = source.strip()
+        elif kind.startswith(("math/mml", "text/mml")):
+            tex = _mathml_source_to_tex(source)
+        else:  # asciimath and friends are not TeX; keep them out rather than mislabel them
+            _remove_keep_tail(script)
+            continue
+        if has_content(tex):
+            _replace_with_formula(script, tex, "mode=display" in kind.replace(" ", ""))
+            report.add("script", 1)
+        else:
+            _remove_keep_tail(script)
+
+
+def _mathml_source_to_tex(source: str) -> str:
+    if "&lt;" in source and "<" not in source:  # entity-escaped inside a raw-text script
+        source = html_lib.unescape(source)
+    try:
+        frag = lxml.html.fragment_fromstring(source, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return ""
+    math = next((e for e in frag.iter() if local_name(e) == "math"), None)
+    return math_tex(math) if math is not None else ""
+
+
+def math_tex(math: etree._Element) -> str:
+    """TeX for a <math> element: TeX annotation, else alttext, else converted MathML."""
+    for el in math.iter():
+        is_tex = (
+            local_name(el) == "annotation" and (el.get("encoding") or "").strip().lower() in _TEX_ANNOTATIONS
+        )
+        if is_tex and (el.text or "").strip():
+            return el.text.strip()
+    code, language = (math.get("data-code") or "").strip(), (math.get("data-math-language") or "").lower()
+    if code and language in ("tex", "latex"):
+        return code
+    if code and language == "mathml":
+        return _mathml_source_to_tex(code)
+    alt = (math.get("alttext") or "").strip()
+    if alt:
+        return _strip_delimiters(alt)[0]
+    return mathml_to_tex(math)
+
+
+def _math_count(el: etree._Element) -> int:
+    return sum(1 for e in el.iter() if local_name(e) == "math")
+
+
+def _formula_target(math: etree._Element) -> tuple[etree._Element, bool]:
+    """The outermost wrapper that renders only this formula, and whether any layer says 'display'."""
+    target = math
+    display = math.get("display") == "block" or math.get("mode") == "display"
+    parent = target.getparent()
+    while parent is not None:
+        classes = _classes(parent)
+        is_wrapper = (
+            bool(_WRAPPER_CLASS_RE.search(classes))
+            or local_name(parent).startswith("mjx-")
+            or _is_hidden(parent)
+        )
+        if not is_wrapper or _math_count(parent) != 1:
+            break
+        target = parent
+        display = display or "display" in classes.lower() or parent.get("display") in ("true", "block")
+        parent = target.getparent()
+    return target, display
+
+
+def _mathml(root: etree._Element, report: LatexifyReport) -> None:
+    for math in [e for e in root.iter() if local_name(e) == "math"]:
+        if math.getparent() is None or _inside_removed(math, root):
+            continue
+        tex = math_tex(math)
+        target, display = _formula_target(math)
+        if has_content(tex):
+            _replace_with_formula(target, tex, display)
+            report.add("mathml", 1)
+        else:
+            _remove_keep_tail(target)
+    # MathJax v2 renderings without their source script may still carry the MathML in an attribute
+    for el in [e for e in root.iter() if isinstance(e.tag, str) and e.get("data-mathml")]:
+        if _inside_removed(el, root):
+            continue
+        tex = _mathml_source_to_tex(el.get("data-mathml") or "")
+        if tex:
+            _replace_with_formula(el, tex, "display" in _classes(el).lower())
+            report.add("mathml", 1)
+
+
+def _attribute_sources(root: etree._Element, report: LatexifyReport) -> None:
+    """Elements that keep their TeX in an attribute (amp-mathml `data-formula`, editors' `data-tex`)."""
+    for el in list(root.iter()):
+        if not isinstance(el.tag, str) or local_name(el) == "img" or _inside_removed(el, root):
+            continue
+        source = next((el.get(a) for a in _TEX_ATTRIBUTES if el.get(a)), None)
+        if source is None:
+            continue
+        tex, display = _strip_delimiters(source)
+        if not has_content(tex):
+            continue
+        if display is None:
+            display = el.get("display") in ("block", "true") or "display" in _classes(el).lower()
+        _replace_with_formula(el, tex, display and el.get("inline") is None)
+        report.add("attribute", 1)
+
+
+def _inside_removed(el: etree._Element, root: etree._Element) -> bool:
+    """True once an ancestor was detached from the document by an earlier replacement."""
+    top = el
+    while top.getparent() is not None:
+        top = top.getparent()
+    return top is not root
+
+
+def _strip_delimiters(tex: str) -> tuple[str, bool | None]:
+    """Remove one pair of outer TeX delimiters; the flag says display (True), inline (False) or unknown."""
+    tex = tex.strip()
+    for left, right, display in (
+        ("$$", "$$", True),
+        ("\\[", "\\]", True),
+        ("\\(", "\\)", False),
+        ("$", "$", False),
+    ):
+        if len(tex) > len(left) + len(right) and tex.startswith(left) and tex.endswith(right):
+            return tex[len(left) : -len(right)].strip(), display
+    return tex, None
+
+
+def _tex_from_src(src: str) -> str:
+    """TeX encoded in a formula-image URL."""
+    parts = urlsplit(src)
+    query = parts.query
+    params = parse_qs(query, keep_blank_values=True)
+    for key in ("latex", "chl", "tex", "formula", "eq"):
+        if params.get(key):
+            return params[key][0].strip()
+    if query:
+        # codecogs / mimetex: the whole query string is the (URL-encoded) TeX
+        tex = unquote(query.replace("&space;", " ").replace("&plus;", "+"))
+        tex = tex.replace("&space;", " ").replace("&plus;", "+")
+        return _CODECOGS_PREFIX_RE.sub("", tex).strip()
+    return ""
+
+
+def _image_tex(img: etree._Element) -> tuple[str, bool] | None:
+    src = img.get("src") or img.get("data-src") or ""
+    classes = _classes(img)
+    by_src = bool(_TEX_IMG_SRC_RE.search(src))
+    by_class = bool(_TEX_IMG_CLASS_RE.search(classes))
+    if not (by_src or by_class):
+        return None
+    alt = (img.get("alt") or img.get("title") or "").strip()
+    tex = ""
+    display: bool | None = None
+    if alt and not _IMG_FILENAME_RE.match(alt):
+        tex, display = _strip_delimiters(alt)
+        if by_class and not by_src and not _TEXISH_RE.search(tex):
+            return None  # a decorative image that merely has a "math" class
+    elif by_src:
+        tex, display = _strip_delimiters(_tex_from_src(src))
+    if not tex:
+        return None
+    if display is None:
+        display = "display" in classes.lower() or tex.startswith("\\displaystyle")
+    return tex, display
+
+
+def _images(root: etree._Element, report: LatexifyReport) -> None:
+    for img in list(root.iter("img")):
+        found = _image_tex(img)
+        if found is None:
+            continue
+        tex, display = found
+        _replace_with_formula(img, tex, display)
+        report.add("image", 1)
+
+
+def _source_containers(root: etree._Element, report: LatexifyReport) -> None:
+    """Elements the page marks as math whose only content is raw TeX (no delimiters)."""
+    for el in list(root.iter()):
+        if not isinstance(el.tag, str) or not _SOURCE_CLASS_RE.search(_classes(el)):
+            continue
+        if any(isinstance(c.tag, str) and local_name(c) != "br" for c in el):
+            continue
+        text = el.text_content().strip()
+        if not text or text.startswith(("$", "\\(", "\\[")) or not _TEXISH_RE.search(text):
+            continue
+        display = local_name(el) in _BLOCK_TAGS or "display" in _classes(el).lower()
+        for child in list(el):
+            el.remove(child)
+        el.text = wrap_tex(text, display)
+        report.add("container", 1)
+
+
+def _katex_render_calls(root: etree._Element, scripts: list[etree._Element], report: LatexifyReport) -> None:
+    ids = {e.get("id"): e for e in root.iter() if isinstance(e.tag, str) and e.get("id")}
+    for script in scripts:
+        if script.getparent() is None or "katex.render" not in (script.text or ""):
+            continue
+        for m in _KATEX_RENDER_RE.finditer(script.text or ""):
+            tex = _js_unquote(m.group(1)).strip()
+            target = ids.get(m.group(2) or m.group(3) or "")
+            if not tex:
+                continue
+            display = "displayMode:true" in (script.text or "")[m.end() : m.end() + 80].replace(" ", "")
+            if target is not None and target.getparent() is not None:
+                for child in list(target):
+                    target.remove(child)
+                target.text = wrap_tex(tex, display)
+            else:
+                span = etree.Element("span")
+                span.text = wrap_tex(tex, display)
+                script.addnext(span)
+            report.add("katex_render", 1)
+
+
+_PARSER = lxml.html.HTMLParser(
+    remove_comments=True, remove_pis=True, collect_ids=False, default_doctype=False
+)
+
+
+def parse_html(html: str) -> lxml.html.HtmlElement | None:
+    """lxml tree of a document, or None for input lxml cannot make a document of."""
+    try:
+        return lxml.html.document_fromstring(_XML_DECL_RE.sub("", html, count=1), parser=_PARSER)
+    except (etree.ParserError, ValueError, TypeError):
+        return None
+
+
+def has_math_markup(html: str) -> bool:
+    """Whether the page could contain any encoding latexify rewrites (cheap regex gate)."""
+    return bool(_ANY_MATH_RE.search(html))
+
+
+def latexify_tree(root: etree._Element) -> LatexifyReport:
+    """Rewrite all math in the tree in place as $..$ / $$..$$ text; returns what was done."""
+    report = LatexifyReport()
+    scripts = list(root.iter("script"))
+    delims = page_delimiters([s.text or "" for s in scripts if s.text and local_name(s) == "script"])
+    _text_nodes_rewrite(root, delims, report)
+    _math_scripts(root, report)
+    _attribute_sources(root, report)
+    _mathml(root, report)
+    _images(root, report)
+    _source_containers(root, report)
+    _katex_render_calls(root, scripts, report)
+    return report
+
+
+def latexify_html(html: str) -> str:
+    """The page with every formula as LaTeX text in place; the input itself when there is nothing to do."""
+    if not html or not has_math_markup(html):
+        return html
+    root = parse_html(html)
+    if root is None:
+        return html
+    if latexify_tree(root).total == 0:
+        return html
+    return lxml.html.tostring(root, encoding="unicode")
