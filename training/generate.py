@@ -91,6 +91,10 @@ def generate(
     device = model.embed.weight.device
     ids, valid = left_pad(prompts, pad_id, device)
     batch, width = ids.shape
+    if width + max_new_tokens - 1 > model.cfg.max_seq_len:
+        raise ValueError(
+            f"{width} prompt + {max_new_tokens} new tokens exceed the model's max_seq_len {model.cfg.max_seq_len}"
+        )
     total = width + max_new_tokens
     cache = KVCache(len(model.layers), total) if use_cache else None
     out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)

@@ -274,18 +274,29 @@ class Transformer(nn.Module):
         """log p(token_ids | hidden) under the main head; hidden is (..., dim), token_ids (...)."""
         normed = self.norm(hidden)
         if self.cfg.fused_kernels:
-            flat = _kernels().token_logprobs(normed.flatten(0, -2), self.head.weight, token_ids.flatten())
+            normed, weight = self._head_inputs(normed)
+            flat = _kernels().token_logprobs(normed.flatten(0, -2), weight, token_ids.flatten())
             return flat.view(token_ids.shape)
         logprobs = F.log_softmax(self.head(normed).float(), dim=-1)
         return logprobs.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)
+
+    def _head_inputs(self, normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states and head weight in one dtype for the kernels: the autocast dtype when autocast is
+        on (what nn.Linear would use), else the hidden states' dtype."""
+        device_type = normed.device.type
+        dtype = (
+            torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else normed.dtype
+        )
+        return normed.to(dtype), self.head.weight.to(dtype)
 
     def _loss(self, normed: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over non-ignored targets (0 when there are none, never NaN)."""
         count = (targets != IGNORE_INDEX).sum().clamp(min=1)
         if self.cfg.fused_kernels:
+            normed, weight = self._head_inputs(normed)
             total = _kernels().fused_linear_cross_entropy(
                 normed.flatten(0, 1),
-                self.head.weight,
+                weight,
                 targets.flatten(),
                 ignore_index=IGNORE_INDEX,
                 reduction="sum",

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from mathforge.config import to_dict
 from training.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, add_train_args, model_config, train_config_from_args
-from training.data import Corpus, PackedLoader, index_corpus, iter_texts
+from training.data import Batch, Corpus, PackedLoader, index_corpus, iter_texts
 from training.metrics import (
     LOSS_CURVE_FILE,
     METRICS_FILE,
@@ -199,17 +199,31 @@ def param_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def run(cfg: TrainConfig) -> dict[str, Any]:
-    """Train as configured (in this process, or as one torchrun rank); returns a short summary."""
-    d = setup_distributed(cfg.run.device)
-    try:
-        return _train(cfg, d)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+@dataclass
+class Session:
+    """Everything one rank trains with, built by `setup`."""
+
+    cfg: TrainConfig
+    d: Dist
+    model: Transformer  # the plain module (FSDP2 shards it in place; DDP wraps it in `wrapped`)
+    wrapped: nn.Module
+    opt: torch.optim.Optimizer
+    loader: PackedLoader
+    meta: dict[str, Any]  # configuration stored with every checkpoint
+    start: int  # steps already done (from the checkpoint)
+    resumed: bool
 
 
-def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
+@dataclass
+class StepResult:
+    losses: torch.Tensor  # [loss, main_loss, mtp_loss_1..D], averaged over micro-batches (this rank)
+    grad_norm: float
+    lr: float
+    mtp_weight: float
+    last_batch: Batch
+
+
+def setup(cfg: TrainConfig, d: Dist) -> Session:
     run_dir = Path(cfg.run.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     resume_from = latest_checkpoint(run_dir / CHECKPOINT_DIR)
@@ -251,100 +265,146 @@ def _train(cfg: TrainConfig, d: Dist) -> dict[str, Any]:
         shuffle=cfg.data.shuffle,
     )
     start = restore(resume_from, model, opt, loader, meta, d) if resume_from is not None else 0
-    end = min(cfg.run.max_steps, cfg.run.stop_at or cfg.run.max_steps)
-    logger = MetricsLogger(run_dir, resume_step=start if resume_from else None) if d.is_main else None
-    rank_log = (
-        open(run_dir / f"rank{d.rank}.jsonl", "a" if resume_from else "w") if cfg.run.rank_logs else None
-    )  # noqa: SIM115
+    return Session(cfg, d, model, wrapped, opt, loader, meta, start, resumed=resume_from is not None)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext()
-    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.optim.grad_accum * d.world_size
-    flops_tok = flops_per_token(mcfg, cfg.data.seq_len)
-    peak = peak_flops(torch.cuda.get_device_name(d.device)) if d.device.type == "cuda" else None
+
+def train_step(s: Session, step: int) -> StepResult:
+    """One optimiser step over grad_accum micro-batches (gradients synchronised on the last one only)."""
+    cfg, d = s.cfg, s.d
+    lr = lr_at(step, cfg.optim, cfg.run.max_steps)
+    for group in s.opt.param_groups:
+        group["lr"] = lr
+    mtp_weight = mtp_lambda_at(step, cfg.run)
     accum = cfg.optim.grad_accum
-    progress = tqdm(total=end, initial=start, disable=not d.is_main, desc="pretrain", dynamic_ncols=True)
-    last_time, last_step = time.perf_counter(), start
-    record: dict[str, Any] = {}
-    wrapped.train()
-    for step in range(start, end):
-        lr = lr_at(step, cfg.optim, cfg.run.max_steps)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        mtp_weight = mtp_lambda_at(step, cfg.run)
-        losses = torch.zeros(2 + mcfg.mtp_depth, device=d.device)
-        for micro in range(accum):
-            batch = next(loader).to(d.device)
-            sync = micro == accum - 1
-            if cfg.run.parallel == "fsdp" and d.world_size > 1:
-                model.set_requires_gradient_sync(sync)
-                no_sync = nullcontext()
-            else:
-                no_sync = wrapped.no_sync() if d.world_size > 1 and not sync else nullcontext()
-            with no_sync, autocast:
-                out = wrapped(batch.input_ids, batch.targets, batch.doc_ids, mtp_weight, cfg.data.doc_mask)
-                (out.loss / accum).backward()
-            losses += torch.stack([out.loss, out.main_loss, *out.mtp_losses]).detach().float() / accum
-        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        if hasattr(grad_norm, "full_tensor"):
-            grad_norm = grad_norm.full_tensor()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        done = step + 1
-        progress.update(1)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext()
+    losses = torch.zeros(2 + s.model.cfg.mtp_depth, device=d.device)
+    for micro in range(accum):
+        batch = next(s.loader).to(d.device)
+        sync = micro == accum - 1
+        no_sync = nullcontext()
+        if d.world_size > 1 and cfg.run.parallel == "fsdp":
+            s.model.set_requires_gradient_sync(sync)
+        elif d.world_size > 1 and not sync:
+            no_sync = s.wrapped.no_sync()
+        with no_sync, autocast:
+            out = s.wrapped(batch.input_ids, batch.targets, batch.doc_ids, mtp_weight, cfg.data.doc_mask)
+            (out.loss / accum).backward()
+        losses += torch.stack([out.loss, out.main_loss, *out.mtp_losses]).detach().float() / accum
+    max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), max_norm)
+    if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
+        grad_norm = grad_norm.full_tensor()
+    s.opt.step()
+    s.opt.zero_grad(set_to_none=True)
+    return StepResult(losses, float(grad_norm), lr, mtp_weight, batch)
 
+
+def _rank_record(s: Session, step: int, result: StepResult) -> dict[str, Any]:
+    """What the distributed test compares across ranks: weights, and which data each rank read."""
+    position = s.loader.state()
+    return {
+        "step": step,
+        "param_digest": param_digest(s.model),
+        "batch_digest": hashlib.sha256(result.last_batch.input_ids.cpu().numpy().tobytes()).hexdigest(),
+        "shard": position.shard,
+        "row_group": position.row_group,
+        "epoch": position.epoch,
+    }
+
+
+class Throughput:
+    """Tokens/s and MFU between two log lines."""
+
+    def __init__(self, s: Session, start: int) -> None:
+        cfg, d = s.cfg, s.d
+        self.device = d.device
+        self.tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.optim.grad_accum * d.world_size
+        self.world_size = d.world_size
+        self.flops_per_token = flops_per_token(s.model.cfg, cfg.data.seq_len)
+        self.peak = peak_flops(torch.cuda.get_device_name(d.device)) if d.device.type == "cuda" else None
+        self.last_time, self.last_step = time.perf_counter(), start
+
+    def measure(self, step: int) -> dict[str, Any]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        tokens_per_s = self.tokens_per_step * (step - self.last_step) / (now - self.last_time)
+        self.last_time, self.last_step = now, step
+        return {
+            "tokens": step * self.tokens_per_step,
+            "tokens_per_s": tokens_per_s,
+            "mfu": mfu(tokens_per_s / self.world_size, self.flops_per_token, self.peak),
+        }
+
+
+def _log_record(s: Session, step: int, result: StepResult, speed: Throughput) -> dict[str, Any]:
+    """Losses averaged over ranks, with schedule values and throughput (a collective under torchrun)."""
+    losses = result.losses
+    if s.d.world_size > 1:
+        dist.all_reduce(losses)
+        losses = losses / s.d.world_size
+    values = losses.tolist()
+    return {
+        "step": step,
+        "loss": values[0],
+        "main_loss": values[1],
+        **{f"mtp_loss_{k}": v for k, v in enumerate(values[2:], start=1)},
+        "mtp_weight": result.mtp_weight,
+        "lr": result.lr,
+        "grad_norm": result.grad_norm,
+        **speed.measure(step),
+    }
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Train as configured (in this process, or as one torchrun rank); returns a short summary."""
+    d = setup_distributed(cfg.run.device)
+    try:
+        return _train(setup(cfg, d))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(s: Session) -> dict[str, Any]:
+    cfg, d = s.cfg, s.d
+    run_dir = Path(cfg.run.out)
+    end = min(cfg.run.max_steps, cfg.run.stop_at or cfg.run.max_steps)
+    logger = MetricsLogger(run_dir, resume_step=s.start if s.resumed else None) if d.is_main else None
+    rank_log = None
+    if cfg.run.rank_logs:
+        rank_log = open(run_dir / f"rank{d.rank}.jsonl", "a" if s.resumed else "w")  # noqa: SIM115
+    speed = Throughput(s, s.start)
+    progress = tqdm(total=end, initial=s.start, disable=not d.is_main, desc="pretrain", dynamic_ncols=True)
+    record: dict[str, Any] = {}
+    s.wrapped.train()
+    for step in range(s.start + 1, end + 1):  # `step` counts completed optimiser steps
+        result = train_step(s, step - 1)
+        progress.update(1)
         if rank_log is not None:
-            position = loader.state()
-            rank_log.write(
-                json.dumps(
-                    {
-                        "step": done,
-                        "param_digest": param_digest(model),
-                        "batch_digest": hashlib.sha256(batch.input_ids.cpu().numpy().tobytes()).hexdigest(),
-                        "shard": position.shard,
-                        "row_group": position.row_group,
-                        "epoch": position.epoch,
-                    }
-                )
-                + "\n"
-            )
+            rank_log.write(json.dumps(_rank_record(s, step, result)) + "\n")
             rank_log.flush()
-        if done % cfg.run.log_every == 0 or done == end:
-            if d.world_size > 1:
-                dist.all_reduce(losses)
-                losses /= d.world_size
-            if d.device.type == "cuda":
-                torch.cuda.synchronize(d.device)
-            now = time.perf_counter()
-            tokens_per_s = tokens_per_step * (done - last_step) / (now - last_time)
-            last_time, last_step = now, done
-            values = losses.tolist()
-            record = {
-                "step": done,
-                "loss": values[0],
-                "main_loss": values[1],
-                **{f"mtp_loss_{k}": v for k, v in enumerate(values[2:], start=1)},
-                "mtp_weight": mtp_weight,
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "tokens": done * tokens_per_step,
-                "tokens_per_s": tokens_per_s,
-                "mfu": mfu(tokens_per_s / d.world_size, flops_tok, peak),
-            }
+        if step % cfg.run.log_every == 0 or step == end:
+            record = _log_record(s, step, result, speed)
             if logger is not None:
                 logger.log(record)
-            progress.set_postfix(loss=f"{values[0]:.3f}", tok_s=f"{tokens_per_s:,.0f}")
-        if done % cfg.run.ckpt_every == 0 or done == end:
-            save(done, model, opt, loader, meta, cfg, d)
+            progress.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:,.0f}")
+        if step % cfg.run.ckpt_every == 0 or step == end:
+            save(step, s.model, s.opt, s.loader, s.meta, cfg, d)
     progress.close()
     if rank_log is not None:
         rank_log.close()
     if logger is not None:
         logger.close()
-        if end > 0 and (run_dir / METRICS_FILE).stat().st_size:
+        if (run_dir / METRICS_FILE).stat().st_size:
             plot_loss_curve(run_dir / METRICS_FILE, run_dir / LOSS_CURVE_FILE)
-        log.info("loader: %s", dict(loader.stats))
-    return {"step": end, "last": record, "run_dir": str(run_dir), "loader_stats": dict(loader.stats)}
+    log.info("loader: %s", dict(s.loader.stats))
+    return {
+        "step": max(end, s.start),
+        "last": record,
+        "run_dir": str(run_dir),
+        "loader_stats": dict(s.loader.stats),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

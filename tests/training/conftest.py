@@ -1,61 +1,25 @@
-"""A small Parquet corpus of real-looking math text, written with pyarrow, and a tokenizer trained on it."""
+"""Session fixtures: a small Parquet corpus of real-looking math text and a tokenizer trained on it."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from training_corpus import write_corpus
 
 from training.data import index_corpus, iter_texts
 from training.tokenizer import train_tokenizer
 
-_NAMES = ("Ada", "Emmy", "Carl", "Sofia", "Kurt", "Maryam", "Srinivasa", "Hypatia")
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models run several times faster on one thread, above all on a shared, busy machine."""
+    import torch
 
-def math_text(rng: random.Random) -> str:
-    """A short worked solution in the style of a math forum post, with numbers that are actually right."""
-    parts = []
-    for _ in range(rng.randint(2, 6)):
-        a, b, c = rng.randint(2, 9), rng.randint(1, 30), rng.randint(31, 99)
-        name = rng.choice(_NAMES)
-        parts.append(
-            rng.choice(
-                [
-                    f"Solve ${a}x + {b} = {c}$. Subtracting {b} from both sides gives ${a}x = {c - b}$, "
-                    f"so $x = \\frac{{{c - b}}}{{{a}}}$.",
-                    f"A rectangle has sides {a} cm and {b} cm, so its area is {a * b} square centimetres "
-                    f"and its perimeter is {2 * (a + b)} cm.",
-                    f"Let $f(x) = {a}x^2 + {b}$. Then $f'(x) = {2 * a}x$ and $f({c % 10}) = {a * (c % 10) ** 2 + b}$.",
-                    f"{name} buys {a} notebooks at {b} dollars each and pays {a * b} dollars in total.",
-                    f"The sum of the first {c} positive integers is $\\frac{{{c}({c}+1)}}{{2}} = {c * (c + 1) // 2}$.",
-                    f"Since {a} and {b} have greatest common divisor {__import__('math').gcd(a, b)}, "
-                    f"the fraction $\\frac{{{a}}}{{{b}}}$ is {'already reduced' if __import__('math').gcd(a, b) == 1 else 'not reduced'}.",
-                ]
-            )
-        )
-    return " ".join(parts)
-
-
-def write_corpus(
-    root: Path, n_docs: int = 240, n_shards: int = 3, row_group_size: int = 20, seed: int = 0
-) -> list[str]:
-    """Shards in nested directories (as a Spark job writes them) plus files that readers must ignore."""
-    rng = random.Random(seed)
-    texts = [f"Document {i}. " + math_text(rng) for i in range(n_docs)]
-    per_shard = -(-n_docs // n_shards)
-    for s in range(n_shards):
-        shard_dir = root / f"crawl=demo/part{s % 2}"
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        chunk = texts[s * per_shard : (s + 1) * per_shard]
-        table = pa.table({"id": [f"doc-{s}-{i}" for i in range(len(chunk))], "text": chunk})
-        pq.write_table(table, shard_dir / f"part-{s:05d}.parquet", row_group_size=row_group_size)
-    (root / "_SUCCESS").write_text("")
-    (root / "_temporary").mkdir(exist_ok=True)
-    pq.write_table(pa.table({"text": ["must not be read"]}), root / "_temporary" / "part-9.parquet")
-    return texts
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +37,27 @@ def corpus_texts(corpus_dir: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def tokenizer(corpus_texts: list[str]):
     return train_tokenizer(corpus_texts, vocab_size=512)
+
+
+@pytest.fixture(scope="session")
+def pattern_model():
+    """A tiny model with two MTP depths trained on a repeated random sequence, and its loss history."""
+    import torch
+    from training_corpus import repeated_pattern_batch
+
+    from training.config import model_config
+    from training.model import Transformer
+
+    generator = torch.Generator().manual_seed(0)
+    pattern = torch.randperm(60, generator=generator)[:11] + 4
+    model = Transformer(model_config("tiny", 64, max_seq_len=128, mtp_depth=2), seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    history = []
+    for _ in range(120):
+        ids, targets, docs = repeated_pattern_batch(pattern, 8, 48, generator)
+        out = model(ids, targets, docs, mtp_weight=1.0)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        history.append([out.main_loss.item(), *(loss.item() for loss in out.mtp_losses)])
+    return model.eval(), pattern, history

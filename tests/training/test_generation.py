@@ -1,0 +1,111 @@
+"""KV-cache generation, sampling controls, log-probabilities of completions, MTP speculative decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.config import model_config
+from training.generate import completion_logprobs, generate, sample_next, speculative_generate
+from training.model import Transformer
+
+PROMPTS = [[0, 17, 42, 99, 5], [0, 8], [0, 250, 3, 3, 3, 7, 1, 90, 45]]
+
+
+@pytest.fixture(scope="module")
+def model() -> Transformer:
+    return Transformer(model_config("tiny", 300, max_seq_len=96, mtp_depth=2), seed=11).eval()
+
+
+def test_kv_cache_greedy_equals_recomputing_everything(model) -> None:
+    cached = generate(model, PROMPTS, 20, temperature=0)
+    recomputed = generate(model, PROMPTS, 20, temperature=0, use_cache=False)
+    assert cached == recomputed
+    assert all(len(c) == 20 for c in cached)
+
+
+def test_batched_prompts_of_different_lengths_equal_one_at_a_time(model) -> None:
+    batched = generate(model, PROMPTS, 16, temperature=0)
+    assert batched == [generate(model, [p], 16, temperature=0)[0] for p in PROMPTS]
+
+
+def test_generation_stops_at_a_stop_token_and_keeps_it(model) -> None:
+    free = generate(model, PROMPTS, 12, temperature=0)
+    stop = free[0][4]
+    stopped = generate(model, PROMPTS, 12, temperature=0, stop_ids={stop})
+    first = free[0].index(stop)
+    assert stopped[0] == free[0][: first + 1]
+    for full, cut in zip(free[1:], stopped[1:], strict=True):
+        assert cut == (full[: full.index(stop) + 1] if stop in full else full)
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator(model) -> None:
+    def run(seed: int) -> list[list[int]]:
+        gen = torch.Generator().manual_seed(seed)
+        return generate(model, PROMPTS, 15, temperature=1.0, top_p=0.9, generator=gen)
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+def test_tiny_top_p_is_greedy(model) -> None:
+    gen = torch.Generator().manual_seed(0)
+    sampled = generate(model, PROMPTS, 10, temperature=1.0, top_p=1e-6, generator=gen)
+    assert sampled == generate(model, PROMPTS, 10, temperature=0)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(4000, 4)
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.bincount(sample_next(logits, 1.0, 0.7, gen), minlength=4)
+    assert counts[2] == 0 and counts[3] == 0
+    assert abs(counts[0] / counts[:2].sum() - 0.5 / 0.8) < 0.05
+    counts = torch.bincount(sample_next(logits, 1.0, 1.0, gen), minlength=4)
+    assert (counts > 0).all()
+
+
+def test_completion_logprobs_equal_a_full_forward_pass(model) -> None:
+    completions = generate(model, PROMPTS, 9, temperature=0)
+    completions[1] = completions[1][:3]  # ragged completions
+    logprobs, mask = completion_logprobs(model, PROMPTS, completions)
+    assert mask.sum(1).tolist() == [len(c) for c in completions]
+    with torch.no_grad():
+        for row, (prompt, completion) in enumerate(zip(PROMPTS, completions, strict=True)):
+            ids = torch.tensor([prompt + completion])
+            full = torch.log_softmax(model.logits(model.trunk(ids)).float(), -1)[0]
+            expected = full[len(prompt) - 1 : -1].gather(-1, torch.tensor(completion)[:, None])[:, 0]
+            assert torch.allclose(logprobs[row, : len(completion)], expected, atol=1e-5)
+            assert (logprobs[row, len(completion) :] == 0).all()
+
+
+def test_completion_logprobs_are_differentiable(model) -> None:
+    logprobs, mask = completion_logprobs(model, PROMPTS, [[4, 5], [6], [7, 8, 9]])
+    (logprobs * mask).sum().backward()
+    assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+    model.zero_grad()
+
+
+def test_speculative_decoding_equals_greedy_and_accepts_drafts_after_training(pattern_model) -> None:
+    trained, pattern, _ = pattern_model
+    prompt = pattern[:5].tolist()
+    greedy = generate(trained, [prompt], 40, temperature=0)[0]
+    speculative, stats = speculative_generate(trained, prompt, 40)
+    assert speculative == greedy
+    assert stats.accepted / stats.drafted > 0.5
+    assert stats.main_forwards < 40  # several tokens per main forward pass
+
+
+def test_speculative_decoding_equals_greedy_on_an_untrained_model(model) -> None:
+    for prompt in PROMPTS:
+        tokens, stats = speculative_generate(model, prompt, 15)
+        assert tokens == generate(model, [prompt], 15, temperature=0)[0]
+        assert stats.drafted == 2 * (stats.main_forwards - 1)
+
+
+def test_bad_generation_arguments_are_clear_errors(model) -> None:
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(model, [[]], 3)
+    with pytest.raises(ValueError, match="top_p"):
+        generate(model, PROMPTS, 3, temperature=1.0, top_p=0.0)
+    with pytest.raises(ValueError, match="max_seq_len"):
+        generate(model, PROMPTS, 100, temperature=0)
