@@ -40,9 +40,20 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_crawl(args: argparse.Namespace) -> int:
+    from crawl.sample_crawl import write_sample_crawl
+
+    paths = write_sample_crawl(
+        Path(args.out), n_files=args.files, records_per_file=args.records, seed=args.seed
+    )
+    print(paths)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from jobs.config import CorpusBuildConfig
     from mathforge.config import add_dataclass_args
+    from training import cli as training_cli
 
     parser = argparse.ArgumentParser(
         prog="mathforge", description="Web crawls to math corpora to math models."
@@ -73,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--lid-model", default=None, help="path to lid.176.ftz (default: the bundled copy)")
     inspect.add_argument("--compact", action="store_true", help="one-line JSON")
     inspect.set_defaults(handler=_inspect)
+
+    sample = commands.add_parser(
+        "sample-crawl", help="write the generated sample crawl (WARC files + manifest)"
+    )
+    sample.add_argument("--out", required=True, help="directory to write")
+    sample.add_argument("--files", type=int, default=4, help="number of WARC files (default: 4)")
+    sample.add_argument("--records", type=int, default=60, help="captures per file (default: 60)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.set_defaults(handler=_sample_crawl)
+
+    training_cli.register(commands)
     return parser
 
 
