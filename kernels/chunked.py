@@ -63,7 +63,9 @@ def linear_softmax_pass(
     loss = torch.empty(n_rows, dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device)
     lse = torch.empty_like(loss)
     d_hidden = torch.empty_like(hidden) if want_grads and grad_hidden else None
-    d_weight = torch.zeros_like(weight) if want_grads and grad_weight else None
+    d_weight = None
+    if want_grads and grad_weight:  # the first chunk writes it (no memset); no chunk at all: zeros
+        d_weight = torch.empty_like(weight) if n_rows else torch.zeros_like(weight)
     step = chunk_rows(n_rows, vocab, backend, chunk_size)
     for start in range(0, n_rows, step):
         rows = slice(start, min(start + step, n_rows))
@@ -73,7 +75,9 @@ def linear_softmax_pass(
         loss[rows], lse[rows] = row_op(logits, targets[rows], opts, scale)
         if d_hidden is not None:
             torch.mm(logits, weight, out=d_hidden[rows])
-        if d_weight is not None:
+        if d_weight is not None and start == 0:
+            torch.mm(logits.T, h, out=d_weight)
+        elif d_weight is not None:
             d_weight.addmm_(logits.T, h)
     return PassResult(loss, lse, d_hidden, d_weight)
 
@@ -109,6 +113,26 @@ class WeightedLoss(torch.autograd.Function):
             d_hidden = None if d_hidden is None else d_hidden * grad_output.to(d_hidden.dtype)
             d_weight = None if d_weight is None else d_weight * grad_output.to(d_weight.dtype)
         return d_hidden, d_weight, None, None, None, None, None
+
+
+def weighted_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    row_weight: torch.Tensor,
+    opts: RowOptions,
+    backend: Backend,
+    chunk_size: int | None,
+) -> torch.Tensor:
+    """sum_i row_weight_i * loss_i; the gradient work is skipped when autograd will not ask for it.
+
+    (Inside Function.forward grad mode is always off and needs_input_grad ignores torch.no_grad(), so the
+    decision is taken here.)
+    """
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return WeightedLoss.apply(hidden, weight, targets, row_weight, opts, backend, chunk_size)
+    result = linear_softmax_pass(hidden, weight, targets, opts, backend, chunk_size=chunk_size)
+    return (result.loss * row_weight).sum()
 
 
 class RowLoss(torch.autograd.Function):

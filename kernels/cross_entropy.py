@@ -12,7 +12,7 @@ import torch
 
 from kernels.backend import resolve_backend
 from kernels.ce_rows import RowOptions
-from kernels.chunked import RowLoss, WeightedLoss, check_linear_inputs
+from kernels.chunked import RowLoss, check_linear_inputs, weighted_loss
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -52,4 +52,4 @@ def fused_linear_cross_entropy(
         row_weight = valid
     else:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    return WeightedLoss.apply(hidden, weight, targets, row_weight, opts, chosen, chunk_size)
+    return weighted_loss(hidden, weight, targets, row_weight, opts, chosen, chunk_size)

@@ -106,6 +106,16 @@ def test_all_ignored_rows_give_zero_loss_and_zero_gradients():
         assert all(bool((g == 0).all()) for g in grads)
 
 
+def test_empty_batch_gives_zero_loss_and_zero_gradients():
+    hidden, weight, targets = make_inputs(n=0)
+    for reduction in ("mean", "sum"):
+        loss = fused_linear_cross_entropy(hidden, weight, targets, reduction=reduction)
+        grads = torch.autograd.grad(loss, (hidden, weight))
+        assert loss.item() == 0.0 and grads[0].shape == (0, H)
+        assert bool((grads[1] == 0).all())
+    assert token_logprobs(hidden, weight, targets).shape == (0,)
+
+
 def test_no_grad_and_frozen_weight_paths():
     hidden, weight, targets = make_inputs()
     want = F.cross_entropy(hidden @ weight.T, targets)
