@@ -62,7 +62,11 @@ def linear_softmax_pass(
     row_op = row_op_for(backend)
     loss = torch.empty(n_rows, dtype=torch.promote_types(hidden.dtype, torch.float32), device=hidden.device)
     lse = torch.empty_like(loss)
-    d_hidden = torch.empty_like(hidden) if want_grads and grad_hidden else None
+    d_hidden = (
+        torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device)
+        if want_grads and grad_hidden
+        else None
+    )
     d_weight = None
     if want_grads and grad_weight:  # the first chunk writes it (no memset); no chunk at all: zeros
         d_weight = torch.empty_like(weight) if n_rows else torch.zeros_like(weight)

@@ -106,6 +106,15 @@ def test_all_ignored_rows_give_zero_loss_and_zero_gradients():
         assert all(bool((g == 0).all()) for g in grads)
 
 
+def test_non_contiguous_hidden():
+    hidden, weight, targets = make_inputs()
+    leaf = hidden.detach().T.contiguous().requires_grad_()  # [H, N]: its transpose is a strided view
+    got = fused_linear_cross_entropy(leaf.T, weight, targets, chunk_size=5)
+    want = F.cross_entropy(leaf.T @ weight.T, targets)
+    for a, b in zip(value_and_grads(got, (leaf, weight)), value_and_grads(want, (leaf, weight)), strict=True):
+        assert rel_err(a, b) < 1e-10
+
+
 def test_empty_batch_gives_zero_loss_and_zero_gradients():
     hidden, weight, targets = make_inputs(n=0)
     for reduction in ("mean", "sum"):
