@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from classifiers.math_score import RuleMathScorer
+from crawl.math_eval import precision_recall
 
 FORMAT = "mathforge-math-classifier"
 FORMAT_VERSION = 1
@@ -86,7 +87,7 @@ class TrainingOptions:
     max_chars: int = 20_000
     # fastText takes one gradient step per line: whole pages give a few hundred steps on a small crawl,
     # so training lines are chunks of this many tokens (scoring still sees the whole normalised text).
-    chunk_tokens: int = 128
+    chunk_tokens: int = 64
 
 
 def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:
@@ -133,14 +134,12 @@ def _balanced(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def _binary_metrics(
     labels: Sequence[bool], scores: Sequence[float], threshold: float
 ) -> dict[str, float | int]:
-    tp = sum(1 for y, s in zip(labels, scores, strict=True) if y and s >= threshold)
-    fp = sum(1 for y, s in zip(labels, scores, strict=True) if not y and s >= threshold)
-    fn = sum(1 for y, s in zip(labels, scores, strict=True) if y and s < threshold)
+    precision, recall = precision_recall(list(labels), [score >= threshold for score in scores])
     return {
         "n": len(labels),
         "positives": sum(labels),
-        "precision": tp / (tp + fp) if tp + fp else 0.0,
-        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "precision": precision,
+        "recall": recall,
         "threshold": threshold,
     }
 

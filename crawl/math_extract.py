@@ -114,6 +114,9 @@ def extract_math_text(html: str, url: str | None = None) -> str:
     root = parse_html(html)
     if root is None:
         return ""
-    latexify_tree(root)
-    promote_loose_formulas(root)
+    try:
+        latexify_tree(root)
+        promote_loose_formulas(root)
+    except (ValueError, etree.LxmlError) as exc:  # keep whatever was rewritten; extraction still runs
+        log.warning("math markup rewrite failed on %s: %s", url, exc)
     return _main_text(root, url)

@@ -25,6 +25,7 @@ Nothing here raises on broken HTML: a document that cannot be parsed is returned
 from __future__ import annotations
 
 import html as html_lib
+import logging
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -33,6 +34,8 @@ import lxml.html
 from lxml import etree
 
 from crawl.mathml_tex import local_name, mathml_to_tex
+
+log = logging.getLogger(__name__)
 
 INLINE = ("$", "$")
 DISPLAY = ("$$", "$$")
@@ -44,6 +47,8 @@ _ANY_MATH_RE = re.compile(
     re.IGNORECASE,
 )
 _XML_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+# lxml refuses to set text holding these, so they never enter the tree.
+_CONTROL_CHARS_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 _SKIP_TAGS = frozenset(
     {"script", "style", "textarea", "pre", "code", "noscript", "math", "svg", "title", "head"}
@@ -543,7 +548,8 @@ _PARSER = lxml.html.HTMLParser(
 def parse_html(html: str) -> lxml.html.HtmlElement | None:
     """lxml tree of a document, or None for input lxml cannot make a document of."""
     try:
-        return lxml.html.document_fromstring(_XML_DECL_RE.sub("", html, count=1), parser=_PARSER)
+        clean = _CONTROL_CHARS_RE.sub("", _XML_DECL_RE.sub("", html, count=1))
+        return lxml.html.document_fromstring(clean, parser=_PARSER)
     except (etree.ParserError, ValueError, TypeError):
         return None
 
@@ -575,6 +581,10 @@ def latexify_html(html: str) -> str:
     root = parse_html(html)
     if root is None:
         return html
-    if latexify_tree(root).total == 0:
+    try:
+        if latexify_tree(root).total == 0:
+            return html
+        return lxml.html.tostring(root, encoding="unicode")
+    except (ValueError, etree.LxmlError) as exc:  # a page we cannot rewrite is passed on as it came
+        log.warning("latexify skipped a page: %s", exc)
         return html
-    return lxml.html.tostring(root, encoding="unicode")

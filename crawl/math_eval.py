@@ -1,0 +1,114 @@
+"""Measuring extraction against gold data: formula recall, must/must-not snippets, labelled page sets.
+
+Shared by the tests, `bench/math_extraction.py` and the classifier's held-out report, so that the figures
+a test asserts and the figures a benchmark or model sidecar reports are computed the same way. The loaders
+read the layout of the shared test data (`html_math/`, `html_general/` with their index files, see its
+MANIFEST.md).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+_WS_RE = re.compile(r"\s+")
+GOLD_DIR = "html_math/mineru-webkit_ccmath"
+
+
+def squash(text: str) -> str:
+    """Text without any whitespace: gold formulas are compared this way."""
+    return _WS_RE.sub("", text)
+
+
+def formula_hits(text: str, formulas: list[str]) -> int:
+    """How many gold formulas occur in `text`, whitespace removed on both sides."""
+    haystack = squash(text)
+    return sum(1 for f in formulas if squash(f) in haystack)
+
+
+def snippet_score(text: str, must: list[str], must_not: list[str]) -> tuple[int, int]:
+    """(must-snippets found, must-not snippets absent): higher is better for both."""
+    return sum(1 for s in must if s in text), sum(1 for s in must_not if s not in text)
+
+
+def read_page(path: Path) -> str:
+    """A stored page as text (UTF-8 with replacement; the shared pages are UTF-8 or declare ASCII-safe charsets)."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return data.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class GoldPage:
+    name: str
+    path: Path
+    url: str | None
+    formulas: list[str]
+
+
+def gold_pages(data_root: Path) -> list[GoldPage]:
+    """The math pages with gold formula lists (display and inline files, one formula per line)."""
+    folder = data_root / GOLD_DIR
+    pages = []
+    for line in (folder / "index.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        formulas: list[str] = []
+        for key in ("expected_display", "expected_inline"):
+            if entry.get(key):
+                text = (folder / entry[key]).read_text(encoding="utf-8")
+                formulas += [f for f in text.split("\n") if f.strip()]
+        if formulas:
+            name = entry["file"].removesuffix(".gz").removesuffix(".html")
+            pages.append(GoldPage(name, folder / entry["file"], entry.get("url"), formulas))
+    return pages
+
+
+@dataclass(frozen=True)
+class LabelledPage:
+    file: str  # path relative to the data root
+    url: str | None
+    is_math: bool
+    gold_set: bool  # one of the pages with gold formulas
+
+
+def labelled_pages(data_root: Path) -> Iterator[LabelledPage]:
+    """Math-labelled pages of html_math/ and the non-math pages of html_general/ (as their indexes say)."""
+    for line in (data_root / "html_math/math_pages_index.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if entry["is_math"]:
+            yield LabelledPage(entry["file"], entry.get("url"), True, entry["file"].startswith(GOLD_DIR))
+    for line in (data_root / "html_general/pages_index.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if not entry["is_math"]:
+            yield LabelledPage(entry["file"], entry.get("url"), False, False)
+
+
+@dataclass(frozen=True)
+class SnippetPage:
+    path: Path
+    url: str
+    must: list[str]
+    must_not: list[str]
+
+
+def snippet_pages(data_root: Path) -> list[SnippetPage]:
+    """trafilatura-eval pages with the snippets their extraction must and must not contain."""
+    folder = data_root / "html_general/trafilatura-eval"
+    gold = json.loads((folder / "evaldata_subset.json").read_text(encoding="utf-8"))
+    return [
+        SnippetPage(folder / entry["file"], url, list(entry.get("with", [])), list(entry.get("without", [])))
+        for url, entry in gold.items()
+    ]
+
+
+def precision_recall(truth: list[bool], predicted: list[bool]) -> tuple[float, float]:
+    """Precision and recall of the positive class."""
+    tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t and p)
+    fp = sum(1 for t, p in zip(truth, predicted, strict=True) if not t and p)
+    fn = sum(1 for t, p in zip(truth, predicted, strict=True) if t and not p)
+    return (tp / (tp + fp) if tp + fp else 0.0), (tp / (tp + fn) if tp + fn else 0.0)

@@ -1,0 +1,127 @@
+"""The raw-HTML prefilter and the two-stage math decision built on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from classifiers.math_decision import (
+    MathDecisionConfig,
+    decide_math_page,
+    is_math_page,
+    needs_math_extraction,
+)
+from classifiers.math_score import RuleMathScorer
+from crawl.math_eval import labelled_pages, precision_recall, read_page
+from crawl.prefilter import PrefilterResult, math_prefilter
+
+
+@pytest.mark.parametrize(
+    ("html", "signal"),
+    [
+        ('<p>x <math xmlns="http://www.w3.org/1998/Math/MathML"><mi>x</mi></math></p>', "mathml"),
+        ('<p><m:math xmlns:m="x"><m:mi>x</m:mi></m:math></p>', "mathml"),
+        ('<amp-mathml data-formula="x"></amp-mathml>', "mathml"),
+        ('<script type="math/tex; mode=display">x</script>', "tex_script"),
+        ('<img src="https://latex.codecogs.com/gif.latex?x^2">', "tex_image"),
+        ('<img src="https://s0.wp.com/latex.php?latex=x">', "tex_image"),
+        (r"<p>\(\frac{a}{b} + \sqrt{c} = \sum_i x_i\)</p>", "tex_commands"),
+    ],
+)
+def test_strong_markup_alone_is_a_hit(html: str, signal: str):
+    result = math_prefilter(html)
+    assert result.hit
+    assert signal in result.signals
+    assert math_prefilter(html.encode()) == result  # bytes and text agree
+
+
+def test_weak_signals_need_company():
+    only_renderer = '<html><script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script><p>Hi</p></html>'
+    assert not math_prefilter(only_renderer).hit
+    words = " ".join(["theorem", "equation"] * 5)
+    assert math_prefilter(only_renderer.replace("Hi", words)).hit
+    assert math_prefilter(only_renderer.replace("Hi", words)).signals == ("renderer", "vocabulary")
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<p>The weather is nice; the mathematics club meets on Tuesday.</p>",
+        '<script>var re = /\\(\\[/; x.replace(/\\s+/g, "")</script><p>Prices: $5 and $10</p>',
+        '<div class="mathematics-dept">Contact</div>',
+        "",
+    ],
+)
+def test_ordinary_pages_miss(html: str):
+    assert not math_prefilter(html).hit
+
+
+def test_mixed_case_markup_is_found():
+    assert "renderer" in math_prefilter("<SCRIPT SRC='/MathJax/MathJax.js'></SCRIPT>").signals
+
+
+@pytest.fixture(scope="module")
+def labelled(shared_data: Path):
+    return [(page, read_page(shared_data / page.file)) for page in labelled_pages(shared_data)]
+
+
+def test_prefilter_rates_on_real_pages(labelled):
+    math = [math_prefilter(html).hit for page, html in labelled if page.is_math]
+    other = [math_prefilter(html).hit for page, html in labelled if not page.is_math]
+    assert len(math) >= 25 and len(other) >= 300
+    assert sum(other) / len(other) <= 0.03  # the expensive extractor stays off the bulk of non-math pages
+    assert 1 - sum(math) / len(math) <= 0.10  # and the few it misses go to the stage-one score
+
+
+def test_decision_recall_and_precision_at_least_0_9(labelled):
+    scorer = RuleMathScorer()
+    truth, predicted, extracted = [], [], 0
+    for page, html in labelled:
+        decision = decide_math_page(html, page.url, scorer)
+        truth.append(page.is_math)
+        predicted.append(decision.is_math)
+        extracted += decision.extracted
+    precision, recall = precision_recall(truth, predicted)
+    assert recall >= 0.9, recall
+    assert precision >= 0.9, precision
+    assert extracted <= 2 * sum(truth)  # stage two ran on candidates, not on the bulk of pages
+
+
+def test_prefilter_miss_is_recalled_by_the_stage_one_score():
+    miss = PrefilterResult(hit=False, signals=())
+    config = MathDecisionConfig()
+    assert not needs_math_extraction(miss, 0.1, config)
+    assert needs_math_extraction(miss, config.stage_one_threshold, config)
+    html = "<html><body><article>" + "<p>Solve x² + 3x = 10: so x = 2 or x = −5, since 2² + 6 = 10.</p>" * 6
+    html += "<p>The quadratic formula gives the roots; the discriminant b² − 4ac decides how many.</p></article></body></html>"
+    decision = decide_math_page(html)
+    assert not decision.prefilter.hit
+    assert decision.stage_one_score >= config.stage_one_threshold
+    assert decision.extracted and decision.is_math
+
+
+def test_strong_markup_lowers_the_bar_but_does_not_decide_alone():
+    config = MathDecisionConfig()
+    strong = PrefilterResult(hit=True, signals=("tex_script",))
+    weak = PrefilterResult(hit=True, signals=("renderer", "vocabulary"))
+    score = (config.markup_math_threshold + config.math_threshold) / 2
+    assert is_math_page(strong, score, config)
+    assert not is_math_page(weak, score, config)
+    assert not is_math_page(strong, 0.0, config)
+
+
+def test_decision_stages_are_reported():
+    html = '<html><body><p>Energy <script type="math/tex">E=mc^2</script> and <script type="math/tex">p=mv</script>.</p></body></html>'
+    stages = decide_math_page(html).stages()
+    assert stages["prefilter_hit"] is True
+    assert "tex_script" in stages["prefilter_signals"]
+    assert stages["math_extracted"] is True
+    assert set(stages) == {
+        "prefilter_hit",
+        "prefilter_signals",
+        "stage_one_score",
+        "math_extracted",
+        "final_score",
+        "is_math",
+    }
