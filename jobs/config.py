@@ -1,4 +1,4 @@
-"""Settings of the corpus job, in one typed place; CLI flags are derived from these fields."""
+"""Settings of the Spark jobs, in one typed place; CLI flags are derived from these fields."""
 
 from __future__ import annotations
 
@@ -24,8 +24,18 @@ class CorpusBuildConfig:
     min_lang_score: float = field(
         default=0.0, metadata={"help": "drop pages whose language probability is lower"}
     )
-    min_math_score: float = field(
-        default=0.5, metadata={"help": "drop pages whose math score is lower (0 keeps all)"}
+    min_math_score: float | None = field(
+        default=None,
+        metadata={
+            "help": "drop pages whose math score is lower (0 keeps all); default: the two-stage decision "
+            "(score >= 0.5, or >= 0.3 for pages with strong math markup)"
+        },
+    )
+    math_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "trained fastText math classifier (mathforge classifier train); default: rule scorer"
+        },
     )
     min_chars: int = field(default=1, metadata={"help": "drop pages whose extracted text is shorter"})
     lid_model: str | None = field(
@@ -40,3 +50,21 @@ class CorpusBuildConfig:
         if self.langs.strip().lower() == ALL_LANGS:
             return None
         return frozenset(code.strip() for code in self.langs.split(",") if code.strip())
+
+
+@dataclass
+class ClassifierTrainConfig:
+    input: str = field(metadata={"help": "crawl to sample from: WARC file, directory, glob or paths file"})
+    output: str = field(metadata={"help": "model file to write (its JSON sidecar goes next to it)"})
+    positives: str | None = field(
+        default=None,
+        metadata={"help": "seed texts: Parquet (text column) or JSONL; default: bootstrap from math markup"},
+    )
+    max_per_class: int = field(default=50_000, metadata={"help": "cap on texts per class"})
+    negative_fraction: float = field(
+        default=1.0, metadata={"help": "share of clean negative pages to sample"}
+    )
+    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
+    seed: int = field(default=0, metadata={"help": "sampling and training seed"})
+    epoch: int = field(default=3, metadata={"help": "fastText epochs (DeepSeekMath: 3)"})
+    threads: int = field(default=2, metadata={"help": "fastText training threads"})

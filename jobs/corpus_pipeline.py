@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from classifiers.langid import LanguageIdentifier
+from classifiers.math_decision import MathDecisionConfig, decide_math_page
 from classifiers.math_score import MathScorer, RuleMathScorer
 from crawl.charset import decode_html
-from crawl.extract import extract_main_text
 from crawl.warc import HtmlResponse, read_html_responses
 from jobs.config import CorpusBuildConfig
 
@@ -39,6 +39,8 @@ class PageAnalysis:
     lang: str
     lang_score: float
     math_score: float
+    is_math: bool
+    stages: dict[str, Any]  # the two-stage math decision: prefilter, stage-one score, extraction, final score
     n_chars: int
     text: str
 
@@ -65,42 +67,59 @@ def content_digest(text: str) -> str:
 
 
 class PageAnalyser:
-    """Language ID and math scoring over extracted text; holds the (lazily loaded) models."""
+    """Two-stage math decision, then language ID on the kept text; holds the (lazily loaded) models."""
 
-    def __init__(self, lid_model: str | None = None, math_scorer: MathScorer | None = None):
+    def __init__(
+        self,
+        lid_model: str | None = None,
+        math_scorer: MathScorer | None = None,
+        decision: MathDecisionConfig | None = None,
+    ):
         self.langid = LanguageIdentifier(lid_model)
         self.math_scorer: MathScorer = math_scorer or RuleMathScorer()
+        self.decision = decision or MathDecisionConfig()
 
     def load_models(self) -> None:
         """Load models up front so a broken model fails the task instead of every page one by one."""
         _ = self.langid.model
+        self.math_scorer.score("warm up")
 
     def analyse_html(
         self, body: bytes, content_type: str | None = None, url: str | None = None
     ) -> PageAnalysis:
         decoded = decode_html(body, content_type)
-        text = extract_main_text(decoded.text, url)
-        language = self.langid.predict(text)
-        math_score = self.math_scorer.score(text) if text else 0.0
+        decision = decide_math_page(decoded.text, url, self.math_scorer, self.decision, raw=body)
+        language = self.langid.predict(decision.text)
         return PageAnalysis(
             url=url,
             charset=decoded.charset,
             charset_source=decoded.source,
             lang=language.lang,
             lang_score=round(language.score, 6),
-            math_score=round(float(math_score), 6),
-            n_chars=len(text),
-            text=text,
+            math_score=round(decision.final_score, 6),
+            is_math=decision.is_math,
+            stages=decision.stages(),
+            n_chars=len(decision.text),
+            text=decision.text,
         )
+
+
+def math_scorer_for(model_path: str | None) -> MathScorer:
+    """The trained fastText scorer when a model is given, else the transparent rule scorer."""
+    if model_path:
+        from classifiers.math_classifier import FastTextMathScorer
+
+        return FastTextMathScorer(model_path)
+    return RuleMathScorer()
 
 
 class CorpusPipeline:
     """What one Spark task runs: a WARC file in, corpus rows out, counters updated along the way."""
 
-    def __init__(self, config: CorpusBuildConfig, math_scorer: MathScorer | None = None):
+    def __init__(self, config: CorpusBuildConfig):
         self.config = config
         self.langs = config.lang_set()
-        self.analyser = PageAnalyser(config.lid_model, math_scorer)
+        self.analyser = PageAnalyser(config.lid_model, math_scorer_for(config.math_model))
 
     def keep_reason(self, page: PageAnalysis) -> str | None:
         """None to keep the page, else the drop reason counted in the stats."""
@@ -110,7 +129,10 @@ class CorpusPipeline:
             return "drop:lang"
         if page.lang_score < self.config.min_lang_score:
             return "drop:lang_score"
-        if page.math_score < self.config.min_math_score:
+        if self.config.min_math_score is None:
+            if not page.is_math:
+                return "drop:not_math"
+        elif page.math_score < self.config.min_math_score:
             return "drop:math_score"
         return None
 
@@ -128,6 +150,8 @@ class CorpusPipeline:
             page.lang_score,
             page.math_score,
             page.text,
+            page.is_math,
+            page.stages["math_extracted"],
             page.n_chars,
             content_digest(page.text),
             page.charset,

@@ -25,6 +25,8 @@ CORPUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("lang_score", "float", "lid.176 probability of `lang`"),
     ("math_score", "float", "math score in [0, 1] (see `math_scorer` in the manifest)"),
     ("text", "string", "extracted main text"),
+    ("is_math", "bool", "the two-stage math decision (prefilter + score, see classifiers/math_decision.py)"),
+    ("math_extracted", "bool", "whether `text` came from the math-aware extractor (else the fast pass)"),
     ("n_chars", "int", "characters in `text`"),
     ("content_digest", "string", "sha1 of the whitespace-normalised text, for exact dedup"),
     ("charset", "string", "codec the HTML was decoded with"),
@@ -42,6 +44,7 @@ def spark_schema() -> Any:
         "float": T.FloatType(),
         "int": T.IntegerType(),
         "timestamp": T.TimestampType(),
+        "bool": T.BooleanType(),
     }
     return T.StructType([T.StructField(name, kinds[kind], nullable=True) for name, kind, _ in CORPUS_COLUMNS])
 

@@ -22,6 +22,14 @@ def _corpus_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classifier_train(args: argparse.Namespace) -> int:
+    from jobs.train_math_classifier import run_from_args
+
+    report = run_from_args(args)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def read_html_file(path: str) -> bytes:
     """Raw bytes of an .html or .html.gz file (charset decoding is the pipeline's job)."""
     p = Path(path)
@@ -32,10 +40,11 @@ def read_html_file(path: str) -> bytes:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from jobs.corpus_pipeline import PageAnalyser
+    from jobs.corpus_pipeline import PageAnalyser, math_scorer_for
 
     body = read_html_file(args.file)
-    analysis = PageAnalyser(args.lid_model).analyse_html(body, args.content_type, args.url)
+    analyser = PageAnalyser(args.lid_model, math_scorer_for(args.math_model))
+    analysis = analyser.analyse_html(body, args.content_type, args.url)
     print(json.dumps(analysis.to_dict(), ensure_ascii=False, indent=None if args.compact else 2))
     return 0
 
@@ -51,7 +60,7 @@ def _sample_crawl(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jobs.config import CorpusBuildConfig
+    from jobs.config import ClassifierTrainConfig, CorpusBuildConfig
     from mathforge.config import add_dataclass_args
     from training import cli as training_cli
 
@@ -71,10 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(build, CorpusBuildConfig)
     build.set_defaults(handler=_corpus_build)
 
+    classifier = commands.add_parser("classifier", help="train the fastText math classifier (Spark job)")
+    classifier_cmds = classifier.add_subparsers(dest="classifier_command", required=True)
+    train_clf = classifier_cmds.add_parser(
+        "train",
+        help="seeds (given or bootstrapped from math markup) + crawl negatives → fastText model",
+        description="Run jobs/train_math_classifier.py (Spark local[*] by default).",
+    )
+    add_dataclass_args(train_clf, ClassifierTrainConfig)
+    train_clf.set_defaults(handler=_classifier_train)
+
     inspect = commands.add_parser(
         "inspect",
         help="show what the corpus job decides for one HTML page (JSON)",
-        description="Print lang, lang_score, math_score and the extracted text of one page as JSON.",
+        description="Print lang, lang_score, math_score, the two-stage math decision (prefilter hit, stage-one "
+        "score, whether math-aware extraction ran, final score) and the extracted text of one page as JSON.",
     )
     inspect.add_argument("file", help="an .html or .html.gz file")
     inspect.add_argument("--url", default=None, help="the page's URL (helps extraction)")
@@ -82,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--content-type", default=None, help="HTTP Content-Type header, e.g. 'text/html; charset=gbk'"
     )
     inspect.add_argument("--lid-model", default=None, help="path to lid.176.ftz (default: the bundled copy)")
+    inspect.add_argument(
+        "--math-model", default=None, help="trained math classifier (default: the rule scorer)"
+    )
     inspect.add_argument("--compact", action="store_true", help="one-line JSON")
     inspect.set_defaults(handler=_inspect)
 

@@ -1,6 +1,7 @@
 """`make demo`: the whole path on one machine, offline, on a crawl the project generates itself.
 
-    sample crawl (WARC) → corpus build (Spark local[*]) → Parquet corpus + stats → tiny MTP pretraining run
+    sample crawl (WARC) → math classifier (fastText, seeds bootstrapped from math markup; Spark)
+      → corpus build with that classifier (Spark local[*]) → Parquet corpus + stats → tiny MTP pretraining run
 
 Each step goes through the `mathforge` command line, exactly as a user would type it.
 """
@@ -25,38 +26,66 @@ def _step(title: str, argv: list[str]) -> None:
     print(f"--- {title}: {time.monotonic() - started:.1f} s", flush=True)
 
 
+def report_against_labels(corpus: Path, manifest: Path) -> str:
+    """How the corpus's math decision compares with the sample crawl's own labels (it knows the truth)."""
+    import json
+
+    import pyarrow.dataset as ds
+
+    labels = {
+        r["record_id"]: r for r in json.loads(manifest.read_text())["records"] if r["warc_type"] == "response"
+    }
+    kept = set(
+        ds.dataset(corpus / "data", format="parquet")
+        .to_table(columns=["warc_record_id"])
+        .column("warc_record_id")
+        .to_pylist()
+    )
+    readable = [r for r in labels.values() if r["http_status"] == 200 and not r["broken"]]
+    math = {r["record_id"] for r in readable if r["is_math"]}
+    hit = len(kept & math)
+    precision = hit / len(kept) if kept else 0.0
+    recall = hit / len(math) if math else 0.0
+    return (
+        f"math pages in the sample crawl: {len(math)}; kept: {len(kept)}; "
+        f"precision {precision:.2f}, recall {recall:.2f} (against the generator's labels)"
+    )
+
+
 def run_demo(out: Path, *, files: int, records: int, train_steps: int) -> None:
     if out.exists():
         shutil.rmtree(out)
     crawl, corpus, run = out / "crawl", out / "corpus", out / "run"
+    model = out / "models" / "math_classifier.bin"
+    paths = str(crawl / "warc.paths")
+    sample = ["sample-crawl", "--out", str(crawl), "--files", str(files), "--records", str(records)]
+    _step("1/4 generate the sample crawl", sample)
     _step(
-        "1/3 generate the sample crawl",
-        ["sample-crawl", "--out", str(crawl), "--files", str(files), "--records", str(records)],
+        "2/4 train the math classifier (Spark)",
+        ["classifier", "train", "--input", paths, "--output", str(model)],
     )
-    _step(
-        "2/3 build the math corpus (Spark local[*])",
-        ["corpus", "build", "--input", str(crawl / "warc.paths"), "--output", str(corpus)],
-    )
-    _step(
-        "3/3 pretrain the tiny model with MTP",
-        [
-            "train",
-            "pretrain",
-            "--data",
-            str(corpus),
-            "--out",
-            str(run),
-            "--preset",
-            "tiny",
-            "--max-steps",
-            str(train_steps),
-        ],
-    )
+    build = ["corpus", "build", "--input", paths, "--output", str(corpus), "--math-model", str(model)]
+    _step("3/4 build the math corpus with it (Spark)", build)
+    print(report_against_labels(corpus, crawl / "sample_manifest.json"))
+    pretrain = [
+        "train",
+        "pretrain",
+        "--data",
+        str(corpus),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        str(train_steps),
+    ]
+    _step("4/4 pretrain the tiny model with MTP", pretrain)
     print("\nDemo finished. Look at:")
     for path in (
         corpus / "STATS.md",
         corpus / "manifest.json",
         corpus / "data",
+        model.with_suffix(".json"),
         run / "metrics.jsonl",
         run / "loss_curve.png",
     ):
