@@ -17,18 +17,21 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
 
 import argparse
 import logging
+import math
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crawl.inputs import resolve_inputs
-from jobs.config import CorpusBuildConfig
+from jobs.config import CleaningConfig, CorpusBuildConfig
 from jobs.corpus_output import (
     DATA_DIR,
     StagedOutput,
@@ -38,10 +41,13 @@ from jobs.corpus_output import (
 )
 from jobs.corpus_pipeline import CorpusPipeline
 from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
+from jobs.dedup import clean_corpus
 from jobs.spark import CounterParam, ListParam, get_spark, ship_code
 from mathforge.config import add_dataclass_args, dataclass_from_args
 
 log = logging.getLogger("mathforge.build_corpus")
+
+TARGET_SHARD_CHARS = 250_000_000  # ~250 MB of text per shard before compression
 
 
 def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any]:
@@ -80,27 +86,17 @@ def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, An
 
     rows = sc.parallelize(inputs, max(1, len(inputs))).mapPartitions(run_partition)
     with staged as staging:
-        data_dir = staging / DATA_DIR
-        spark.createDataFrame(rows, spark_schema()).write.parquet(str(data_dir))
-        written = spark.read.parquet(str(data_dir))
-        by_lang = {r["lang"]: r["count"] for r in written.groupBy("lang").count().collect()}
-        bucket = F.least(F.floor(F.col("math_score") * 10), F.lit(9)).cast("int")
-        hist = {
-            r["b"]: r["count"]
-            for r in written.groupBy(bucket.alias("b")).count().collect()
-            if r["b"] is not None
-        }
-        kept_chars = written.agg(F.sum("n_chars")).collect()[0][0] or 0
+        extracted = staging / "extracted-pages"  # Spark ignores paths starting with _ or .
+        spark.createDataFrame(rows, spark_schema()).write.parquet(str(extracted))
+        summary = finish_corpus(spark, spark.read.parquet(str(extracted)), staging, config)
+        shutil.rmtree(extracted)
         counters = dict(sorted(counters_acc.value.items()))
         files = sorted(files_acc.value, key=lambda f: f["path"])
         stats = {
             "run_id": staged.run_id,
             "seconds": round(time.time() - started, 2),
-            "kept": sum(by_lang.values()),
-            "kept_chars": int(kept_chars),
+            **summary,
             "counters": counters,
-            "by_lang": dict(sorted(by_lang.items())),
-            "math_score_histogram": [(b / 10, hist.get(b, 0)) for b in range(10)],
             "inputs": {"total": len(inputs), "failed": [f for f in files if f["errors"]]},
             "per_file": files,
         }
@@ -130,6 +126,31 @@ def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, An
         counters.get("html_responses", 0),
     )
     return stats
+
+
+def finish_corpus(
+    spark: SparkSession, df: DataFrame, staging: Path, cleaning: CleaningConfig
+) -> dict[str, Any]:
+    """Dedup and decontaminate `df`, write the shards (sorted by id) and summarise what was written."""
+    df, cleaning_report = clean_corpus(spark, df, cleaning, staging)
+    total_chars = df.agg(F.sum("n_chars")).collect()[0][0] or 0
+    shards = max(1, math.ceil(total_chars / TARGET_SHARD_CHARS))
+    data_dir = staging / DATA_DIR
+    df.repartitionByRange(shards, "id").sortWithinPartitions("id").write.parquet(str(data_dir))
+    written = spark.read.parquet(str(data_dir))
+    by_lang = {r["lang"]: r["count"] for r in written.groupBy("lang").count().collect()}
+    bucket = F.least(F.floor(F.col("math_score") * 10), F.lit(9)).cast("int")
+    hist = {
+        r["b"]: r["count"] for r in written.groupBy(bucket.alias("b")).count().collect() if r["b"] is not None
+    }
+    return {
+        "kept": sum(by_lang.values()),
+        "kept_chars": int(total_chars),
+        "shards": shards,
+        "cleaning": cleaning_report,
+        "by_lang": dict(sorted(by_lang.items())),
+        "math_score_histogram": [(b / 10, hist.get(b, 0)) for b in range(10)],
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

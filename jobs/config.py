@@ -9,8 +9,55 @@ from crawl.warc import DEFAULT_MAX_BODY_BYTES
 ALL_LANGS = "all"
 
 
-@dataclass
-class CorpusBuildConfig:
+@dataclass(kw_only=True)
+class CleaningConfig:
+    """Exact dedup, near dedup and decontamination settings, shared by `corpus build` and `corpus dedup`."""
+
+    exact_dedup: bool = field(default=True, metadata={"help": "drop repeated normalised texts and URLs"})
+    near_dedup: bool = field(default=True, metadata={"help": "drop near duplicates (MinHash LSH)"})
+    threshold: float = field(
+        default=0.8,
+        metadata={"help": "Jaccard similarity of word 5-gram sets that counts as a near duplicate"},
+    )
+    recall_margin: float = field(
+        default=0.1,
+        metadata={
+            "help": "LSH bands are tuned for threshold minus this; the exact Jaccard check restores precision"
+        },
+    )
+    num_perm: int = field(default=128, metadata={"help": "MinHash permutations"})
+    ngram: int = field(default=5, metadata={"help": "words per shingle"})
+    minhash_seed: int = field(default=1, metadata={"help": "MinHash permutation seed (datasketch's default)"})
+    max_pairs_bucket: int = field(
+        default=50,
+        metadata={"help": "LSH buckets larger than this link their documents as a star instead of all pairs"},
+    )
+    index: str | None = field(
+        default=None,
+        metadata={
+            "help": "dedup index of an earlier corpus (its dedup_index/ folder): drop documents it holds"
+        },
+    )
+    decontaminate: bool = field(
+        default=True, metadata={"help": "drop documents quoting --benchmarks questions"}
+    )
+    benchmarks: str | None = field(
+        default=None, metadata={"help": "benchmark JSONL files or folders, comma-separated (question field)"}
+    )
+    decontam_ngram: int = field(default=13, metadata={"help": "words per n-gram matched against benchmarks"})
+
+
+@dataclass(kw_only=True)
+class CorpusDedupConfig(CleaningConfig):
+    input: str = field(metadata={"help": "existing corpus directory (from corpus build)"})
+    output: str = field(metadata={"help": "deduplicated corpus directory to create"})
+    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
+    app_name: str = field(default="mathforge-dedup", metadata={"help": "Spark application name"})
+
+
+@dataclass(kw_only=True)
+class CorpusBuildConfig(CleaningConfig):
     input: str = field(
         metadata={
             "help": "WARC file, directory, glob, or paths file (warc.paths[.gz]); comma-separate several"

@@ -118,6 +118,16 @@ def render_stats_markdown(stats: dict[str, Any]) -> str:
         "",
     ]
     lines += _table(sorted(counters.items()), ("counter", "count"))
+    cleaning = stats.get("cleaning")
+    if cleaning:
+        lines += ["", "## Dedup and decontamination", ""]
+        rows = [("documents before", cleaning["input_documents"])]
+        for step, info in cleaning["steps"].items():
+            rows.append(
+                (f"removed by {step}", info.get("removed", 0) if "skipped" not in info else info["skipped"])
+            )
+        rows.append(("documents after", cleaning["output_documents"]))
+        lines += _table(rows, ("step", "documents"))
     lines += ["", "## Kept documents by language", ""]
     lines += _table(sorted(stats["by_lang"].items(), key=lambda kv: -kv[1]), ("lang", "documents"))
     lines += ["", "## Math score of kept documents", ""]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,13 +18,13 @@ from urllib.parse import urlsplit
 from classifiers.langid import LanguageIdentifier
 from classifiers.math_decision import MathDecisionConfig, decide_math_page
 from classifiers.math_score import MathScorer, RuleMathScorer
+from classifiers.text_norm import text_digest
 from crawl.charset import decode_html
 from crawl.warc import HtmlResponse, read_html_responses
 from jobs.config import CorpusBuildConfig
 
 log = logging.getLogger(__name__)
 
-_WS = re.compile(r"\s+")
 PROGRESS_EVERY_S = 30.0
 
 
@@ -60,10 +59,6 @@ def domain_of(url: str) -> str:
     except ValueError:
         return ""
     return host.lower().rstrip(".")
-
-
-def content_digest(text: str) -> str:
-    return hashlib.sha1(_WS.sub(" ", text).strip().encode("utf-8")).hexdigest()
 
 
 class PageAnalyser:
@@ -153,7 +148,7 @@ class CorpusPipeline:
             page.is_math,
             page.stages["math_extracted"],
             page.n_chars,
-            content_digest(page.text),
+            text_digest(page.text),
             page.charset,
             page.charset_source,
         )

@@ -28,7 +28,11 @@ CORPUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("is_math", "bool", "the two-stage math decision (prefilter + score, see classifiers/math_decision.py)"),
     ("math_extracted", "bool", "whether `text` came from the math-aware extractor (else the fast pass)"),
     ("n_chars", "int", "characters in `text`"),
-    ("content_digest", "string", "sha1 of the whitespace-normalised text, for exact dedup"),
+    (
+        "content_digest",
+        "string",
+        "digest of the normalised text (classifiers.text_norm.text_digest), for exact dedup",
+    ),
     ("charset", "string", "codec the HTML was decoded with"),
     ("charset_source", "string", "where the charset came from: http-header, meta, bom, detected, fallback"),
 )

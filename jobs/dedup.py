@@ -1,0 +1,341 @@
+"""Corpus hygiene on Spark: exact dedup, MinHash-LSH near dedup with connected components, decontamination.
+
+Every step is DataFrame in → DataFrame out, distributed, with no single-machine collect of the corpus:
+
+1. exact: one row per normalised-text digest, then one per URL;
+2. near: MinHash signatures and LSH band hashes per document (numpy, in the executors), with bands chosen
+   for `threshold - recall_margin` so that few true pairs are missed; documents sharing a band hash become
+   candidate pairs (all pairs of a bucket, or a star from its smallest id when the bucket is large); a pair
+   is kept when the exact Jaccard of the two shingle sets reaches `threshold` (the signature estimate is a
+   coin flip near the threshold, the exact check is not); connected components by iterated min-label
+   propagation over the kept pairs; one survivor per component. With a dedup index of an earlier corpus,
+   documents matching an indexed one are removed first; the old corpus is never re-read, only its band
+   hashes and signatures, so that check uses the signature estimate;
+3. decontamination: documents quoting a benchmark question (n-gram match) are removed and reported.
+
+Survivor rule, the same whatever the partitioning: highest `math_score`, then earliest `fetch_time`
+(missing last), then smallest `id`. Removed documents are listed with the step, the reason and the id they
+duplicate in the corpus's `removed/` table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from classifiers.decontaminate import ContaminationIndex, DecontaminationConfig
+from classifiers.minhash import MinHashConfig, MinHasher, band_hash_matrix, lsh_params
+from jobs.config import CleaningConfig
+
+log = logging.getLogger(__name__)
+
+REMOVED_SCHEMA = "id string, url string, step string, reason string, kept_id string"
+INDEX_META = "index.json"
+MAX_CC_ITERATIONS = 64
+
+
+def survivor_order() -> tuple:
+    """Highest math score, then earliest fetch (missing last), then smallest id: total and data-only."""
+    return F.col("math_score").desc_nulls_last(), F.col("fetch_time").asc_nulls_last(), F.col("id").asc()
+
+
+def _survivors(df: DataFrame, key: str) -> DataFrame:
+    """Rank rows within each `key` group by the survivor order (rank 1 survives)."""
+    return df.withColumn("_rank", F.row_number().over(Window.partitionBy(key).orderBy(*survivor_order())))
+
+
+def _split_by_rank(ranked: DataFrame, key: str, step: str, reason: str) -> tuple[DataFrame, DataFrame]:
+    keeper = ranked.where("_rank = 1").select(F.col(key).alias("_key"), F.col("id").alias("kept_id"))
+    removed = (
+        ranked.where("_rank > 1")
+        .join(keeper, ranked[key] == keeper["_key"])
+        .select("id", "url", F.lit(step).alias("step"), F.lit(reason).alias("reason"), "kept_id")
+    )
+    return ranked.where("_rank = 1").drop("_rank"), removed
+
+
+def exact_dedup(df: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """One document per normalised-text digest, then per URL."""
+    kept, by_text = _split_by_rank(
+        _survivors(df, "content_digest"), "content_digest", "exact", "same normalised text"
+    )
+    kept, by_url = _split_by_rank(_survivors(kept, "url"), "url", "exact", "same URL")
+    return kept, by_text.unionByName(by_url)
+
+
+# ---------------------------------------------------------------- MinHash in the executors
+
+
+def _signature_rows(rows: Iterable, config: MinHashConfig, bands: int, band_rows: int) -> Iterator[tuple]:
+    hasher = MinHasher(config)
+    batch: list[tuple[str, np.ndarray]] = []
+
+    def flush() -> Iterator[tuple]:
+        sigs = np.stack([hasher.signature_of_hashes(h) for _, h in batch])
+        hashes = band_hash_matrix(sigs, bands, band_rows)
+        for (doc_id, shingles), sig, bh in zip(batch, sigs, hashes, strict=True):
+            yield doc_id, sig.astype("<u4").tobytes(), bh.tolist(), shingles.astype("<u4").tobytes()
+        batch.clear()
+
+    for row in rows:
+        shingles = np.unique(hasher.shingle_hashes(row["text"]))
+        if len(shingles):  # empty texts have no shingles and would all collide
+            batch.append((row["id"], shingles))
+        if len(batch) >= 512:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def signatures(spark: SparkSession, df: DataFrame, config: MinHashConfig, bands: int, rows: int) -> DataFrame:
+    """Per non-empty document: id, sig (little-endian uint32[num_perm]), bands (array<long>) and
+    shingles (its sorted distinct shingle hashes, little-endian uint32) for the exact Jaccard check."""
+    schema = T.StructType(
+        [
+            T.StructField("id", T.StringType()),
+            T.StructField("sig", T.BinaryType()),
+            T.StructField("bands", T.ArrayType(T.LongType())),
+            T.StructField("shingles", T.BinaryType()),
+        ]
+    )
+    rdd = df.select("id", "text").rdd.mapPartitions(lambda it: _signature_rows(it, config, bands, rows))
+    return spark.createDataFrame(rdd, schema)
+
+
+def signature_similarity(sig_a: bytes, sig_b: bytes) -> float:
+    """Jaccard estimated from two signatures."""
+    a = np.frombuffer(sig_a, dtype="<u4")
+    b = np.frombuffer(sig_b, dtype="<u4")
+    return float(np.count_nonzero(a == b)) / len(a)
+
+
+def shingle_similarity(shingles_a: bytes, shingles_b: bytes) -> float:
+    """Exact Jaccard of two sorted distinct shingle-hash sets."""
+    a = np.frombuffer(shingles_a, dtype="<u4")
+    b = np.frombuffer(shingles_b, dtype="<u4")
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
+
+
+def _bucket_edges(ids: list[str], max_pairs_bucket: int) -> Iterator[tuple[str, str]]:
+    ids = sorted(set(ids))
+    if len(ids) <= max_pairs_bucket:
+        for i, a in enumerate(ids):
+            for b in ids[i + 1 :]:
+                yield a, b
+    else:  # a huge bucket (boilerplate pages): a star keeps it connected in linear size
+        for b in ids[1:]:
+            yield ids[0], b
+
+
+def verified_edges(
+    spark: SparkSession, pairs: DataFrame, side_a: DataFrame, side_b: DataFrame, column: str, threshold: float
+) -> DataFrame:
+    """Candidate pairs (a, b) whose similarity reaches `threshold`: the exact Jaccard of their shingle sets
+    when `column` is "shingles", the signature estimate when it is "sig" (all an index keeps)."""
+    similarity = shingle_similarity if column == "shingles" else signature_similarity
+    joined = pairs.join(side_a.select(F.col("id").alias("a"), F.col(column).alias("x_a")), "a").join(
+        side_b.select(F.col("id").alias("b"), F.col(column).alias("x_b")), "b"
+    )
+    rdd = joined.rdd.mapPartitions(
+        lambda it: ((r["a"], r["b"], sim) for r in it if (sim := similarity(r["x_a"], r["x_b"])) >= threshold)
+    )
+    return spark.createDataFrame(rdd, "a string, b string, similarity double")
+
+
+def connected_components(edges: DataFrame) -> DataFrame:
+    """(id, component) for every node of an undirected edge list (a, b); component = smallest id in it.
+
+    Min-label propagation: each round, every node takes the smallest label among itself and its neighbours;
+    it stops when no label changes. Rounds ~ the graph's diameter, which LSH buckets keep small.
+    """
+    both = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
+    both = both.distinct().localCheckpoint()
+    labels = both.select(F.col("a").alias("id")).distinct().withColumn("label", F.col("id")).localCheckpoint()
+    for iteration in range(1, MAX_CC_ITERATIONS + 1):
+        spread = both.join(labels, both["a"] == labels["id"]).select(F.col("b").alias("id"), "label")
+        updated = (
+            spread.unionByName(labels).groupBy("id").agg(F.min("label").alias("label")).localCheckpoint()
+        )
+        changed = (
+            updated.join(labels.withColumnRenamed("label", "old"), "id")
+            .where(F.col("label") != F.col("old"))
+            .count()
+        )
+        labels = updated
+        if changed == 0:
+            log.info("connected components converged after %d rounds", iteration)
+            break
+    else:
+        log.warning(
+            "connected components not converged after %d rounds; clusters may be split", MAX_CC_ITERATIONS
+        )
+    return labels.withColumnRenamed("label", "component")
+
+
+def _index_meta(config: MinHashConfig, bands: int, rows: int, threshold: float) -> dict[str, Any]:
+    return {"minhash": asdict(config), "bands": bands, "rows": rows, "threshold": threshold, "format": 1}
+
+
+def read_index(spark: SparkSession, index_dir: str, expected: dict[str, Any]) -> tuple[DataFrame, DataFrame]:
+    """(bands: hash, id) and (signatures: id, sig) of an earlier corpus; refuses an incompatible index."""
+    root = Path(index_dir)
+    meta_path = root / INDEX_META
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"no dedup index at {index_dir} (expected {meta_path})")
+    meta = json.loads(meta_path.read_text())
+    if meta["minhash"] != expected["minhash"] or (meta["bands"], meta["rows"]) != (
+        expected["bands"],
+        expected["rows"],
+    ):
+        raise ValueError(
+            f"dedup index {index_dir} was built with {meta}, this run uses {expected}: "
+            "signatures are only comparable with identical MinHash settings"
+        )
+    return spark.read.parquet(str(root / "bands")), spark.read.parquet(str(root / "signatures"))
+
+
+def near_dedup(
+    spark: SparkSession, df: DataFrame, cfg: CleaningConfig, index_out: Path | None
+) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
+    """Remove near duplicates (within the corpus and against `cfg.index`); write this corpus's index."""
+    mh = MinHashConfig(num_perm=cfg.num_perm, seed=cfg.minhash_seed, ngram=cfg.ngram)
+    # Bands tuned for a lower threshold: more candidates (recall), which the exact check then filters.
+    bands, rows = lsh_params(max(cfg.threshold - cfg.recall_margin, 0.05), cfg.num_perm)
+    meta = _index_meta(mh, bands, rows, cfg.threshold)
+    sigs = signatures(spark, df, mh, bands, rows).localCheckpoint()
+    band_rows = sigs.select("id", F.explode("bands").alias("hash"))
+    removed_parts: list[DataFrame] = []
+    info: dict[str, Any] = {"bands": bands, "rows": rows, "threshold": cfg.threshold}
+
+    old_bands = old_sigs = None
+    if cfg.index:
+        old_bands, old_sigs = read_index(spark, cfg.index, meta)
+        cand = band_rows.join(old_bands.withColumnRenamed("id", "b"), "hash").select(
+            F.col("id").alias("a"), "b"
+        )
+        hits = verified_edges(spark, cand.distinct(), sigs, old_sigs, "sig", cfg.threshold)
+        first = hits.groupBy("a").agg(F.min("b").alias("kept_id"))
+        removed_index = df.join(first, df["id"] == first["a"]).select(
+            "id",
+            "url",
+            F.lit("near").alias("step"),
+            F.lit("near duplicate of an indexed document").alias("reason"),
+            "kept_id",
+        )
+        removed_parts.append(removed_index)
+        df = df.join(first, df["id"] == first["a"], "left_anti")
+        sigs = sigs.join(first, sigs["id"] == first["a"], "left_anti")
+        band_rows = band_rows.join(first, band_rows["id"] == first["a"], "left_anti")
+
+    buckets = band_rows.groupBy("hash").agg(F.collect_list("id").alias("ids")).where(F.size("ids") > 1)
+    max_pairs = cfg.max_pairs_bucket
+    cand = spark.createDataFrame(
+        buckets.select("ids").rdd.flatMap(lambda r: _bucket_edges(r["ids"], max_pairs)), "a string, b string"
+    ).distinct()
+    edges = verified_edges(spark, cand, sigs, sigs, "shingles", cfg.threshold).localCheckpoint()
+    components = connected_components(edges)
+    ranked = _survivors(df.join(components, "id"), "component")
+    keeper = ranked.where("_rank = 1").select("component", F.col("id").alias("kept_id"))
+    removed_near = (
+        ranked.where("_rank > 1")
+        .join(keeper, "component")
+        .select(
+            "id",
+            "url",
+            F.lit("near").alias("step"),
+            F.lit(f"near duplicate (MinHash Jaccard >= {cfg.threshold})").alias("reason"),
+            "kept_id",
+        )
+    )
+    removed_parts.append(removed_near)
+    kept = df.join(removed_near.select("id"), "id", "left_anti")
+    info["candidate_pairs"] = cand.count()
+    info["verified_pairs"] = edges.count()
+
+    if index_out is not None:
+        kept_sigs = sigs.join(kept.select("id"), "id", "left_semi")
+        new_bands = kept_sigs.select("id", F.explode("bands").alias("hash"))
+        all_bands = new_bands.select("hash", "id")
+        all_sigs = kept_sigs.select("id", "sig")
+        if old_bands is not None:
+            all_bands = all_bands.unionByName(old_bands.select("hash", "id"))
+            all_sigs = all_sigs.unionByName(old_sigs.select("id", "sig"))
+        all_bands.write.parquet(str(index_out / "bands"))
+        all_sigs.write.parquet(str(index_out / "signatures"))
+        (index_out / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n")
+    removed = removed_parts[0]
+    for part in removed_parts[1:]:
+        removed = removed.unionByName(part)
+    return kept, removed, info
+
+
+def decontaminate(
+    spark: SparkSession, df: DataFrame, benchmark_paths: list[str], ngram: int
+) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
+    """Drop documents that quote a benchmark question; the removed table says which question and how."""
+    index = ContaminationIndex.from_files(benchmark_paths, DecontaminationConfig(ngram=ngram))
+    shared = spark.sparkContext.broadcast(index)
+
+    def matches(rows: Iterable) -> Iterator[tuple]:
+        idx = shared.value
+        for row in rows:
+            found = idx.find_contamination(row["text"])
+            if found:
+                first = found[0]
+                yield (
+                    row["id"],
+                    row["url"],
+                    "decontamination",
+                    "; ".join(m.reason for m in found[:5]),
+                    f"{first.benchmark}:{first.item_id}",
+                )
+
+    removed = spark.createDataFrame(df.select("id", "url", "text").rdd.mapPartitions(matches), REMOVED_SCHEMA)
+    removed = removed.localCheckpoint()
+    kept = df.join(removed.select("id"), "id", "left_anti")
+    return (
+        kept,
+        removed,
+        {
+            "benchmark_items": index.stats.get("indexed_items", 0),
+            "benchmarks": sorted(k.split(":", 1)[1] for k in index.stats if k.startswith("items:")),
+        },
+    )
+
+
+def clean_corpus(
+    spark: SparkSession, df: DataFrame, cfg: CleaningConfig, out_dir: Path
+) -> tuple[DataFrame, dict[str, Any]]:
+    """Run the enabled steps in order; writes `removed/` and (with near dedup) `dedup_index/` into out_dir."""
+    report: dict[str, Any] = {"input_documents": df.count(), "steps": {}}
+    removed_all = spark.createDataFrame([], REMOVED_SCHEMA)
+    if cfg.exact_dedup:
+        df, removed = exact_dedup(df)
+        df = df.localCheckpoint()
+        removed_all = removed_all.unionByName(removed)
+        report["steps"]["exact"] = {"removed": removed.count()}
+    if cfg.near_dedup:
+        df, removed, info = near_dedup(spark, df, cfg, out_dir / "dedup_index")
+        df = df.localCheckpoint()
+        removed_all = removed_all.unionByName(removed)
+        report["steps"]["near"] = {"removed": removed.count(), **info}
+    benchmarks = [p for p in (cfg.benchmarks or "").split(",") if p.strip()]
+    if cfg.decontaminate and benchmarks:
+        df, removed, info = decontaminate(spark, df, benchmarks, cfg.decontam_ngram)
+        removed_all = removed_all.unionByName(removed)
+        report["steps"]["decontamination"] = {"removed": removed.count(), **info}
+    elif cfg.decontaminate:
+        report["steps"]["decontamination"] = {"removed": 0, "skipped": "no --benchmarks given"}
+    removed_all.coalesce(1).write.parquet(str(out_dir / "removed"))
+    report["output_documents"] = df.count()
+    return df, report
