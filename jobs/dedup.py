@@ -204,13 +204,39 @@ def read_index(spark: SparkSession, index_dir: str, expected: dict[str, Any]) ->
     return spark.read.parquet(str(root / "bands")), spark.read.parquet(str(root / "signatures"))
 
 
+def lsh_bands(cfg: CleaningConfig) -> tuple[int, int]:
+    """Bands tuned for `threshold - recall_margin`: more candidates (recall), which the exact check filters."""
+    return lsh_params(max(cfg.threshold - cfg.recall_margin, 0.05), cfg.num_perm)
+
+
+def minhash_config(cfg: CleaningConfig) -> MinHashConfig:
+    return MinHashConfig(num_perm=cfg.num_perm, seed=cfg.minhash_seed, ngram=cfg.ngram)
+
+
+def near_duplicate_edges(
+    spark: SparkSession, sigs: DataFrame, band_rows: DataFrame, cfg: CleaningConfig
+) -> tuple[DataFrame, int]:
+    """Verified near-duplicate pairs (a < b, similarity) among documents, and the number of candidates."""
+    buckets = band_rows.groupBy("hash").agg(F.collect_list("id").alias("ids")).where(F.size("ids") > 1)
+    max_pairs = cfg.max_pairs_bucket
+    cand = (
+        spark.createDataFrame(
+            buckets.select("ids").rdd.flatMap(lambda r: _bucket_edges(r["ids"], max_pairs)),
+            "a string, b string",
+        )
+        .distinct()
+        .localCheckpoint()
+    )
+    edges = verified_edges(spark, cand, sigs, sigs, "shingles", cfg.threshold).localCheckpoint()
+    return edges, cand.count()
+
+
 def near_dedup(
     spark: SparkSession, df: DataFrame, cfg: CleaningConfig, index_out: Path | None
 ) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
     """Remove near duplicates (within the corpus and against `cfg.index`); write this corpus's index."""
-    mh = MinHashConfig(num_perm=cfg.num_perm, seed=cfg.minhash_seed, ngram=cfg.ngram)
-    # Bands tuned for a lower threshold: more candidates (recall), which the exact check then filters.
-    bands, rows = lsh_params(max(cfg.threshold - cfg.recall_margin, 0.05), cfg.num_perm)
+    mh = minhash_config(cfg)
+    bands, rows = lsh_bands(cfg)
     meta = _index_meta(mh, bands, rows, cfg.threshold)
     sigs = signatures(spark, df, mh, bands, rows).localCheckpoint()
     band_rows = sigs.select("id", F.explode("bands").alias("hash"))
@@ -237,12 +263,7 @@ def near_dedup(
         sigs = sigs.join(first, sigs["id"] == first["a"], "left_anti")
         band_rows = band_rows.join(first, band_rows["id"] == first["a"], "left_anti")
 
-    buckets = band_rows.groupBy("hash").agg(F.collect_list("id").alias("ids")).where(F.size("ids") > 1)
-    max_pairs = cfg.max_pairs_bucket
-    cand = spark.createDataFrame(
-        buckets.select("ids").rdd.flatMap(lambda r: _bucket_edges(r["ids"], max_pairs)), "a string, b string"
-    ).distinct()
-    edges = verified_edges(spark, cand, sigs, sigs, "shingles", cfg.threshold).localCheckpoint()
+    edges, info["candidate_pairs"] = near_duplicate_edges(spark, sigs, band_rows, cfg)
     components = connected_components(edges)
     ranked = _survivors(df.join(components, "id"), "component")
     keeper = ranked.where("_rank = 1").select("component", F.col("id").alias("kept_id"))
@@ -259,7 +280,6 @@ def near_dedup(
     )
     removed_parts.append(removed_near)
     kept = df.join(removed_near.select("id"), "id", "left_anti")
-    info["candidate_pairs"] = cand.count()
     info["verified_pairs"] = edges.count()
 
     if index_out is not None:

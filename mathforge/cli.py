@@ -22,6 +22,14 @@ def _corpus_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_dedup(args: argparse.Namespace) -> int:
+    from jobs.corpus_output import render_stats_markdown
+    from jobs.dedup_corpus import run_from_args
+
+    print(render_stats_markdown(run_from_args(args)))
+    return 0
+
+
 def _classifier_train(args: argparse.Namespace) -> int:
     from jobs.train_math_classifier import run_from_args
 
@@ -60,7 +68,7 @@ def _sample_crawl(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jobs.config import ClassifierTrainConfig, CorpusBuildConfig
+    from jobs.config import ClassifierTrainConfig, CorpusBuildConfig, CorpusDedupConfig
     from mathforge.config import add_dataclass_args
     from training import cli as training_cli
 
@@ -79,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_dataclass_args(build, CorpusBuildConfig)
     build.set_defaults(handler=_corpus_build)
+
+    dedup = corpus_cmds.add_parser(
+        "dedup", help="dedup and decontaminate an existing corpus", description="Run jobs/dedup_corpus.py."
+    )
+    add_dataclass_args(dedup, CorpusDedupConfig)
+    dedup.set_defaults(handler=_corpus_dedup)
 
     classifier = commands.add_parser("classifier", help="train the fastText math classifier (Spark job)")
     classifier_cmds = classifier.add_subparsers(dest="classifier_command", required=True)

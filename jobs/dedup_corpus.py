@@ -1,0 +1,91 @@
+"""Spark job: dedup and decontaminate an existing corpus directory into a new one.
+
+    spark-submit jobs/dedup_corpus.py --input corpora/a --output corpora/a-dedup [--threshold 0.8] [--index DIR]
+    mathforge corpus dedup --input corpora/a --output corpora/a-dedup
+
+Same steps, survivor rule and outputs (`removed/`, `dedup_index/`, manifest, stats) as `corpus build`.
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by spark-submit
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from jobs.build_corpus import finish_corpus, launched_by_spark_submit
+from jobs.config import CorpusDedupConfig
+from jobs.corpus_output import DATA_DIR, StagedOutput, package_versions, render_stats_markdown, write_json
+from jobs.spark import get_spark, ship_code
+from mathforge.config import add_dataclass_args, dataclass_from_args
+
+log = logging.getLogger("mathforge.dedup_corpus")
+
+
+def dedup_corpus(spark: SparkSession, config: CorpusDedupConfig) -> dict[str, Any]:
+    started = time.time()
+    source = Path(config.input)
+    data = source / DATA_DIR
+    if not data.is_dir():
+        raise FileNotFoundError(f"{config.input} is not a corpus directory (no {DATA_DIR}/ folder)")
+    staged = StagedOutput(config.output, overwrite=config.overwrite)
+    ship_code(spark)
+    with staged as staging:
+        summary = finish_corpus(spark, spark.read.parquet(str(data)), staging, config)
+        stats = {
+            "run_id": staged.run_id,
+            "seconds": round(time.time() - started, 2),
+            **summary,
+            "counters": {},
+            "inputs": {"total": 1, "failed": []},
+            "source": str(source),
+        }
+        source_manifest = source / "manifest.json"
+        manifest = {
+            "run_id": staged.run_id,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "output": str(staged.final),
+            "derived_from": json.loads(source_manifest.read_text())
+            if source_manifest.is_file()
+            else str(source),
+            "config": asdict(config),
+            "versions": package_versions(),
+            "spark": {"master": spark.sparkContext.master, "version": spark.version},
+            "counts": {"documents": stats["kept"], "characters": stats["kept_chars"]},
+        }
+        write_json(staging / "manifest.json", manifest)
+        write_json(staging / "stats.json", stats)
+        (staging / "STATS.md").write_text(render_stats_markdown(stats), encoding="utf-8")
+    log.info("deduplicated corpus committed at %s: %d documents", staged.final, stats["kept"])
+    return stats
+
+
+def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    config = dataclass_from_args(CorpusDedupConfig, args)
+    spark = get_spark(None if launched_by_spark_submit() else config.master, config.app_name)
+    try:
+        return dedup_corpus(spark, config)
+    finally:
+        spark.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="dedup_corpus.py", description=__doc__.split("\n\n")[0])
+    add_dataclass_args(parser, CorpusDedupConfig)
+    print(render_stats_markdown(run_from_args(parser.parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()
