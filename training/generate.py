@@ -208,8 +208,10 @@ def speculative_generate(
             ids = torch.tensor([seq[done + k : n + k]], dtype=torch.long, device=device)
             positions = torch.arange(done, n, device=device)[None]
             mask = attention_mask(done, n - done, torch.ones((1, n), dtype=torch.bool, device=device))
-            out = module(extended[:, done:n], model.embed(ids), model.rope(positions, n - done), mask, cache)
-            drafts.append(int(model.logits(out[:, -1], module.norm).argmax(-1)))
+            out, normed = module(
+                extended[:, done:n], model.embed(ids), model.rope(positions, n - done), mask, cache
+            )
+            drafts.append(int(model.head(normed[:, -1]).argmax(-1)))
             committed = max(0, n - k + 1 - done)  # positions whose token j+k is not a draft
             hidden[k] = torch.cat((hidden[k], out[:, :committed]), dim=1)
             extended = torch.cat((hidden[k], out[:, committed:]), dim=1)

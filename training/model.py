@@ -196,9 +196,12 @@ class MTPModule(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None,
         cache: KVCache | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """h^k (the next depth's input) and its final norm (the shared head's input), both from one call so
+        that FSDP, which gathers this module's weights per call, sees every use."""
         x = self.eh_proj(torch.cat((self.enorm(next_embedding), self.hnorm(hidden)), dim=-1))
-        return self.block(x, rope, mask, cache)
+        hidden = self.block(x, rope, mask, cache)
+        return hidden, self.norm(hidden)
 
 
 @dataclass
@@ -266,9 +269,9 @@ class Transformer(nn.Module):
             cache.length += input_ids.shape[1]
         return h
 
-    def logits(self, hidden: torch.Tensor, norm: RMSNorm | None = None) -> torch.Tensor:
-        """Output head on normed hidden states (the main norm, or an MTP module's)."""
-        return self.head((norm or self.norm)(hidden))
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Main output head on trunk hidden states."""
+        return self.head(self.norm(hidden))
 
     def token_logprobs(self, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
         """log p(token_ids | hidden) under the main head; hidden is (..., dim), token_ids (...)."""
@@ -325,7 +328,7 @@ class Transformer(nn.Module):
         mtp_losses = []
         for k, module in enumerate(self.mtp, start=1):
             next_embedding = self.embed(shift_left(input_ids, k, 0))
-            hidden = module(hidden, next_embedding, rope, mask)
-            mtp_losses.append(self._loss(module.norm(hidden), mtp_targets(targets, doc_ids, k)))
+            hidden, normed = module(hidden, next_embedding, rope, mask)
+            mtp_losses.append(self._loss(normed, mtp_targets(targets, doc_ids, k)))
         loss = main + mtp_weight * torch.stack(mtp_losses).mean() if mtp_losses else main
         return ModelOutput(loss=loss, main_loss=main, mtp_losses=mtp_losses)

@@ -191,11 +191,12 @@ def restore(path: Path, model: Transformer, opt, loader: PackedLoader, meta: dic
 
 
 def param_digest(model: nn.Module) -> str:
-    """sha256 of this rank's parameter bytes: equal digests mean bitwise-equal (local) weights."""
+    """sha256 of the parameter bytes: equal digests mean bitwise-equal weights. FSDP shards are gathered
+    first, so this is a collective there."""
     digest = hashlib.sha256()
     for param in model.parameters():
-        local = param.to_local() if hasattr(param, "to_local") else param
-        digest.update(local.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        full = param.full_tensor() if hasattr(param, "full_tensor") else param
+        digest.update(full.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -400,6 +401,7 @@ def _train(s: Session) -> dict[str, Any]:
             plot_loss_curve(run_dir / METRICS_FILE, run_dir / LOSS_CURVE_FILE)
     log.info("loader: %s", dict(s.loader.stats))
     return {
+        "start": s.start,
         "step": max(end, s.start),
         "last": record,
         "run_dir": str(run_dir),

@@ -1,0 +1,109 @@
+"""Two CPU processes under torchrun (gloo): identical weights after every step, disjoint data, resume, FSDP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from training_corpus import write_corpus
+
+from training.metrics import read_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+COMMON = "--max-steps 4 --seq-len 32 --batch-size 2 --vocab-size 400 --device cpu --log-every 1 --rank-logs"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("torchrun_corpus")
+    write_corpus(root, n_docs=60, n_shards=3, row_group_size=5)
+    return root
+
+
+def torchrun(data: Path, out: Path, extra: str = "") -> None:
+    """`torchrun --standalone --nproc-per-node 2 -m training.pretrain ...`; on timeout the whole process
+    group goes, workers included."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    script = [
+        "-m",
+        "training.pretrain",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *COMMON.split(),
+        *extra.split(),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [*launcher, *script],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    errors = [line for line in stderr.splitlines() if "Error" in line or "error:" in line]
+    assert proc.returncode == 0, "\n".join(errors[:20]) + "\n...\n" + stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    torchrun(data, out)
+    return out
+
+
+def _rank_logs(out: Path) -> list[list[dict]]:
+    return [read_metrics(out / f"rank{rank}.jsonl") for rank in (0, 1)]
+
+
+@pytest.mark.timeout(300)
+def test_ranks_hold_identical_weights_after_every_step_and_read_different_data(straight) -> None:
+    rank0, rank1 = _rank_logs(straight)
+    assert [r["step"] for r in rank0] == [r["step"] for r in rank1] == [1, 2, 3, 4]
+    digests = [r["param_digest"] for r in rank0]
+    assert digests == [r["param_digest"] for r in rank1]
+    assert len(set(digests)) == 4  # and the weights did change every step
+    assert all(a["batch_digest"] != b["batch_digest"] for a, b in zip(rank0, rank1, strict=True))
+    row_groups = [{(r["shard"], r["row_group"]) for r in log if r["epoch"] == 0} for log in (rank0, rank1)]
+    assert row_groups[0] and row_groups[1] and not row_groups[0] & row_groups[1]
+    losses = read_metrics(straight / "metrics.jsonl")
+    assert [r["step"] for r in losses] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in losses)
+
+
+@pytest.mark.timeout(300)
+def test_resume_under_torchrun_matches_the_uninterrupted_run(data, straight, tmp_path) -> None:
+    out = tmp_path / "run"
+    torchrun(data, out, "--stop-at 2")
+    torchrun(data, out, "--resume")
+    assert read_metrics(out / "metrics.jsonl") == [
+        {**r, "tokens_per_s": r2["tokens_per_s"], "mfu": r2["mfu"]}
+        for r, r2 in zip(
+            read_metrics(straight / "metrics.jsonl"), read_metrics(out / "metrics.jsonl"), strict=True
+        )
+    ]
+    assert [r["param_digest"] for r in _rank_logs(out)[1]] == [
+        r["param_digest"] for r in _rank_logs(straight)[1]
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_fsdp_trains_like_ddp(data, straight, tmp_path) -> None:
+    torchrun(data, tmp_path / "run", "--parallel fsdp")
+    fsdp, ddp = read_metrics(tmp_path / "run" / "metrics.jsonl"), read_metrics(straight / "metrics.jsonl")
+    for a, b in zip(fsdp, ddp, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    rank0, rank1 = _rank_logs(tmp_path / "run")
+    assert [r["param_digest"] for r in rank0] == [r["param_digest"] for r in rank1]
