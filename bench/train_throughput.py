@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mathforge.config import add_dataclass_args, dataclass_from_args, to_dict
 from training.config import PRESETS, DataConfig, OptimConfig, RunConfig, TrainConfig, model_config
 from training.data import Batch, shift_targets
+from training.distributed import Dist
 from training.metrics import flops_per_token, mfu, peak_flops
 from training.model import Transformer
-from training.pretrain import Dist, Session, train_step
+from training.pretrain import Session, train_step
 
 
 @dataclass

@@ -146,6 +146,14 @@ class RunConfig:
         default=False, metadata={"help": "every rank writes rank<r>.jsonl with a parameter digest per step"}
     )
 
+    def __post_init__(self) -> None:
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel must be ddp or fsdp, got {self.parallel!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.max_steps < 1 or self.log_every < 1 or self.ckpt_every < 1:
+            raise ValueError("max_steps, log_every and ckpt_every must be positive")
+
 
 @dataclass
 class TrainConfig:

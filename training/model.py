@@ -139,8 +139,15 @@ class Attention(nn.Module):
             k, v = cache.update(layer, k, v)
         if mask is None and k.shape[2] != t:
             raise ValueError("attending to cached positions needs an explicit mask")
+        grouped = self.n_kv_heads != self.n_heads
+        if grouped and mask is not None:
+            # SDPA's GQA mode has no masked fused kernel on GPU (it would fall back to the slow math path);
+            # repeating the KV heads keeps the memory-efficient kernel.
+            repeat = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+            grouped = False
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=self.n_kv_heads != self.n_heads
+            q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=grouped
         )
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from tokenizers import Tokenizer
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm import tqdm
@@ -29,6 +30,7 @@ from mathforge.config import to_dict
 from training.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, add_train_args, model_config, train_config_from_args
 from training.data import Batch, Corpus, PackedLoader, index_corpus, iter_texts
+from training.distributed import Dist, barrier, gather_objects, param_digest, setup_distributed, wrap_model
 from training.metrics import (
     LOSS_CURVE_FILE,
     METRICS_FILE,
@@ -48,40 +50,7 @@ TOKENIZER_FILE = "tokenizer.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
-@dataclass(frozen=True)
-class Dist:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: str) -> Dist:
-    """Join the torchrun process group if there is one (NCCL on GPU, gloo on CPU)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    torch_device = torch.device("cuda", local_rank) if device == "cuda" else torch.device("cpu")
-    if device == "cuda":
-        torch.cuda.set_device(torch_device)
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    return Dist(rank, world_size, local_rank, torch_device)
-
-
-def _barrier(d: Dist) -> None:
-    if d.world_size > 1:
-        dist.barrier()
-
-
-def prepare_tokenizer(cfg: TrainConfig, corpus: Corpus, run_dir: Path, d: Dist, resuming: bool):
+def prepare_tokenizer(cfg: TrainConfig, corpus: Corpus, run_dir: Path, d: Dist, resuming: bool) -> Tokenizer:
     """The given tokenizer.json, the run's own (when resuming), or one trained on the corpus by rank 0."""
     if cfg.data.tokenizer:
         return load_tokenizer(cfg.data.tokenizer)
@@ -95,7 +64,7 @@ def prepare_tokenizer(cfg: TrainConfig, corpus: Corpus, run_dir: Path, d: Dist, 
             tmp = path.with_name(f".{path.name}.tmp")
             tokenizer.save(str(tmp))
             os.replace(tmp, path)
-        _barrier(d)
+        barrier(d)
     return load_tokenizer(path)
 
 
@@ -106,23 +75,6 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-
-
-def wrap_model(model: Transformer, cfg: TrainConfig, d: Dist) -> nn.Module:
-    if d.world_size == 1:
-        return model
-    if cfg.run.parallel == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
-
-        return DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
-    if cfg.run.parallel == "fsdp":
-        from torch.distributed.fsdp import fully_shard
-
-        for block in [*model.layers, *model.mtp]:
-            fully_shard(block)
-        fully_shard(model)
-        return model
-    raise ValueError(f"parallel must be ddp or fsdp, got {cfg.run.parallel!r}")
 
 
 def _rank_state(loader: PackedLoader, d: Dist) -> dict[str, Any]:
@@ -136,28 +88,32 @@ def _rank_state(loader: PackedLoader, d: Dist) -> dict[str, Any]:
     return state
 
 
-def _gather(obj: Any, d: Dist) -> list[Any]:
-    if d.world_size == 1:
-        return [obj]
-    out: list[Any] = [None] * d.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def save(
-    step: int, model: Transformer, opt, loader: PackedLoader, meta: dict, cfg: TrainConfig, d: Dist
+    step: int,
+    model: Transformer,
+    opt: torch.optim.Optimizer,
+    loader: PackedLoader,
+    meta: dict[str, Any],
+    cfg: TrainConfig,
+    d: Dist,
 ) -> None:
-    """Collective: every rank contributes its loader position and RNG, rank 0 writes full tensors."""
+    """Collective: every rank contributes its loader position and RNG, rank 0 writes full tensors. The
+    schedules are functions of the step, so their state is the step (their values are stored to read)."""
     model_sd, optim_sd = get_state_dict(
         model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
-    ranks = _gather(_rank_state(loader, d), d)
+    ranks = gather_objects(_rank_state(loader, d), d)
     if d.is_main:
         rng = {f"rank{r}.{k}": v for r, s in enumerate(ranks) for k, v in s.items() if k.startswith("rng_")}
         per_rank = {
             "loaders": [s["loader"] for s in ranks],
             "python_rng": [s["python_rng"] for s in ranks],
             "world_size": d.world_size,
+            "scheduler": {
+                "step": step,
+                "next_lr": lr_at(step, cfg.optim, cfg.run.max_steps),
+                "next_mtp_weight": mtp_lambda_at(step, cfg.run),
+            },
         }
         path = save_checkpoint(
             Path(cfg.run.out) / CHECKPOINT_DIR,
@@ -165,10 +121,18 @@ def save(
             keep=cfg.run.keep_checkpoints,
         )
         log.info("checkpoint %s", path)
-    _barrier(d)
+    barrier(d)
 
 
-def restore(path: Path, model: Transformer, opt, loader: PackedLoader, meta: dict, d: Dist) -> int:
+def restore(
+    path: Path,
+    model: Transformer,
+    opt: torch.optim.Optimizer,
+    loader: PackedLoader,
+    meta: dict[str, Any],
+    d: Dist,
+) -> int:
+    """Load weights, optimiser state, this rank's loader position and RNG; returns the step to continue from."""
     ckpt = load_checkpoint(path)
     if ckpt.meta["world_size"] != d.world_size:
         raise ValueError(f"{path} was written by {ckpt.meta['world_size']} ranks; resume with as many")
@@ -188,16 +152,6 @@ def restore(path: Path, model: Transformer, opt, loader: PackedLoader, meta: dic
     if d.device.type == "cuda":
         torch.cuda.set_rng_state(ckpt.rng[f"rank{d.rank}.rng_cuda"], d.device)
     return ckpt.step
-
-
-def param_digest(model: nn.Module) -> str:
-    """sha256 of the parameter bytes: equal digests mean bitwise-equal weights. FSDP shards are gathered
-    first, so this is a collective there."""
-    digest = hashlib.sha256()
-    for param in model.parameters():
-        full = param.full_tensor() if hasattr(param, "full_tensor") else param
-        digest.update(full.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 @dataclass
@@ -248,7 +202,7 @@ def setup(cfg: TrainConfig, d: Dist) -> Session:
 
     torch.manual_seed(cfg.run.seed)
     model = Transformer(mcfg, seed=cfg.run.seed).to(d.device)
-    wrapped = wrap_model(model, cfg, d)
+    wrapped = wrap_model(model, cfg.run.parallel, d)
     opt = torch.optim.AdamW(
         _param_groups(model, cfg.optim.weight_decay),
         lr=cfg.optim.lr,

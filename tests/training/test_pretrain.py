@@ -82,6 +82,23 @@ def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(corpus_dir, tmp_path
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, a["step"]
 
 
+def test_gradient_accumulation_sees_the_same_rows_as_one_big_batch(corpus_dir, tmp_path) -> None:
+    big = _config(corpus_dir, tmp_path / "big", max_steps=3, log_every=1)
+    accumulated = _config(corpus_dir, tmp_path / "accumulated", max_steps=3, log_every=1)
+    accumulated.data.batch_size, accumulated.optim.grad_accum = 4, 2
+    run(big)
+    run(accumulated)
+    one, two = (
+        read_metrics(tmp_path / "big" / "metrics.jsonl"),
+        read_metrics(tmp_path / "accumulated" / "metrics.jsonl"),
+    )
+    assert [r["tokens"] for r in one] == [r["tokens"] for r in two]
+    # mean of two half-batch means vs one mean: equal up to how ignored targets split between the halves
+    assert two[0]["loss"] == pytest.approx(one[0]["loss"], rel=1e-3)
+    assert two[0]["grad_norm"] == pytest.approx(one[0]["grad_norm"], rel=1e-2)
+    assert two[-1]["loss"] == pytest.approx(one[-1]["loss"], rel=1e-2)
+
+
 def test_an_existing_run_is_not_overwritten_without_resume(corpus_dir, tmp_path) -> None:
     run(_config(corpus_dir, tmp_path / "run", max_steps=1))
     with pytest.raises(FileExistsError, match="--resume"):

@@ -14,7 +14,7 @@ from training_corpus import write_corpus
 from training.metrics import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
-COMMON = "--max-steps 4 --seq-len 32 --batch-size 2 --vocab-size 400 --device cpu --log-every 1 --rank-logs"
+COMMON = "--max-steps 4 --seq-len 32 --batch-size 2 --grad-accum 2 --vocab-size 400 --device cpu --log-every 1 --rank-logs"
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -102,15 +104,17 @@ def test_mtp_losses_drop_on_a_learnable_pattern(pattern_model) -> None:
 
 
 def test_dropping_mtp_keeps_the_main_model(pattern_model) -> None:
-    model, pattern, _ = pattern_model
+    trained, pattern, _ = pattern_model
+    model = copy.deepcopy(trained)
     ids = pattern[torch.arange(30) % len(pattern)][None]
     with torch.no_grad():
         before = model.logits(model.trunk(ids))
-        plain = Transformer(model_config("tiny", 64, max_seq_len=128, mtp_depth=0))
-        state = {k: v for k, v in model.state_dict().items() if not k.startswith("mtp.")}
-        plain.load_state_dict(state)
-        assert torch.equal(before, plain.logits(plain.trunk(ids)))
-    assert not any(k.startswith("mtp.") for k in plain.state_dict())
+        model.drop_mtp()
+        assert torch.equal(before, model.logits(model.trunk(ids)))
+    state = model.state_dict()
+    assert not any(k.startswith("mtp.") for k in state) and model.cfg.mtp_depth == 0
+    plain = Transformer(model.cfg)
+    plain.load_state_dict(state)  # loads into a model built without MTP modules
 
 
 def test_loss_is_finite_when_no_target_is_valid() -> None:
@@ -139,3 +143,12 @@ def test_presets_are_valid_and_flop_count_matches_the_modules(preset) -> None:
     assert matmul_params(cfg) == linear + cfg.mtp_depth * model.head.weight.numel()  # the head runs per depth
     main_linear = linear - sum(m.weight.numel() for m in model.mtp.modules() if isinstance(m, nn.Linear))
     assert matmul_params(cfg, with_mtp=False) == main_linear
+
+
+def test_explicit_causal_mask_equals_plain_causal_attention() -> None:
+    model = _model()  # grouped-query: 4 query heads share 2 KV heads
+    ids = torch.randint(3, 300, (2, 20), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        implicit = model.trunk(ids)
+        explicit = model.trunk(ids, mask=document_causal_mask(torch.zeros(2, 20, dtype=torch.long)))
+    assert torch.allclose(implicit, explicit, atol=1e-5)

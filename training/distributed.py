@@ -1,0 +1,82 @@
+"""Process-group plumbing for torchrun: joining the group, wrapping the model, small collectives."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from training.model import Transformer
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Dist:
+    """Join the torchrun process group if there is one (NCCL on GPU, gloo on CPU); device: auto, cpu, cuda."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_device = torch.device("cuda", local_rank) if device == "cuda" else torch.device("cpu")
+    if device == "cuda":
+        torch.cuda.set_device(torch_device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    return Dist(rank, world_size, local_rank, torch_device)
+
+
+def barrier(d: Dist) -> None:
+    if d.world_size > 1:
+        dist.barrier()
+
+
+def wrap_model(model: Transformer, parallel: str, d: Dist) -> nn.Module:
+    """DDP, or FSDP2 with one shard group per block (and MTP module) plus the root, or the model itself."""
+    if d.world_size == 1:
+        return model
+    if parallel == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    if parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in [*model.layers, *model.mtp]:
+            fully_shard(block)
+        fully_shard(model)
+        return model
+    raise ValueError(f"parallel must be ddp or fsdp, got {parallel!r}")
+
+
+def gather_objects(obj: Any, d: Dist) -> list[Any]:
+    """Every rank's `obj`, on every rank (pickled; for small per-rank state)."""
+    if d.world_size == 1:
+        return [obj]
+    out: list[Any] = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def param_digest(model: nn.Module) -> str:
+    """sha256 of the parameter bytes: equal digests mean bitwise-equal weights. FSDP shards are gathered
+    first, so this is a collective there."""
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        full = param.full_tensor() if hasattr(param, "full_tensor") else param
+        digest.update(full.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
