@@ -138,6 +138,8 @@ def restore(
         raise ValueError(f"{path} was written by {ckpt.meta['world_size']} ranks; resume with as many")
     if ckpt.meta["model_config"] != meta["model_config"]:
         raise ValueError(f"{path}: model configuration differs from this run's: {ckpt.meta['model_config']}")
+    if ckpt.meta["config"]["run"]["max_steps"] != meta["config"]["run"]["max_steps"]:
+        log.warning("max_steps changed since %s: the learning-rate and MTP schedules change with it", path)
     set_state_dict(
         model,
         opt,
@@ -308,6 +310,7 @@ def _log_record(s: Session, step: int, result: StepResult, speed: Throughput) ->
         "lr": result.lr,
         "grad_norm": result.grad_norm,
         **speed.measure(step),
+        **{f"data_{k}": v for k, v in s.loader.stats.items() if k.startswith("skipped")},  # this rank's
     }
 
 
