@@ -15,10 +15,8 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse
 import logging
 import math
-import os
 import shutil
 import time
 from collections import Counter
@@ -42,8 +40,7 @@ from jobs.corpus_output import (
 from jobs.corpus_pipeline import CorpusPipeline
 from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
 from jobs.dedup import clean_corpus
-from jobs.spark import CounterParam, ListParam, get_spark, ship_code
-from mathforge.config import add_dataclass_args, dataclass_from_args
+from jobs.spark import CounterParam, ListParam, job_main, ship_code
 
 log = logging.getLogger("mathforge.build_corpus")
 
@@ -153,31 +150,15 @@ def finish_corpus(
     }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_dataclass_args(parser, CorpusBuildConfig)
-
-
-def launched_by_spark_submit() -> bool:
-    """spark-submit starts the Python driver with a gateway already running; its --master then wins."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ
-
-
-def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    config = dataclass_from_args(CorpusBuildConfig, args)
-    spark = get_spark(None if launched_by_spark_submit() else config.master, config.app_name)
-    try:
-        return build_corpus(spark, config)
-    finally:
-        spark.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="build_corpus.py", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    stats = run_from_args(args)
-    print(render_stats_markdown(stats))
+    job_main(
+        argv,
+        prog="build_corpus.py",
+        doc=__doc__,
+        config_cls=CorpusBuildConfig,
+        job=build_corpus,
+        render=render_stats_markdown,
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse
 import json
 import logging
 import time
@@ -24,11 +23,10 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from jobs.build_corpus import finish_corpus, launched_by_spark_submit
+from jobs.build_corpus import finish_corpus
 from jobs.config import CorpusDedupConfig
 from jobs.corpus_output import DATA_DIR, StagedOutput, package_versions, render_stats_markdown, write_json
-from jobs.spark import get_spark, ship_code
-from mathforge.config import add_dataclass_args, dataclass_from_args
+from jobs.spark import job_main, ship_code
 
 log = logging.getLogger("mathforge.dedup_corpus")
 
@@ -71,20 +69,15 @@ def dedup_corpus(spark: SparkSession, config: CorpusDedupConfig) -> dict[str, An
     return stats
 
 
-def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    config = dataclass_from_args(CorpusDedupConfig, args)
-    spark = get_spark(None if launched_by_spark_submit() else config.master, config.app_name)
-    try:
-        return dedup_corpus(spark, config)
-    finally:
-        spark.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="dedup_corpus.py", description=__doc__.split("\n\n")[0])
-    add_dataclass_args(parser, CorpusDedupConfig)
-    print(render_stats_markdown(run_from_args(parser.parse_args(argv))))
+    job_main(
+        argv,
+        prog="dedup_corpus.py",
+        doc=__doc__,
+        config_cls=CorpusDedupConfig,
+        job=dedup_corpus,
+        render=render_stats_markdown,
+    )
 
 
 if __name__ == "__main__":

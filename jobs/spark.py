@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import sys
 import tempfile
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pyspark import AccumulatorParam
 from pyspark.sql import SparkSession
 
 REPO_PACKAGES = ("crawl", "classifiers", "jobs", "mathforge")
+C = TypeVar("C")
+R = TypeVar("R")
 
 
 class CounterParam(AccumulatorParam):
@@ -95,3 +100,37 @@ def merge_counters(*counters: dict[str, Any]) -> Counter:
     for c in counters:
         total.update(c)
     return total
+
+
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the Python driver with a gateway already running; its --master then wins."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def run_job(job: Callable[[SparkSession, C], R], config: C, app_name: str) -> R:
+    """Start a session (or join spark-submit's), run `job(spark, config)`, stop the session."""
+    master = None if launched_by_spark_submit() else getattr(config, "master", "local[*]")
+    spark = get_spark(master, getattr(config, "app_name", app_name))
+    try:
+        return job(spark, config)
+    finally:
+        spark.stop()
+
+
+def job_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    doc: str,
+    config_cls: type[C],
+    job: Callable[[SparkSession, C], R],
+    render: Callable[[R], str],
+) -> None:
+    """The `spark-submit jobs/<name>.py ...` entry point shared by every job."""
+    from mathforge.config import add_dataclass_args, dataclass_from_args
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    add_dataclass_args(parser, config_cls)
+    config = dataclass_from_args(config_cls, parser.parse_args(argv))
+    print(render(run_job(job, config, f"mathforge-{prog.removesuffix('.py')}")))

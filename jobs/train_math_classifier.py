@@ -18,7 +18,6 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse
 import json
 import logging
 from collections import Counter
@@ -29,11 +28,9 @@ from typing import Any
 
 from classifiers.math_classifier import TrainingOptions, train_math_classifier
 from crawl.inputs import resolve_inputs
-from jobs.build_corpus import launched_by_spark_submit
 from jobs.classifier_seeds import SeedSampler, read_seed_texts, stable_fraction
 from jobs.config import ClassifierTrainConfig
-from jobs.spark import CounterParam, get_spark, ship_code
-from mathforge.config import add_dataclass_args, dataclass_from_args
+from jobs.spark import CounterParam, job_main, ship_code
 
 log = logging.getLogger("mathforge.train_math_classifier")
 
@@ -82,26 +79,15 @@ def train_classifier(spark, config: ClassifierTrainConfig) -> dict[str, Any]:
     return report
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_dataclass_args(parser, ClassifierTrainConfig)
-
-
-def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    config = dataclass_from_args(ClassifierTrainConfig, args)
-    spark = get_spark(
-        None if launched_by_spark_submit() else config.master, "mathforge-train-math-classifier"
-    )
-    try:
-        return train_classifier(spark, config)
-    finally:
-        spark.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="train_math_classifier.py", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    print(json.dumps(run_from_args(parser.parse_args(argv)), indent=2))
+    job_main(
+        argv,
+        prog="train_math_classifier.py",
+        doc=__doc__,
+        config_cls=ClassifierTrainConfig,
+        job=train_classifier,
+        render=lambda report: json.dumps(report, indent=2),
+    )
 
 
 if __name__ == "__main__":

@@ -7,35 +7,37 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from mathforge.config import add_dataclass_args, dataclass_from_args
 
 
-def _corpus_build(args: argparse.Namespace) -> int:
-    from jobs.build_corpus import run_from_args
+def _spark_job(
+    job_path: str, config_cls: type, render: Callable[[Any], str]
+) -> Callable[[argparse.Namespace], int]:
+    """A handler that builds `config_cls` from the flags and runs the Spark job `module:function`."""
+
+    def handler(args: argparse.Namespace) -> int:
+        module, function = job_path.split(":")
+        from jobs.spark import run_job
+
+        job = getattr(importlib.import_module(module), function)
+        print(render(run_job(job, dataclass_from_args(config_cls, args), "mathforge")))
+        return 0
+
+    return handler
+
+
+def _stats_markdown(stats: dict) -> str:
     from jobs.corpus_output import render_stats_markdown
 
-    stats = run_from_args(args)
-    print(render_stats_markdown(stats))
-    return 0
-
-
-def _corpus_dedup(args: argparse.Namespace) -> int:
-    from jobs.corpus_output import render_stats_markdown
-    from jobs.dedup_corpus import run_from_args
-
-    print(render_stats_markdown(run_from_args(args)))
-    return 0
-
-
-def _classifier_train(args: argparse.Namespace) -> int:
-    from jobs.train_math_classifier import run_from_args
-
-    report = run_from_args(args)
-    print(json.dumps(report, indent=2))
-    return 0
+    return render_stats_markdown(stats)
 
 
 def read_html_file(path: str) -> bytes:
@@ -69,7 +71,6 @@ def _sample_crawl(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from jobs.config import ClassifierTrainConfig, CorpusBuildConfig, CorpusDedupConfig
-    from mathforge.config import add_dataclass_args
     from training import cli as training_cli
 
     parser = argparse.ArgumentParser(
@@ -86,13 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run jobs/build_corpus.py (Spark local[*] by default).",
     )
     add_dataclass_args(build, CorpusBuildConfig)
-    build.set_defaults(handler=_corpus_build)
+    build.set_defaults(
+        handler=_spark_job("jobs.build_corpus:build_corpus", CorpusBuildConfig, _stats_markdown)
+    )
 
     dedup = corpus_cmds.add_parser(
         "dedup", help="dedup and decontaminate an existing corpus", description="Run jobs/dedup_corpus.py."
     )
     add_dataclass_args(dedup, CorpusDedupConfig)
-    dedup.set_defaults(handler=_corpus_dedup)
+    dedup.set_defaults(
+        handler=_spark_job("jobs.dedup_corpus:dedup_corpus", CorpusDedupConfig, _stats_markdown)
+    )
 
     classifier = commands.add_parser("classifier", help="train the fastText math classifier (Spark job)")
     classifier_cmds = classifier.add_subparsers(dest="classifier_command", required=True)
@@ -102,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run jobs/train_math_classifier.py (Spark local[*] by default).",
     )
     add_dataclass_args(train_clf, ClassifierTrainConfig)
-    train_clf.set_defaults(handler=_classifier_train)
+    render_json = lambda report: json.dumps(report, indent=2)  # noqa: E731
+    train_clf.set_defaults(
+        handler=_spark_job("jobs.train_math_classifier:train_classifier", ClassifierTrainConfig, render_json)
+    )
 
     inspect = commands.add_parser(
         "inspect",

@@ -1,17 +1,16 @@
 """The Spark job end to end in local mode, on real Common Crawl data and on damaged inputs."""
 
-import io
 import json
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from jobs.build_corpus import build_corpus
 from jobs.config import CorpusBuildConfig
 from jobs.corpus_output import OutputExistsError
+
+from .warcs import write_html_warc
 
 pytestmark = pytest.mark.spark
 
@@ -140,20 +139,6 @@ def test_damaged_inputs_are_counted_and_good_records_kept(spark, shared_data, tm
     assert stats["kept"] == len(rows) == sum(f["kept"] for f in stats["per_file"])
 
 
-def _warc_file(path: Path, pages: list[tuple[str, str]]) -> Path:
-    with path.open("wb") as fh:
-        writer = WARCWriter(fh, gzip=True)
-        for url, html in pages:
-            headers = StatusAndHeaders(
-                "200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1"
-            )
-            record = writer.create_warc_record(
-                url, "response", payload=io.BytesIO(html.encode()), http_headers=headers
-            )
-            writer.write_record(record)
-    return path
-
-
 MATH_EN = (
     "<html><body><article><h1>Solving quadratic equations</h1><p>To solve the equation "
     "\\(x^2 - 5x + 6 = 0\\) we factor the polynomial: \\((x-2)(x-3) = 0\\), so the solutions are "
@@ -174,7 +159,7 @@ MATH_DE = (
 
 
 def test_language_and_math_filters(spark, tmp_path):
-    warc = _warc_file(
+    warc = write_html_warc(
         tmp_path / "mini.warc.gz",
         [
             ("https://a.example/math", MATH_EN),
@@ -193,7 +178,7 @@ def test_language_and_math_filters(spark, tmp_path):
 
 
 def test_failed_run_leaves_nothing_that_looks_finished(spark, tmp_path):
-    warc = _warc_file(tmp_path / "mini.warc.gz", [("https://a.example/math", MATH_EN)])
+    warc = write_html_warc(tmp_path / "mini.warc.gz", [("https://a.example/math", MATH_EN)])
     broken_model = tmp_path / "lid.176.ftz"
     broken_model.write_bytes(b"not a fastText model")
     out = tmp_path / "corpus"
@@ -204,7 +189,7 @@ def test_failed_run_leaves_nothing_that_looks_finished(spark, tmp_path):
 
 
 def test_missing_model_is_a_clear_error_before_any_task(spark, tmp_path):
-    warc = _warc_file(tmp_path / "mini.warc.gz", [("https://a.example/math", MATH_EN)])
+    warc = write_html_warc(tmp_path / "mini.warc.gz", [("https://a.example/math", MATH_EN)])
     with pytest.raises(FileNotFoundError, match="language-ID model not found"):
         build_corpus(
             spark, CorpusBuildConfig(input=str(warc), output=str(tmp_path / "o"), lid_model="/nope.ftz")

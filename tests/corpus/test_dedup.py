@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
 from pyspark.sql import functions as F
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from bench.near_dup_data import make_near_dup_corpus
 from classifiers.text_norm import text_digest
@@ -27,6 +23,8 @@ from jobs.dedup import (
     signatures,
 )
 from jobs.dedup_corpus import dedup_corpus
+
+from .warcs import article_html, write_html_warc
 
 pytestmark = pytest.mark.spark
 
@@ -149,34 +147,18 @@ def test_decontamination_with_real_benchmarks(spark, shared_data, tmp_path):
     )
 
 
-def _write_warc(path: Path, pages: list[tuple[str, str]]) -> Path:
-    with path.open("wb") as fh:
-        writer = WARCWriter(fh, gzip=True)
-        for url, text in pages:
-            paragraphs = "".join(f"<p>{p}</p>" for p in text.split("\n") if p.strip())
-            html = f"<html><head><title>t</title></head><body><article>{paragraphs}</article></body></html>"
-            headers = StatusAndHeaders(
-                "200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1"
-            )
-            record = writer.create_warc_record(
-                url, "response", payload=io.BytesIO(html.encode()), http_headers=headers
-            )
-            writer.write_record(record)
-    return path
-
-
 def test_incremental_build_removes_what_the_index_already_holds(spark, planted, tmp_path):
     # crawl A: 30 unrelated documents; crawl B: near copies of 10 of them, exact copies of 5, 15 new ones
     fresh = [planted.docs[i] for i in range(len(planted.docs)) if not any(i in c for c in planted.clusters)]
     a_docs, b_new = fresh[:30], fresh[30:45]
     b_near = [" ".join(d.split()[:-2]) + " plus two" for d in a_docs[:10]]
     b_exact = a_docs[10:15]
-    warc_a = _write_warc(
-        tmp_path / "a.warc.gz", [(f"https://a.example/{i}", t) for i, t in enumerate(a_docs)]
+    warc_a = write_html_warc(
+        tmp_path / "a.warc.gz", [(f"https://a.example/{i}", article_html(t)) for i, t in enumerate(a_docs)]
     )
-    warc_b = _write_warc(
+    warc_b = write_html_warc(
         tmp_path / "b.warc.gz",
-        [(f"https://b.example/{i}", t) for i, t in enumerate(b_near + b_exact + b_new)],
+        [(f"https://b.example/{i}", article_html(t)) for i, t in enumerate(b_near + b_exact + b_new)],
     )
     base = {"min_math_score": 0.0, "decontaminate": False}
     build_corpus(spark, CorpusBuildConfig(input=str(warc_a), output=str(tmp_path / "A"), **base))
@@ -214,8 +196,9 @@ def test_incompatible_index_is_refused(spark, planted, tmp_path):
 
 
 def test_corpus_dedup_command_on_an_existing_corpus(spark, planted, tmp_path):
-    warc = _write_warc(
-        tmp_path / "c.warc.gz", [(f"https://c.example/{i}", t) for i, t in enumerate(planted.docs[:40])]
+    warc = write_html_warc(
+        tmp_path / "c.warc.gz",
+        [(f"https://c.example/{i}", article_html(t)) for i, t in enumerate(planted.docs[:40])],
     )
     raw = tmp_path / "raw"
     build_corpus(

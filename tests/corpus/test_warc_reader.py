@@ -1,27 +1,11 @@
-import io
 import json
 from collections import Counter
 
 import pytest
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from crawl.warc import parse_warc_date, read_html_responses
 
-
-def _warc(pages: list[tuple[str, bytes]], *, gzip: bool) -> bytes:
-    """A WARC with one HTML response per (url, body)."""
-    buffer = io.BytesIO()
-    writer = WARCWriter(buffer, gzip=gzip)
-    for url, body in pages:
-        headers = StatusAndHeaders(
-            "200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1"
-        )
-        writer.write_record(
-            writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers)
-        )
-    return buffer.getvalue()
-
+from .warcs import html_warc_bytes
 
 PAGES = [
     (f"https://example.org/p{i}", f"<html><body><p>page {i}</p></body></html>".encode()) for i in range(3)
@@ -101,8 +85,8 @@ def test_specific_damage_is_counted_with_its_reason(shared_data):
 
 
 def test_records_after_mid_file_garbage_are_kept(tmp_path):
-    first = _warc(PAGES[:1], gzip=False)
-    rest = _warc(PAGES[1:], gzip=False)
+    first = html_warc_bytes(PAGES[:1], gzip=False)
+    rest = html_warc_bytes(PAGES[1:], gzip=False)
     path = tmp_path / "damaged.warc"
     path.write_bytes(first + b"this is not a WARC header\r\n" * 20 + rest)
     rows, counters = _read(path)
@@ -111,7 +95,7 @@ def test_records_after_mid_file_garbage_are_kept(tmp_path):
 
 
 def test_truncated_gzip_keeps_records_before_the_cut(tmp_path):
-    data = _warc(PAGES, gzip=True)
+    data = html_warc_bytes(PAGES, gzip=True)
     path = tmp_path / "cut.warc.gz"
     path.write_bytes(data[: len(data) - 60])
     rows, counters = _read(path)
