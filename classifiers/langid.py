@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from classifiers.fasttext_model import LazyFastText
 
 ENV_MODEL = "MATHFORGE_LID_MODEL"
 UNKNOWN = "unknown"
@@ -56,31 +57,18 @@ class Language:
 
 
 class LanguageIdentifier:
-    """Thread-safe lazy wrapper around one fastText model; cheap to pickle (the model loads on first use)."""
+    """lid.176 behind a lazily loaded model; cheap to pickle (executors load the model on first use)."""
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, max_chars: int = 2000):
         self.model_path = str(model_path) if model_path else str(default_model_path())
         if not Path(self.model_path).is_file():
             raise FileNotFoundError(f"language-ID model not found: {self.model_path}")
         self.max_chars = max_chars
-        self._model = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:
-        return {"model_path": self.model_path, "max_chars": self.max_chars}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["model_path"], state["max_chars"])
+        self._model = LazyFastText(self.model_path)
 
     @property
     def model(self):
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    import fasttext
-
-                    self._model = fasttext.load_model(self.model_path)
-        return self._model
+        return self._model.get()
 
     def predict_batch(self, texts: Sequence[str]) -> list[Language]:
         """Top language and probability per text. Uses fastText's batch predict (the str path breaks on NumPy 2)."""

@@ -26,11 +26,11 @@ import os
 import random
 import re
 import tempfile
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from classifiers.fasttext_model import LazyFastText
 from classifiers.math_score import RuleMathScorer
 from crawl.math_eval import precision_recall
 
@@ -263,8 +263,7 @@ class FastTextMathScorer:
         self.metadata = read_model_metadata(self.model_path)
         self.version: str = self.metadata["version"]
         self.max_chars: int = int(self.metadata.get("max_chars", 20_000))
-        self._model = None
-        self._lock = threading.Lock()
+        self._model = LazyFastText(self.model_path)
 
     def __getstate__(self) -> dict:
         return {"model_path": self.model_path}
@@ -274,13 +273,7 @@ class FastTextMathScorer:
 
     @property
     def model(self):
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    import fasttext
-
-                    self._model = fasttext.load_model(self.model_path)
-        return self._model
+        return self._model.get()
 
     def score(self, text: str) -> float:
         """P(math) for one text."""
