@@ -1,8 +1,9 @@
 """Throughput of the corpus job: pages/s per core, and where the time goes.
 
 Two measurements on the same crawl, in one run:
-1. stage profile, one process on one core: WARC reading, charset decoding, main-text extraction, language ID,
-   math scoring and Parquet writing, each timed separately (shares of the total);
+1. stage profile, one process on one core: WARC reading, charset decoding, raw-HTML prefilter, fast text
+   pass, math-aware extraction (prefilter hits and high stage-one scores only), math scoring, language ID and
+   Parquet writing, each timed separately (shares of the total);
 2. the Spark job end to end in local[1] (one core), from the job's own wall time, and in local[2].
 
 The crawl is ../shared/tools/make_bench_crawl.py's (real pages, 2% math; the one the reference figures in
@@ -29,10 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from classifiers.langid import LanguageIdentifier  # noqa: E402
+from classifiers.math_decision import MathDecisionConfig, needs_math_extraction  # noqa: E402
 from classifiers.math_score import RuleMathScorer  # noqa: E402
 from crawl.charset import decode_html  # noqa: E402
-from crawl.extract import extract_main_text  # noqa: E402
 from crawl.inputs import resolve_inputs  # noqa: E402
+from crawl.math_extract import extract_fast_text, extract_math_text  # noqa: E402
+from crawl.prefilter import math_prefilter  # noqa: E402
 from crawl.warc import read_html_responses  # noqa: E402
 
 BENCH_TOOL = REPO.parent / "shared" / "tools" / "make_bench_crawl.py"
@@ -62,33 +65,32 @@ def make_crawl(dest: Path, files: int, per_file: int) -> tuple[Path, str]:
 
 
 def stage_profile(paths: list[str]) -> dict:
-    """Time each stage on one core; reading is measured as the reader's own time between pages."""
-    lid, scorer = LanguageIdentifier(), RuleMathScorer()
+    """Time each stage of the job's per-page path on one core (the same functions the job composes)."""
+    lid, scorer, decision = LanguageIdentifier(), RuleMathScorer(), MathDecisionConfig()
     lid.predict("warm up")
     t = Counter()
     rows: list[dict] = []
     counters: Counter = Counter()
+    extracted = 0
+
+    def timed(stage: str, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        t[stage] += time.perf_counter() - t0
+        return out
+
     for path in paths:
         iterator = read_html_responses(path, counters)
-        while True:
-            t0 = time.perf_counter()
-            response = next(iterator, None)
-            t["read"] += time.perf_counter() - t0
-            if response is None:
-                break
-            t0 = time.perf_counter()
-            html = decode_html(response.body, response.content_type).text
-            t1 = time.perf_counter()
-            text = extract_main_text(html, response.url)
-            t2 = time.perf_counter()
-            lang = lid.predict(text)
-            t3 = time.perf_counter()
-            score = scorer.score(text)
-            t4 = time.perf_counter()
-            t["decode"] += t1 - t0
-            t["extract"] += t2 - t1
-            t["langid"] += t3 - t2
-            t["math_score"] += t4 - t3
+        while (response := timed("read", next, iterator, None)) is not None:
+            html = timed("decode", lambda r: decode_html(r.body, r.content_type).text, response)
+            prefilter = timed("prefilter", math_prefilter, response.body)
+            text = timed("fast_text", extract_fast_text, html)
+            score = timed("score", scorer.score, text)
+            if needs_math_extraction(prefilter, score, decision):
+                extracted += 1
+                text = timed("math_extract", extract_math_text, html, response.url)
+                score = timed("score", scorer.score, text)
+            lang = timed("langid", lid.predict, text)
             rows.append({"url": response.url, "lang": lang.lang, "math_score": score, "text": text})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,6 +101,7 @@ def stage_profile(paths: list[str]) -> dict:
     return {
         "pages": pages,
         "records": counters["records"],
+        "math_extracted_pages": extracted,
         "seconds": round(total, 2),
         "pages_per_s_per_core": round(pages / total, 1),
         "stage_seconds": {k: round(v, 3) for k, v in t.items()},
@@ -154,7 +157,8 @@ def main() -> None:
     profile = stage_profile(paths)
     print(
         f"\nstage profile, 1 process / 1 core: {profile['pages']} HTML pages in {profile['seconds']} s "
-        f"= {profile['pages_per_s_per_core']} pages/s per core"
+        f"= {profile['pages_per_s_per_core']} pages/s per core; math-aware extraction ran on "
+        f"{profile['math_extracted_pages']} of them"
     )
     print("| stage | seconds | share | pages/s |\n| --- | ---: | ---: | ---: |")
     for stage, secs in profile["stage_seconds"].items():
