@@ -22,9 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import random
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,8 @@ from pathlib import Path
 from classifiers.fasttext_model import LazyFastText
 from classifiers.math_score import RuleMathScorer
 from crawl.math_eval import precision_recall
+
+log = logging.getLogger(__name__)
 
 FORMAT = "mathforge-math-classifier"
 FORMAT_VERSION = 1
@@ -166,8 +171,6 @@ def train_math_classifier(
     options: TrainingOptions | None = None,
 ) -> TrainingResult:
     """Train on math/other texts, evaluate on a held-out split, write `<out>.bin` and its JSON sidecar."""
-    import fasttext
-
     options = options or TrainingOptions()
     rows = [(MATH_LABEL, normalize_for_classifier(t, options.max_chars)) for t in positives]
     n_pos = len(rows)
@@ -195,20 +198,20 @@ def train_math_classifier(
         [(label, chunk) for label, text in train for chunk in _chunks(text, options.chunk_tokens)]
     )
     rng.shuffle(train_lines)
+    import fasttext
+
+    # Save under a temporary name and rename, so a half-written model never looks like a finished one.
+    tmp_model = out.with_name(out.name + ".tmp")
     with tempfile.TemporaryDirectory(prefix="mathforge-ft-") as tmp:
         train_file = Path(tmp) / "train.txt"
         _write_split(train_lines, train_file)
-        model = fasttext.train_supervised(
-            input=str(train_file), thread=options.threads, seed=options.seed, verbose=0, **params
-        )
+        attempts = _train_isolated(train_file, tmp_model, options, params)
+    model = fasttext.load_model(str(tmp_model))
     metrics = None
     if heldout:
         scores = _math_probabilities(model, [text for _, text in heldout])
         metrics = _binary_metrics([label == MATH_LABEL for label, _ in heldout], scores, options.threshold)
 
-    # Save under a temporary name and rename, so a half-written model never looks like a finished one.
-    tmp_model = out.with_name(out.name + ".tmp")
-    model.save_model(str(tmp_model))
     digest = hashlib.sha256(tmp_model.read_bytes()).hexdigest()
     created = dt.datetime.now(dt.UTC)
     metadata = {
@@ -220,6 +223,7 @@ def train_math_classifier(
         "normalization_version": NORMALIZATION_VERSION,
         "max_chars": options.max_chars,
         "params": params,
+        "training_attempts": attempts,
         "seed": options.seed,
         "counts": {
             "positives_given": n_pos,
@@ -238,6 +242,46 @@ def train_math_classifier(
     tmp_sidecar.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp_sidecar, sidecar)
     return TrainingResult(model_path=out, sidecar_path=sidecar, metadata=metadata)
+
+
+_MAX_TRAIN_ATTEMPTS = 4
+# The child only needs fastText: a `python -c` program, so no caller module is re-imported (as
+# multiprocessing's spawn would do with an unguarded script or a Spark job's main file).
+_TRAIN_PROGRAM = """
+import json, sys
+import fasttext
+spec = json.loads(sys.argv[1])
+model = fasttext.train_supervised(input=spec["input"], verbose=0, **spec["args"])
+model.save_model(spec["output"])
+"""
+
+
+def _train_isolated(train_file: Path, model_file: Path, options: TrainingOptions, params: dict) -> int:
+    """Train in a fresh interpreter, retrying there if fastText reports NaN; returns the attempts used.
+
+    With the installed fastText build, training identical data with identical seeds sometimes aborts
+    with "Encountered NaN", more often the more work the process has done before (several trainings in
+    a row, or after extracting hundreds of pages) and independently of the learning rate. A fresh
+    process per attempt makes training reliable and keeps the caller's process (a Spark driver) clean.
+    """
+    spec = {
+        "input": str(train_file),
+        "output": str(model_file),
+        "args": {**params, "thread": options.threads, "seed": options.seed},
+    }
+    for attempt in range(1, _MAX_TRAIN_ATTEMPTS + 1):
+        proc = subprocess.run(
+            [sys.executable, "-c", _TRAIN_PROGRAM, json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return attempt
+        if "NaN" not in proc.stderr or attempt == _MAX_TRAIN_ATTEMPTS:
+            raise RuntimeError(f"fastText training failed: {proc.stderr.strip()[-2000:]}")
+        log.warning("fastText training hit NaN (attempt %d); retrying in a fresh process", attempt)
+    raise AssertionError("unreachable")
 
 
 def read_model_metadata(model_path: str | os.PathLike[str]) -> dict:

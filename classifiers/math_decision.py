@@ -35,6 +35,9 @@ class MathDecisionConfig:
         default=0.3,
         metadata={"help": "final-score threshold for pages whose HTML carries strong math markup"},
     )
+    stage_one_chars: int = field(
+        default=20_000, metadata={"help": "stage one scores this prefix of the fast text (it only routes)"}
+    )
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def decide_math_page(
     config = config or MathDecisionConfig()
     prefilter = math_prefilter(raw if raw is not None else html)
     fast_text = extract_fast_text(html)
-    stage_one = float(scorer.score(fast_text)) if fast_text else 0.0
+    stage_one = float(scorer.score(fast_text[: config.stage_one_chars])) if fast_text else 0.0
     if not needs_math_extraction(prefilter, stage_one, config):
         return MathDecision(
             prefilter, stage_one, False, stage_one, is_math_page(prefilter, stage_one, config), fast_text

@@ -54,17 +54,20 @@ _TEX_COMMANDS = (
 _TEX_COMMAND_RE = re.compile(r"\\(?:" + _TEX_COMMANDS + r")(?![A-Za-z])")
 # Delimited math: $$..$$, $..$ (no newline, short, not a price like "$5 and $10" thanks to the
 # no-space-after-opening rule), \(..\), \[..\].
+# Every branch starts with `$` or `\\`, so the regex engine jumps between those characters.
 _TEX_SPAN_RE = re.compile(
-    r"\$\$[^$]{1,2000}?\$\$|(?<![\\$])\$(?=[^\s$])[^$\n]{1,300}?(?<=[^\s\\])\$(?!\d)|\\\([\s\S]{1,2000}?\\\)|\\\[[\s\S]{1,2000}?\\\]"
+    r"\$\$[^$]{1,2000}?\$\$|\$(?=[^\s$])[^$\n]{1,300}?(?<=[^\s\\])\$(?!\d)|\\\([\s\S]{1,2000}?\\\)|\\\[[\s\S]{1,2000}?\\\]"
 )
 _TEX_ENV_RE = re.compile(
     r"\\begin\{(?:equation|align|gather|multline|eqnarray|array|matrix|[pbvBV]matrix|cases)\*?\}"
 )
 _MATHML_RE = re.compile(r"<(?:math|mrow|mi|mo|mn|msup|msub|mfrac)\b", re.IGNORECASE)
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
-_PLAIN_MATH_RE = re.compile(
-    r"[×÷±∓√∛∑∏∫∮∞≤≥≠≈≅≡∝∂∇∈∉⊂⊆∪∩∀∃⇒⇔↦²³⁴ⁿ₀₁₂₃]|(?<![\w^])[A-Za-z0-9)]\^[({]?[0-9A-Za-z]|\b\w+\s?=\s?-?\d+(?:\.\d+)?\b"
-)
+# Plain-text math, each pattern starting with a literal or a character class so the regex engine can
+# skip ahead instead of trying every position: unicode operators, powers (`x^2`), numeric equalities.
+_MATH_SYMBOL_RE = re.compile(r"[×÷±∓√∛∑∏∫∮∞≤≥≠≈≅≡∝∂∇∈∉⊂⊆∪∩∀∃⇒⇔↦²³⁴ⁿ₀₁₂₃]")
+_POWER_RE = re.compile(r"\^[({]?[0-9A-Za-z]")
+_NUMERIC_EQUALITY_RE = re.compile(r"=\s?-?\d")
 # A short line that states a relation with a number in it ("4.7 yr = 2470320 min"): worked examples.
 # Spaced relations only, and no braces, semicolons, quotes, URLs or comments: code (`x=5;`,
 # `export proxy=http://...`, `if (a == b) {`) stays out.
@@ -129,7 +132,12 @@ def symbol_evidence(text: str) -> float:
     """Math written without markup (× ≤ √ ², `x^2`, `a = 3.5`, equation lines), per 1,000 characters."""
     if not text:
         return 0.0
-    hits = len(_PLAIN_MATH_RE.findall(text)) + 2 * len(_EQUATION_LINE_RE.findall(text))
+    hits = (
+        len(_MATH_SYMBOL_RE.findall(text))
+        + len(_POWER_RE.findall(text))
+        + len(_NUMERIC_EQUALITY_RE.findall(text))
+        + 2 * len(_EQUATION_LINE_RE.findall(text))
+    )
     if hits < 3:
         return 0.0
     return _saturate(1000.0 * hits / len(text), 4.0)

@@ -52,7 +52,7 @@ _LOOSE_TEXT_PARENTS = frozenset(
 def extract_fast_text(html: str) -> str:
     """Cheap main text for stage-one scoring of every page ('' when the page has none)."""
     try:
-        return extract_plain_text(html, main_content=True, alt_texts=True, preserve_formatting=True).strip()
+        return extract_plain_text(html, main_content=False, alt_texts=True, preserve_formatting=True).strip()
     except Exception as exc:  # resiliparse is robust, but a crawl holds every kind of garbage
         log.debug("resiliparse failed: %s", exc)
         return ""

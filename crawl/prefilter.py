@@ -100,7 +100,8 @@ def math_prefilter(html: str | bytes) -> PrefilterResult:
                 break
     if tex_commands >= _MIN_TEX_COMMANDS:
         fired.add("tex_commands")
-    vocabulary += sum(data.count(word) for word in _VOCABULARY)
+    body = max(data.find(b"<body"), 0)  # words in <head> are titles and scripts, not the page's prose
+    vocabulary += sum(data.count(word, body) for word in _VOCABULARY)
     if vocabulary >= _MIN_VOCABULARY:
         fired.add("vocabulary")
     strong = [name for name in STRONG_SIGNALS if name in fired]

@@ -80,6 +80,7 @@ def test_training_writes_model_and_sidecar(trained):
         "epoch": 3,
         "bucket": 20_000,
     }
+    assert 1 <= meta["training_attempts"] <= 4
     counts = meta["counts"]
     assert counts["positives"] > 10 and counts["negatives"] > 200
     assert counts["train"] + counts["heldout"] == counts["positives"] + counts["negatives"]
