@@ -31,10 +31,16 @@ _READ_ROWS = 256  # rows tokenised per encode_batch call
 
 
 def list_shards(root: str | Path) -> list[Path]:
-    """Every `*.parquet` under root, sorted, skipping files and directories named `_*` or `.*`."""
+    """Every `*.parquet` under root, sorted, skipping files and directories named `_*` or `.*`.
+
+    A mathforge corpus directory (a `manifest.json` next to `data/`) means its `data/` shards only, not the
+    `removed/` and `dedup_index/` tables that sit beside them.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data directory not found: {root}")
+    if (root / "manifest.json").is_file() and (root / "data").is_dir():
+        root = root / "data"
     return sorted(
         path
         for path in root.rglob("*.parquet")

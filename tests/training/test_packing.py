@@ -199,3 +199,14 @@ def test_fewer_row_groups_than_ranks_is_a_clear_error(tmp_path, tokenizer) -> No
     pq.write_table(pa.table({"text": ["only one row group"]}), tmp_path / "a.parquet")
     with pytest.raises(ValueError, match="fewer ranks"):
         _loader(tmp_path, tokenizer, rank=0, world_size=2)
+
+
+def test_a_mathforge_corpus_directory_means_its_data_shards(tmp_path: Path) -> None:
+    data = tmp_path / "corpus" / "data"
+    data.mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a document"]}), data / "part-0.parquet")
+    for side_table in ("removed", "dedup_index/bands"):
+        (tmp_path / "corpus" / side_table).mkdir(parents=True)
+        pq.write_table(pa.table({"id": ["x"]}), tmp_path / "corpus" / side_table / "part-0.parquet")
+    (tmp_path / "corpus" / "manifest.json").write_text("{}")
+    assert list_shards(tmp_path / "corpus") == [data / "part-0.parquet"]
