@@ -113,5 +113,14 @@ class ClassifierTrainConfig:
     )
     master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     seed: int = field(default=0, metadata={"help": "sampling and training seed"})
-    epoch: int = field(default=3, metadata={"help": "fastText epochs (DeepSeekMath: 3)"})
+    epoch: int = field(
+        default=3,
+        metadata={
+            "help": "fastText epochs (DeepSeekMath: 3, for ~1M seed pages; a few hundred seeds need more)"
+        },
+    )
+    bucket: int = field(
+        default=200_000,
+        metadata={"help": "fastText n-gram hash buckets (model ~ bucket x 256 floats: 200k is ~200 MB)"},
+    )
     threads: int = field(default=2, metadata={"help": "fastText training threads"})

@@ -65,7 +65,9 @@ def train_classifier(spark, config: ClassifierTrainConfig) -> dict[str, Any]:
         elif label == "other" and len(negatives) < config.max_per_class:
             negatives.append(text)
     log.info("training on %d positives and %d negatives", len(positives), len(negatives))
-    options = TrainingOptions(epoch=config.epoch, threads=config.threads, seed=config.seed)
+    options = TrainingOptions(
+        epoch=config.epoch, bucket=config.bucket, threads=config.threads, seed=config.seed
+    )
     result = train_math_classifier(positives, negatives, config.output, options)
     report = {
         "model": str(result.model_path),

@@ -27,13 +27,17 @@ def _step(title: str, argv: list[str]) -> None:
 
 
 def report_against_labels(corpus: Path, manifest: Path) -> str:
-    """How the corpus's math decision compares with the sample crawl's own labels (it knows the truth)."""
+    """The corpus against the sample crawl's own labels: precision of the kept pages, and recall of the math
+    pages counted once per duplicate cluster (dedup keeps one page of each, by design)."""
     import json
 
     import pyarrow.dataset as ds
 
-    labels = {
-        r["record_id"]: r for r in json.loads(manifest.read_text())["records"] if r["warc_type"] == "response"
+    records = [r for r in json.loads(manifest.read_text())["records"] if r["warc_type"] == "response"]
+    math = {
+        r["record_id"]: r["duplicate_of"] or r["record_id"]
+        for r in records
+        if r["is_math"] and r["http_status"] == 200 and not r["broken"]
     }
     kept = set(
         ds.dataset(corpus / "data", format="parquet")
@@ -41,14 +45,13 @@ def report_against_labels(corpus: Path, manifest: Path) -> str:
         .column("warc_record_id")
         .to_pylist()
     )
-    readable = [r for r in labels.values() if r["http_status"] == 200 and not r["broken"]]
-    math = {r["record_id"] for r in readable if r["is_math"]}
-    hit = len(kept & math)
-    precision = hit / len(kept) if kept else 0.0
-    recall = hit / len(math) if math else 0.0
+    clusters = set(math.values())
+    found = {math[rid] for rid in kept if rid in math}
+    precision = len(kept & set(math)) / len(kept) if kept else 0.0
+    recall = len(found) / len(clusters) if clusters else 0.0
     return (
-        f"math pages in the sample crawl: {len(math)}; kept: {len(kept)}; "
-        f"precision {precision:.2f}, recall {recall:.2f} (against the generator's labels)"
+        f"against the generator's labels: {len(kept)} pages kept, precision {precision:.2f}; "
+        f"{len(clusters)} distinct math pages ({len(math)} with duplicates), recall {recall:.2f}"
     )
 
 
