@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 import trafilatura
+from lxml import etree
 from trafilatura.settings import use_config
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,9 @@ _CONFIG = use_config()
 _CONFIG.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")
 
 
-def extract_main_text(html: str, url: str | None = None) -> str:
-    """The page's main text, paragraphs separated by newlines; '' only for pages with no text at all."""
+def extract_main_text(html: str | etree._Element, url: str | None = None) -> str:
+    """The page's main text (from HTML or an already parsed tree), paragraphs separated by newlines; '' only
+    for pages with no text at all. Plain-text output: `$`, `\\`, `_` and `^` pass through unescaped."""
     try:
         text = trafilatura.extract(
             html,

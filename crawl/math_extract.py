@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import logging
 
-import trafilatura
 from lxml import etree
 from resiliparse.extract.html2text import extract_plain_text
-from trafilatura.settings import use_config
 
+from crawl.extract import extract_main_text
 from crawl.math_markup import latexify_tree, parse_html
 from crawl.mathml_tex import local_name
 
 log = logging.getLogger(__name__)
 
-_CONFIG = use_config()
-# No wall-clock timeout inside extraction: it uses signals, which fail outside the main thread (Spark tasks).
-_CONFIG.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")
 
 # Containers in which trafilatura does not pick up loose text nodes.
 _LOOSE_TEXT_PARENTS = frozenset(
@@ -88,29 +84,6 @@ def promote_loose_formulas(root: etree._Element) -> int:
     return promoted
 
 
-def _main_text(root: etree._Element, url: str | None) -> str:
-    try:
-        text = trafilatura.extract(
-            root,
-            url=url,
-            config=_CONFIG,
-            include_comments=False,
-            include_tables=True,
-            include_images=False,
-            favor_precision=False,
-            deduplicate=False,
-        )
-    except Exception as exc:  # lxml raises on some pathological documents
-        log.debug("trafilatura failed on %s: %s", url, exc)
-        text = None
-    if text:
-        return text.strip()
-    try:
-        return (trafilatura.html2txt(root) or "").strip()
-    except Exception:
-        return ""
-
-
 def extract_math_text(html: str, url: str | None = None) -> str:
     """Main text with every formula as LaTeX ($...$ inline, $$...$$ display); '' for pages without text."""
     root = parse_html(html)
@@ -121,4 +94,4 @@ def extract_math_text(html: str, url: str | None = None) -> str:
         promote_loose_formulas(root)
     except (ValueError, etree.LxmlError) as exc:  # keep whatever was rewritten; extraction still runs
         log.warning("math markup rewrite failed on %s: %s", url, exc)
-    return _main_text(root, url)
+    return extract_main_text(root, url)
