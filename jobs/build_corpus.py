@@ -21,7 +21,6 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,7 @@ from pyspark.sql import functions as F
 
 from crawl.inputs import resolve_inputs
 from jobs.config import CleaningConfig, CorpusBuildConfig
-from jobs.corpus_output import (
-    DATA_DIR,
-    StagedOutput,
-    package_versions,
-    render_stats_markdown,
-    write_json,
-)
+from jobs.corpus_output import DATA_DIR, StagedOutput, render_stats_markdown, write_corpus_reports
 from jobs.corpus_pipeline import CorpusPipeline
 from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
 from jobs.dedup import clean_corpus
@@ -97,25 +90,18 @@ def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, An
             "inputs": {"total": len(inputs), "failed": [f for f in files if f["errors"]]},
             "per_file": files,
         }
-        manifest = {
-            "run_id": staged.run_id,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "output": str(staged.final),
-            "inputs": inputs,
-            "config": asdict(config),
-            "versions": package_versions(),
-            "spark": {"master": sc.master, "version": spark.version},
-            "lid_model": pipeline.analyser.langid.model_path,
-            "math_scorer": {
-                "name": pipeline.analyser.math_scorer.name,
-                "version": pipeline.analyser.math_scorer.version,
-            },
-            "schema": [{"name": n, "type": t, "description": d} for n, t, d in CORPUS_COLUMNS],
-            "counts": {"documents": stats["kept"], "characters": stats["kept_chars"], **counters},
-        }
-        write_json(staging / "manifest.json", manifest)
-        write_json(staging / "stats.json", stats)
-        (staging / "STATS.md").write_text(render_stats_markdown(stats), encoding="utf-8")
+        scorer = pipeline.analyser.math_scorer
+        write_corpus_reports(
+            staging,
+            staged,
+            config,
+            {"master": sc.master, "version": spark.version},
+            stats,
+            inputs=inputs,
+            lid_model=pipeline.analyser.langid.model_path,
+            math_scorer={"name": scorer.name, "version": scorer.version},
+            schema=[{"name": n, "type": t, "description": d} for n, t, d in CORPUS_COLUMNS],
+        )
     log.info(
         "corpus committed at %s: %d documents kept of %d HTML pages",
         staged.final,

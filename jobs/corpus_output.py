@@ -7,6 +7,7 @@ or killed run therefore never leaves a directory at `<output>` that looks finish
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -142,3 +143,31 @@ def render_stats_markdown(stats: dict[str, Any]) -> str:
             for f in stats["inputs"]["failed"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def write_corpus_reports(
+    staging: Path,
+    staged: StagedOutput,
+    config: Any,
+    spark_info: dict[str, str],
+    stats: dict[str, Any],
+    **manifest_extra: Any,
+) -> None:
+    """manifest.json (what made this corpus), stats.json and STATS.md into the staging directory."""
+    manifest = {
+        "run_id": staged.run_id,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "output": str(staged.final),
+        "config": dataclasses.asdict(config),
+        "versions": package_versions(),
+        "spark": spark_info,
+        **manifest_extra,
+        "counts": {
+            "documents": stats["kept"],
+            "characters": stats["kept_chars"],
+            **stats.get("counters", {}),
+        },
+    }
+    write_json(staging / "manifest.json", manifest)
+    write_json(staging / "stats.json", stats)
+    (staging / "STATS.md").write_text(render_stats_markdown(stats), encoding="utf-8")

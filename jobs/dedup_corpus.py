@@ -17,7 +17,6 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
 import json
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from pyspark.sql import SparkSession
 
 from jobs.build_corpus import finish_corpus
 from jobs.config import CorpusDedupConfig
-from jobs.corpus_output import DATA_DIR, StagedOutput, package_versions, render_stats_markdown, write_json
+from jobs.corpus_output import DATA_DIR, StagedOutput, render_stats_markdown, write_corpus_reports
 from jobs.spark import job_main, ship_code
 
 log = logging.getLogger("mathforge.dedup_corpus")
@@ -50,21 +49,9 @@ def dedup_corpus(spark: SparkSession, config: CorpusDedupConfig) -> dict[str, An
             "source": str(source),
         }
         source_manifest = source / "manifest.json"
-        manifest = {
-            "run_id": staged.run_id,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "output": str(staged.final),
-            "derived_from": json.loads(source_manifest.read_text())
-            if source_manifest.is_file()
-            else str(source),
-            "config": asdict(config),
-            "versions": package_versions(),
-            "spark": {"master": spark.sparkContext.master, "version": spark.version},
-            "counts": {"documents": stats["kept"], "characters": stats["kept_chars"]},
-        }
-        write_json(staging / "manifest.json", manifest)
-        write_json(staging / "stats.json", stats)
-        (staging / "STATS.md").write_text(render_stats_markdown(stats), encoding="utf-8")
+        derived = json.loads(source_manifest.read_text()) if source_manifest.is_file() else str(source)
+        spark_info = {"master": spark.sparkContext.master, "version": spark.version}
+        write_corpus_reports(staging, staged, config, spark_info, stats, derived_from=derived)
     log.info("deduplicated corpus committed at %s: %d documents", staged.final, stats["kept"])
     return stats
 
