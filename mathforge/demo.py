@@ -63,10 +63,21 @@ def run_demo(out: Path, *, files: int, records: int, train_steps: int) -> None:
     paths = str(crawl / "warc.paths")
     sample = ["sample-crawl", "--out", str(crawl), "--files", str(files), "--records", str(records)]
     _step("1/4 generate the sample crawl", sample)
-    _step(
-        "2/4 train the math classifier (Spark)",
-        ["classifier", "train", "--input", paths, "--output", str(model)],
-    )
+    # DeepSeekMath's settings, except more epochs (its 3 were for ~1M seed pages; the demo bootstraps a few
+    # dozen) and fewer hash buckets (a 20 MB model instead of 200 MB).
+    train = [
+        "classifier",
+        "train",
+        "--input",
+        paths,
+        "--output",
+        str(model),
+        "--epoch",
+        "15",
+        "--bucket",
+        "20000",
+    ]
+    _step("2/4 train the math classifier (Spark)", train)
     build = ["corpus", "build", "--input", paths, "--output", str(corpus), "--math-model", str(model)]
     _step("3/4 build the math corpus with it (Spark)", build)
     print(report_against_labels(corpus, crawl / "sample_manifest.json"))
