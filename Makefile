@@ -31,8 +31,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# CPU benchmarks (figures are ratios against baselines measured in the same run); the GPU ones are
+# bench/kernels_bench.py and bench/train_throughput.py, run where a GPU is at hand.
 bench: $(STAMP)
 	$(PY) bench/corpus_throughput.py
+	$(PY) bench/math_extraction.py
+	$(PY) bench/dedup_bench.py --docs 20000
+	$(PY) bench/decontam_bench.py
 
 clean:
 	rm -rf $(DEMO) build dist *.egg-info
