@@ -8,10 +8,9 @@ import os
 import sys
 import tempfile
 import zipfile
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pyspark import AccumulatorParam
 from pyspark.sql import SparkSession
@@ -93,13 +92,6 @@ def ship_code(spark: SparkSession) -> None:
     """Send our packages to the executors unless they run in this very process (local mode)."""
     if not is_local(spark.sparkContext.master):
         spark.sparkContext.addPyFile(str(build_pyfiles_zip()))
-
-
-def merge_counters(*counters: dict[str, Any]) -> Counter:
-    total: Counter = Counter()
-    for c in counters:
-        total.update(c)
-    return total
 
 
 def launched_by_spark_submit() -> bool:
