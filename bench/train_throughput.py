@@ -1,6 +1,6 @@
 """Training throughput (tokens/s) and MFU of the model presets, with and without MTP.
 
-Runs the real training step (`training.pretrain.train_step`: bf16 autocast on GPU, AdamW, clipping) on
+Runs the real training step (`training.trainer.Trainer.train_step` with the pretraining objective: bf16 autocast on GPU, AdamW, clipping) on
 synthetic packed batches (random tokens, random document boundaries), so it measures the model and the step,
 not the tokenizer. Each preset's MTP runs are reported as a ratio against the same preset without MTP, measured
 in the same invocation.
@@ -25,12 +25,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mathforge.config import add_dataclass_args, dataclass_from_args, to_dict
-from training.config import PRESETS, DataConfig, OptimConfig, RunConfig, TrainConfig, model_config
+from training.config import (
+    PRESETS,
+    DataConfig,
+    OptimConfig,
+    PretrainConfig,
+    PretrainModelConfig,
+    RunConfig,
+    model_config,
+)
 from training.data import Batch, shift_targets
 from training.distributed import Dist
 from training.metrics import flops_per_token, mfu, peak_flops
 from training.model import Transformer
-from training.pretrain import Session, train_step
+from training.pretrain import PretrainObjective
+from training.trainer import Trainer
 
 
 @dataclass
@@ -72,26 +81,29 @@ def measure(cfg: BenchConfig, preset: str, mtp_depth: int) -> dict:
     mcfg = model_config(
         preset, cfg.vocab_size, max_seq_len=cfg.seq_len, mtp_depth=mtp_depth, fused_kernels=cfg.fused_kernels
     )
-    train = TrainConfig(
-        run=RunConfig(out="", preset=preset, max_steps=cfg.warmup + cfg.steps, mtp_depth=mtp_depth),
+    train = PretrainConfig(
+        run=RunConfig(out="", max_steps=cfg.warmup + cfg.steps),
         data=DataConfig(
             data="synthetic", seq_len=cfg.seq_len, batch_size=cfg.batch_size, doc_mask=cfg.doc_mask
         ),
         optim=OptimConfig(),
+        model=PretrainModelConfig(preset=preset, mtp_depth=mtp_depth),
     )
     model = Transformer(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    batches = synthetic_batches(cfg, torch.Generator().manual_seed(0), device)
-    session = Session(train, Dist(0, 1, 0, device), model, model, opt, batches, {}, 0, False)  # type: ignore[arg-type]
+    objective = PretrainObjective(train)  # the real objective and trainer step, on synthetic batches
+    objective.loader = synthetic_batches(cfg, torch.Generator().manual_seed(0), device)  # type: ignore[assignment]
+    objective.device = device
+    trainer = Trainer(train.run, train.optim, objective, Dist(0, 1, 0, device), model, model, opt)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for step in range(cfg.warmup):
-        train_step(session, step)
+    for _ in range(cfg.warmup):
+        trainer.train_step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    for step in range(cfg.warmup, cfg.warmup + cfg.steps):
-        result = train_step(session, step)
+    for _ in range(cfg.steps):
+        result = trainer.train_step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
@@ -105,7 +117,7 @@ def measure(cfg: BenchConfig, preset: str, mtp_depth: int) -> dict:
         "tokens_per_s": tokens_per_s,
         "mfu": mfu(tokens_per_s, flops_per_token(mcfg, cfg.seq_len), peak),
         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
-        "loss": float(result.losses[0]),
+        "loss": float(result.metrics["loss"][0] / result.metrics["loss"][1]),
         "device": name,
     }
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from training.config import add_train_args, train_config_from_args
+from training.config import PretrainConfig, add_config_args, config_from_args
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     from training.pretrain import run
 
-    summary = run(train_config_from_args(args))
+    summary = run(config_from_args(PretrainConfig, args))
     last = summary["last"]
     if last:
         print(
@@ -29,5 +29,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="pretrain a transformer with multi-token prediction (also: torchrun -m training.pretrain)",
         description="Pretrain on Parquet shards with a text column; trains a tokenizer first unless one is given.",
     )
-    add_train_args(pretrain)
+    add_config_args(pretrain, PretrainConfig)
     pretrain.set_defaults(handler=_pretrain)

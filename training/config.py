@@ -1,15 +1,18 @@
 """Training configuration: model presets and the run, data and optimiser settings.
 
 Plain dataclasses without torch imports, so that the CLI can build its flags (via mathforge.config) without
-paying for `import torch`. Field names are unique across the classes because they share one flat parser.
+paying for `import torch`. A run's config is a few sections (the trainer's `run` and `optim`, then the
+objective's own); field names are unique across the sections of one run config because they share one flat
+parser.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from mathforge.config import add_dataclass_args, dataclass_from_args
 
@@ -23,6 +26,8 @@ PRESETS: dict[str, dict[str, int]] = {
     "350m": {"dim": 1024, "n_layers": 24, "n_heads": 16, "n_kv_heads": 8, "ffn_dim": 2816},
     "1b": {"dim": 2048, "n_layers": 16, "n_heads": 16, "n_kv_heads": 8, "ffn_dim": 5632},
 }
+
+C = TypeVar("C")
 
 # Target value that no loss counts (PyTorch's cross_entropy default, and the kernels' too).
 IGNORE_INDEX = -100
@@ -47,6 +52,8 @@ class ModelConfig:
     mtp_depth: int = 1
     fused_kernels: bool = False
     init_std: float = 0.02
+    qkv_bias: bool = False  # Qwen2 has biases on the query, key and value projections
+    tie_embeddings: bool = False  # the output head reuses the embedding matrix
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads:
@@ -117,8 +124,9 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
+    """What the trainer needs whatever the objective: where, how long, on what, how often to log and save."""
+
     out: str = field(metadata={"help": "run directory (checkpoints, logs, tokenizer, loss curve)"})
-    preset: str = field(default="tiny", metadata={"help": f"model size: {', '.join(PRESETS)}"})
     max_steps: int = field(
         default=1000, metadata={"help": "optimiser steps to train for (sets the schedules)"}
     )
@@ -128,12 +136,6 @@ class RunConfig:
     )
     resume: bool = field(default=False, metadata={"help": "continue from the latest checkpoint in --out"})
     seed: int = 0
-    mtp_depth: int = field(default=1, metadata={"help": "multi-token prediction depth D (0: none)"})
-    mtp_lambda: float = field(default=0.3, metadata={"help": "MTP loss weight early in training"})
-    mtp_lambda_late: float = field(default=0.1, metadata={"help": "MTP loss weight after the switch"})
-    mtp_lambda_switch: float = field(
-        default=0.7, metadata={"help": "fraction of max_steps after which mtp_lambda_late applies"}
-    )
     fused_kernels: bool = field(default=False, metadata={"help": "route norms and losses through kernels/"})
     parallel: str = field(default="ddp", metadata={"help": "data parallelism under torchrun: ddp or fsdp"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
@@ -156,25 +158,54 @@ class RunConfig:
 
 
 @dataclass
-class TrainConfig:
+class PretrainModelConfig:
+    """The model pretraining builds from scratch, and its multi-token prediction."""
+
+    preset: str = field(default="tiny", metadata={"help": f"model size: {', '.join(PRESETS)}"})
+    mtp_depth: int = field(default=1, metadata={"help": "multi-token prediction depth D (0: none)"})
+    mtp_lambda: float = field(default=0.3, metadata={"help": "MTP loss weight early in training"})
+    mtp_lambda_late: float = field(default=0.1, metadata={"help": "MTP loss weight after the switch"})
+    mtp_lambda_switch: float = field(
+        default=0.7, metadata={"help": "fraction of max_steps after which mtp_lambda_late applies"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+
+
+@dataclass
+class PretrainConfig:
     run: RunConfig
     data: DataConfig
     optim: OptimConfig = field(default_factory=OptimConfig)
+    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
 
 
-SECTIONS: dict[str, type] = {"run": RunConfig, "data": DataConfig, "optim": OptimConfig}
+def add_config_args(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One flag per field of every section of a run config (field names are unique across its sections)."""
+    for section in dataclasses.fields(config_cls):
+        add_dataclass_args(parser, _section_type(config_cls, section.name))
 
 
-def train_config_from_dict(values: dict[str, dict[str, Any]]) -> TrainConfig:
-    """Inverse of mathforge.config.to_dict for TrainConfig (as stored in a run directory)."""
-    return TrainConfig(**{name: cls(**values[name]) for name, cls in SECTIONS.items()})
+def config_from_args(config_cls: type[C], ns: argparse.Namespace) -> C:
+    return config_cls(
+        **{
+            section.name: dataclass_from_args(_section_type(config_cls, section.name), ns)
+            for section in dataclasses.fields(config_cls)
+        }
+    )
 
 
-def add_train_args(parser: argparse.ArgumentParser) -> None:
-    """All pretraining flags, one per field of the three sections (shared by the CLI and torchrun entry)."""
-    for cls in SECTIONS.values():
-        add_dataclass_args(parser, cls)
+def config_from_dict(config_cls: type[C], values: dict[str, dict[str, Any]]) -> C:
+    """Inverse of mathforge.config.to_dict for a run config (as stored in a run directory)."""
+    return config_cls(
+        **{
+            section.name: _section_type(config_cls, section.name)(**values[section.name])
+            for section in dataclasses.fields(config_cls)
+        }
+    )
 
 
-def train_config_from_args(ns: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{name: dataclass_from_args(cls, ns) for name, cls in SECTIONS.items()})
+def _section_type(config_cls: type, name: str) -> type:
+    return typing.get_type_hints(config_cls)[name]

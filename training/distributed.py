@@ -52,7 +52,11 @@ def wrap_model(model: Transformer, parallel: str, d: Dist) -> nn.Module:
     if parallel == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+        # No buffer broadcast: the only buffers are RoPE tables every rank computes alike, and a broadcast in
+        # every forward would make generation a collective that ranks must call equally often.
+        return DistributedDataParallel(
+            model, device_ids=[d.local_rank] if d.device.type == "cuda" else None, broadcast_buffers=False
+        )
     if parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
@@ -61,6 +65,26 @@ def wrap_model(model: Transformer, parallel: str, d: Dist) -> nn.Module:
         fully_shard(model)
         return model
     raise ValueError(f"parallel must be ddp or fsdp, got {parallel!r}")
+
+
+def unwrap(model: nn.Module) -> Transformer:
+    """The Transformer inside a DDP wrapper (FSDP2 shards the module in place, so it is the module itself)."""
+    inner = getattr(model, "module", model)
+    if not isinstance(inner, Transformer):
+        raise TypeError(f"expected a Transformer or a DDP-wrapped one, got {type(model).__name__}")
+    return inner
+
+
+def all_ranks_done(done: bool, model: nn.Module) -> bool:
+    """Whether every rank is done, for loops whose forward is a collective (FSDP2 gathers shards in every
+    forward, so all ranks must stop together); elsewhere simply `done`."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not (isinstance(model, FSDPModule) and dist.is_initialized()):
+        return done
+    flag = torch.tensor([0 if done else 1], device=unwrap(model).embed.weight.device)
+    dist.all_reduce(flag)
+    return int(flag) == 0
 
 
 def gather_objects(obj: Any, d: Dist) -> list[Any]:

@@ -3,16 +3,23 @@
 Batched prompts are left-padded: every row then writes the same cache slot at each step, and per-row RoPE
 positions (counted from each row's first real token) make a padded row compute what it would alone. GRPO and
 distillation call `generate` for rollouts and `completion_logprobs` (differentiable) for their losses.
+
+`generate` and `completion_logprobs` take the model as training holds it (plain, DDP or FSDP2) and only ever
+call its forward with a readout: FSDP2 gathers the shards there, and DDP synchronises the gradients of what its
+forward produced. Speculative decoding is an inference tool and takes the plain module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
-from training.model import KVCache, Transformer
+from training.distributed import all_ranks_done, unwrap
+from training.model import KVCache, Logits, TokenLogprobs, Transformer
 
 # -- pure helpers ---------------------------------------------------------------------------------------
 
@@ -46,11 +53,20 @@ def left_pad(
 
 
 def sample_next(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """One token per row: greedy at temperature 0, else from the smallest set of tokens with mass >= top_p."""
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None = None,
+    *,
+    with_logprobs: bool = False,
+) -> Any:
+    """One token per row: greedy at temperature 0, else from the smallest set of tokens with mass >= top_p.
+
+    with_logprobs: also each token's log-probability under the (renormalised) distribution it was drawn
+    from, which is what an off-policy correction needs (0 for greedy picks)."""
     if temperature <= 0:
-        return logits.argmax(dim=-1)
+        token = logits.argmax(dim=-1)
+        return (token, torch.zeros(token.shape, device=token.device)) if with_logprobs else token
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -59,7 +75,11 @@ def sample_next(
         before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely tokens
         sorted_probs = torch.where(before < top_p, sorted_probs, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    if not with_logprobs:
+        return token
+    return token, probs.gather(-1, token[:, None]).squeeze(-1).log()
 
 
 def _truncate_at_stop(tokens: list[int], stop_ids: Collection[int]) -> list[int]:
@@ -72,9 +92,18 @@ def _truncate_at_stop(tokens: list[int], stop_ids: Collection[int]) -> list[int]
 # -- generation -----------------------------------------------------------------------------------------
 
 
+@dataclass
+class Generation:
+    """Sampled completions (new tokens only, up to and including the first stop token) and, per token, its
+    log-probability under the distribution it was sampled from (after temperature and top-p; 0 when greedy)."""
+
+    tokens: list[list[int]]
+    logprobs: list[list[float]]
+
+
 @torch.no_grad()
-def generate(
-    model: Transformer,
+def sample(
+    model: nn.Module,
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
     *,
@@ -84,46 +113,64 @@ def generate(
     pad_id: int = 0,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
-) -> list[list[int]]:
-    """Completions (new tokens only, up to and including the first stop token) for each prompt."""
+) -> Generation:
+    """Batched sampling with the KV cache through the model's forward (plain, DDP or FSDP2). Under FSDP2 every
+    rank must call it equally often with the same max_new_tokens (each forward is a collective)."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
-    device = model.embed.weight.device
+    inner = unwrap(model)
+    device = inner.embed.weight.device
     ids, valid = left_pad(prompts, pad_id, device)
     batch, width = ids.shape
-    if width + max_new_tokens - 1 > model.cfg.max_seq_len:
+    if width + max_new_tokens - 1 > inner.cfg.max_seq_len:
         raise ValueError(
-            f"{width} prompt + {max_new_tokens} new tokens exceed the model's max_seq_len {model.cfg.max_seq_len}"
+            f"{width} prompt + {max_new_tokens} new tokens exceed the model's max_seq_len {inner.cfg.max_seq_len}"
         )
-    total = width + max_new_tokens
-    cache = KVCache(len(model.layers), total) if use_cache else None
+    cache = KVCache(len(inner.layers), width + max_new_tokens) if use_cache else None
     out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    out_logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
     step_ids, start = ids, 0
     for step in range(max_new_tokens):
         positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
         if cache is not None:
-            hidden = model.trunk(
-                step_ids, positions[:, start:], attention_mask(start, step_ids.shape[1], valid), cache
+            mask = attention_mask(start, step_ids.shape[1], valid)
+            logits = model(
+                step_ids,
+                positions=positions[:, start:],
+                mask=mask,
+                cache=cache,
+                readout=Logits(last_only=True),
             )
         else:
-            hidden = model.trunk(ids, positions, attention_mask(0, ids.shape[1], valid))
-        token = sample_next(model.logits(hidden[:, -1]).float(), temperature, top_p, generator)
+            mask = attention_mask(0, ids.shape[1], valid)
+            logits = model(ids, positions=positions, mask=mask, readout=Logits(last_only=True))
+        token, logprob = sample_next(logits[:, -1], temperature, top_p, generator, with_logprobs=True)
         token = torch.where(finished, pad_id, token)
         out[:, step] = token
+        out_logprobs[:, step] = torch.where(finished, 0.0, logprob)
         finished |= torch.isin(token, stops)
-        if bool(finished.all()):
+        if all_ranks_done(bool(finished.all()), model):
             break
         ids = torch.cat((ids, token[:, None]), dim=1)
         valid = torch.cat((valid, torch.ones_like(finished)[:, None]), dim=1)
         start = ids.shape[1] - 1
         step_ids = token[:, None]
-    return [_truncate_at_stop(row[: step + 1], stop_ids) for row in out.tolist()]
+    tokens = [_truncate_at_stop(row[: step + 1], stop_ids) for row in out.tolist()]
+    logprobs = [row[: len(t)] for row, t in zip(out_logprobs.tolist(), tokens, strict=True)]
+    return Generation(tokens, logprobs)
+
+
+def generate(
+    model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, **options
+) -> list[list[int]]:
+    """The sampled tokens of `sample` alone."""
+    return sample(model, prompts, max_new_tokens, **options).tokens
 
 
 def completion_logprobs(
-    model: Transformer,
+    model: nn.Module,
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     pad_id: int = 0,
@@ -134,7 +181,7 @@ def completion_logprobs(
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (for example BOS)")
-    device = model.embed.weight.device
+    device = unwrap(model).embed.weight.device
     rows = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
     width = max(len(r) for r in rows)
     comp_width = max(1, max(len(c) for c in completions))
@@ -145,11 +192,11 @@ def completion_logprobs(
         ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
         targets[i, : len(completion)] = torch.tensor(list(completion), dtype=torch.long, device=device)
         mask[i, : len(completion)] = True
-    hidden = model.trunk(ids)  # right padding: plain causal attention leaves real tokens untouched
     prompt_lens = torch.tensor([len(p) for p in prompts], device=device)
     where = (prompt_lens[:, None] - 1 + torch.arange(comp_width, device=device)[None]).clamp(max=width - 1)
-    picked = hidden.gather(1, where[..., None].expand(-1, -1, hidden.shape[-1]))
-    return model.token_logprobs(picked, targets).masked_fill(~mask, 0.0), mask
+    # right padding: plain causal attention leaves real tokens untouched
+    logprobs = model(ids, readout=TokenLogprobs(targets, where))
+    return logprobs.masked_fill(~mask, 0.0), mask
 
 
 # -- speculative decoding with the MTP modules ----------------------------------------------------------
@@ -177,6 +224,11 @@ def speculative_generate(
         raise ValueError("speculative decoding needs a model with MTP modules")
     if not prompt or max_new_tokens < 1:
         raise ValueError("speculative decoding needs a non-empty prompt and max_new_tokens >= 1")
+    if len(prompt) + max_new_tokens - 1 > model.cfg.max_seq_len:
+        raise ValueError(
+            f"{len(prompt)} prompt + {max_new_tokens} new tokens exceed the model's max_seq_len "
+            f"{model.cfg.max_seq_len}"
+        )
     device = model.embed.weight.device
     limit = len(prompt) + max_new_tokens + depth + 1
     main_cache = KVCache(len(model.layers), limit)
@@ -199,9 +251,11 @@ def speculative_generate(
         t in stop_ids for t in tokens[len(prompt) :]
     ):
         n = len(tokens) - 1  # tokens[n] is committed, the main model has processed 0..n-1
+        # drafts sit at positions n+1..n+d, which must exist: fewer drafts near max_seq_len
+        n_drafts = min(depth, model.cfg.max_seq_len - 1 - n)
         drafts: list[int] = []
         extended = hidden[0]
-        for k, module in enumerate(model.mtp, start=1):
+        for k, module in enumerate(model.mtp[:n_drafts], start=1):
             cache, done = mtp_caches[k - 1], hidden[k].shape[1]
             cache.length = done
             seq = tokens + drafts
@@ -218,9 +272,9 @@ def speculative_generate(
         verified = run_main([tokens[-1], *drafts])
         greedy = model.logits(verified[0]).argmax(-1).tolist()
         accepted = 0
-        while accepted < depth and drafts[accepted] == greedy[accepted]:
+        while accepted < n_drafts and drafts[accepted] == greedy[accepted]:
             accepted += 1
-        stats.drafted += depth
+        stats.drafted += n_drafts
         stats.accepted += accepted
         main_cache.length = n + accepted + 1
         hidden[0] = torch.cat((hidden[0], verified[:, : accepted + 1]), dim=1)

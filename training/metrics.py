@@ -104,8 +104,9 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_loss_curve(metrics_path: str | Path, png_path: str | Path) -> Path:
-    """Loss (and each MTP depth's loss) against step, from the JSONL log."""
+def plot_curves(metrics_path: str | Path, run_dir: str | Path, curves: dict[str, list[str]]) -> list[Path]:
+    """One PNG per entry of `curves` (file name → metric keys), each key plotted against step from the JSONL
+    log; keys missing from the log are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,17 +115,18 @@ def plot_loss_curve(metrics_path: str | Path, png_path: str | Path) -> Path:
     records = read_metrics(metrics_path)
     if not records:
         raise ValueError(f"no metrics in {metrics_path} to plot")
-    series = ["main_loss", *sorted(k for k in records[0] if k.startswith("mtp_loss_"))]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("loss", *series):
-        points = [(r["step"], r[key]) for r in records if key in r]
-        if points:
-            ax.plot(*zip(*points, strict=True), label=key)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return Path(png_path)
+    written = []
+    for name, keys in curves.items():
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key in keys:
+            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(Path(run_dir) / name, dpi=120)
+        plt.close(fig)
+        written.append(Path(run_dir) / name)
+    return written

@@ -12,6 +12,7 @@ import dataclasses
 import math
 import zlib
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -117,9 +118,9 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
     def forward(
@@ -214,8 +215,41 @@ class MTPModule(nn.Module):
 @dataclass
 class ModelOutput:
     loss: torch.Tensor  # main + λ · mean(MTP losses)
-    main_loss: torch.Tensor
+    main_loss: torch.Tensor  # mean over the counted targets
     mtp_losses: list[torch.Tensor] = field(default_factory=list)
+    counts: list[torch.Tensor] = field(default_factory=list)  # targets counted: main, then each MTP depth
+
+
+class Readout(Protocol):
+    """What a forward pass returns instead of the training loss: a function of the final-normed hidden states
+    computed inside `Transformer.forward`, so that it runs where DDP and FSDP2 expect (FSDP2 gathers the head
+    only there, and DDP only synchronises gradients of what its forward produced)."""
+
+    def __call__(self, model: Transformer, normed: torch.Tensor) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Logits:
+    """float32 logits at every position, or at the last one only (all that sampling needs)."""
+
+    last_only: bool = False
+
+    def __call__(self, model: Transformer, normed: torch.Tensor) -> torch.Tensor:
+        return model.head(normed[:, -1:] if self.last_only else normed).float()
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """log p(targets[b, j]) from position where[b, j] (where=None: from position j). Positions are picked
+    before the head, so only they pay for the vocabulary (and with fused kernels not even they in full)."""
+
+    targets: torch.Tensor
+    where: torch.Tensor | None = None
+
+    def __call__(self, model: Transformer, normed: torch.Tensor) -> torch.Tensor:
+        if self.where is not None:
+            normed = normed.gather(1, self.where[..., None].expand(-1, -1, normed.shape[-1]))
+        return model.normed_token_logprobs(normed, self.targets)
 
 
 class Transformer(nn.Module):
@@ -226,6 +260,8 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps, cfg.fused_kernels)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
         self.mtp = nn.ModuleList(MTPModule(cfg) for _ in range(cfg.mtp_depth))
         cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -241,6 +277,8 @@ class Transformer(nn.Module):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
             if name.endswith("norm.weight"):
                 param.fill_(1.0)
+            elif name.endswith(".bias"):
+                param.zero_()
             else:
                 std = self.cfg.init_std * (depth_scale if name.endswith(("wo.weight", "w2.weight")) else 1.0)
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
@@ -277,12 +315,12 @@ class Transformer(nn.Module):
         return h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Main output head on trunk hidden states."""
+        """Main output head on trunk hidden states (for the plain module; through a DDP/FSDP wrapper use
+        `forward(..., readout=Logits())`)."""
         return self.head(self.norm(hidden))
 
-    def token_logprobs(self, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-        """log p(token_ids | hidden) under the main head; hidden is (..., dim), token_ids (...)."""
-        normed = self.norm(hidden)
+    def normed_token_logprobs(self, normed: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        """log p(token_ids | normed hidden) under the main head; normed is (..., dim), token_ids (...)."""
         if self.cfg.fused_kernels:
             normed, weight = self._head_inputs(normed)
             flat = _kernels().token_logprobs(normed.flatten(0, -2), weight, token_ids.flatten())
@@ -299,9 +337,9 @@ class Transformer(nn.Module):
         )
         return normed.to(dtype), self.head.weight.to(dtype)
 
-    def _loss(self, normed: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over non-ignored targets (0 when there are none, never NaN)."""
-        count = (targets != IGNORE_INDEX).sum().clamp(min=1)
+    def _loss(self, normed: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over non-ignored targets (0 when there are none, never NaN), and their count."""
+        count = (targets != IGNORE_INDEX).sum()
         if self.cfg.fused_kernels:
             normed, weight = self._head_inputs(normed)
             total = _kernels().fused_linear_cross_entropy(
@@ -316,26 +354,43 @@ class Transformer(nn.Module):
             total = F.cross_entropy(
                 logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
             )
-        return total / count
+        return total / count.clamp(min=1), count
 
     def forward(
         self,
         input_ids: torch.Tensor,
-        targets: torch.Tensor,
+        targets: torch.Tensor | None = None,
         doc_ids: torch.Tensor | None = None,
         mtp_weight: float = 0.0,
         doc_attention: bool = True,
-    ) -> ModelOutput:
-        """Training loss. doc_ids (B, T) keeps MTP targets inside their document, and attention too unless
-        doc_attention is off (plain causal attention can use the fastest SDPA kernels)."""
-        mask = document_causal_mask(doc_ids) if doc_ids is not None and doc_attention else None
-        rope = self.rope(None, input_ids.shape[1])
-        hidden = self.trunk(input_ids, mask=mask)
-        main = self._loss(self.norm(hidden), targets)
-        mtp_losses = []
+        *,
+        readout: Readout | None = None,
+        positions: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> Any:
+        """The training loss (a `ModelOutput`), or `readout(self, final-normed hidden states)`.
+
+        doc_ids (B, T) keeps MTP targets inside their document, and attention too unless doc_attention is off
+        (plain causal attention can use the fastest SDPA kernels). positions, mask and cache are for
+        incremental decoding; an explicit mask replaces the document mask.
+        """
+        if mask is None and doc_ids is not None and doc_attention:
+            mask = document_causal_mask(doc_ids)
+        hidden = self.trunk(input_ids, positions, mask, cache)
+        if readout is not None:
+            return readout(self, self.norm(hidden))
+        if targets is None:
+            raise ValueError("forward needs targets (the training loss) or a readout")
+        rope = self.rope(positions, input_ids.shape[1])
+        main, count = self._loss(self.norm(hidden), targets)
+        losses, counts = [main], [count]
         for k, module in enumerate(self.mtp, start=1):
             next_embedding = self.embed(shift_left(input_ids, k, 0))
             hidden, normed = module(hidden, next_embedding, rope, mask)
-            mtp_losses.append(self._loss(normed, mtp_targets(targets, doc_ids, k)))
+            loss_k, count_k = self._loss(normed, mtp_targets(targets, doc_ids, k))
+            losses.append(loss_k)
+            counts.append(count_k)
+        mtp_losses = losses[1:]
         loss = main + mtp_weight * torch.stack(mtp_losses).mean() if mtp_losses else main
-        return ModelOutput(loss=loss, main_loss=main, mtp_losses=mtp_losses)
+        return ModelOutput(loss=loss, main_loss=main, mtp_losses=mtp_losses, counts=counts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from training.config import OptimConfig, RunConfig
+from training.config import OptimConfig, PretrainModelConfig
 
 
 def warmup_steps(optim: OptimConfig, max_steps: int) -> int:
@@ -21,6 +21,6 @@ def lr_at(step: int, optim: OptimConfig, max_steps: int) -> float:
     return floor + (optim.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def mtp_lambda_at(step: int, run: RunConfig) -> float:
+def mtp_lambda_at(step: int, mtp: PretrainModelConfig, max_steps: int) -> float:
     """DeepSeek-V3's two-stage MTP weight: mtp_lambda, then mtp_lambda_late after the switch point."""
-    return run.mtp_lambda if step < run.mtp_lambda_switch * run.max_steps else run.mtp_lambda_late
+    return mtp.mtp_lambda if step < mtp.mtp_lambda_switch * max_steps else mtp.mtp_lambda_late

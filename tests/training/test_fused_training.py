@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.config import DataConfig, OptimConfig, RunConfig, TrainConfig, model_config
+from training.config import (
+    DataConfig,
+    OptimConfig,
+    PretrainConfig,
+    PretrainModelConfig,
+    RunConfig,
+    model_config,
+)
 from training.generate import completion_logprobs
 from training.metrics import read_metrics
 from training.model import Transformer
@@ -14,11 +21,12 @@ from training.pretrain import run
 kernels = pytest.importorskip("kernels")
 
 
-def _config(data, out, fused: bool) -> TrainConfig:
-    return TrainConfig(
-        run=RunConfig(out=str(out), max_steps=6, log_every=1, device="cpu", fused_kernels=fused, mtp_depth=2),
+def _config(data, out, fused: bool) -> PretrainConfig:
+    return PretrainConfig(
+        run=RunConfig(out=str(out), max_steps=6, log_every=1, device="cpu", fused_kernels=fused),
         data=DataConfig(data=str(data), vocab_size=512, seq_len=48, batch_size=4),
         optim=OptimConfig(lr=3e-3),
+        model=PretrainModelConfig(mtp_depth=2),
     )
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from training.config import model_config
-from training.generate import completion_logprobs, generate, sample_next, speculative_generate
+from training.generate import completion_logprobs, generate, sample, sample_next, speculative_generate
 from training.model import Transformer
 
 PROMPTS = [[0, 17, 42, 99, 5], [0, 8], [0, 250, 3, 3, 3, 7, 1, 90, 45]]
@@ -100,6 +100,37 @@ def test_speculative_decoding_equals_greedy_on_an_untrained_model(model) -> None
         tokens, stats = speculative_generate(model, prompt, 15)
         assert tokens == generate(model, [prompt], 15, temperature=0)[0]
         assert stats.drafted == 2 * (stats.main_forwards - 1)
+
+
+def test_speculative_decoding_runs_up_to_max_seq_len_like_plain_generation() -> None:
+    """Prompt 20 tokens + 13 new = 32 positions = max_seq_len: drafts past the end are not made."""
+    short = Transformer(model_config("tiny", 300, max_seq_len=32, mtp_depth=2), seed=5).eval()
+    prompt = list(range(3, 23))
+    greedy = generate(short, [prompt], 13, temperature=0)[0]
+    speculative, stats = speculative_generate(short, prompt, 13)
+    assert speculative == greedy and len(speculative) == 13
+    assert stats.drafted < 2 * (stats.main_forwards - 1)  # the last forwards drafted fewer than D tokens
+    with pytest.raises(ValueError, match="max_seq_len"):
+        speculative_generate(short, prompt, 14)
+
+
+def test_sampled_logprobs_are_those_of_the_sampling_distribution(model) -> None:
+    gen = torch.Generator().manual_seed(3)
+    out = sample(model, PROMPTS, 6, temperature=0.7, top_p=1.0, generator=gen)
+    with torch.no_grad():
+        for row, (prompt, completion) in enumerate(zip(PROMPTS, out.tokens, strict=True)):
+            ids = torch.tensor([prompt + completion])
+            scaled = torch.log_softmax(model.logits(model.trunk(ids)).float() / 0.7, -1)[0]
+            expected = scaled[len(prompt) - 1 : -1].gather(-1, torch.tensor(completion)[:, None])[:, 0]
+            assert torch.allclose(torch.tensor(out.logprobs[row]), expected, atol=1e-4)
+    # at temperature 1 they are the model's own log-probabilities, which GRPO recomputes with gradients
+    out = sample(model, PROMPTS, 6, temperature=1.0, generator=gen)
+    logprobs, _ = completion_logprobs(model, PROMPTS, out.tokens)
+    for row, values in enumerate(out.logprobs):
+        assert torch.allclose(torch.tensor(values), logprobs[row, : len(values)], atol=1e-4)
+    greedy = sample(model, PROMPTS, 4, temperature=0)
+    assert greedy.tokens == generate(model, PROMPTS, 4, temperature=0)
+    assert all(v == 0.0 for row in greedy.logprobs for v in row)
 
 
 def test_bad_generation_arguments_are_clear_errors(model) -> None:

@@ -12,14 +12,14 @@ import pytest
 
 from training.checkpoint import latest_checkpoint, load_checkpoint
 from training.cli import register
-from training.config import DataConfig, OptimConfig, RunConfig, TrainConfig
+from training.config import DataConfig, OptimConfig, PretrainConfig, RunConfig
 from training.metrics import read_metrics
 from training.pretrain import run
 
 
-def _config(data: Path, out: Path, **run_overrides) -> TrainConfig:
+def _config(data: Path, out: Path, **run_overrides) -> PretrainConfig:
     run_options = {"max_steps": 30, "log_every": 5, "ckpt_every": 1000, "device": "cpu", **run_overrides}
-    return TrainConfig(
+    return PretrainConfig(
         run=RunConfig(out=str(out), **run_options),
         data=DataConfig(data=str(data), vocab_size=512, seq_len=64, batch_size=8),
         optim=OptimConfig(lr=3e-3),
@@ -54,7 +54,7 @@ def test_tiny_model_learns_the_corpus_and_leaves_its_artefacts(corpus_dir, tmp_p
         "meta.json",
     }
     meta = load_checkpoint(ckpt).meta
-    assert meta["loaders"][0]["shard"].endswith(".parquet") and meta["world_size"] == 1
+    assert meta["data"][0]["shard"].endswith(".parquet") and meta["world_size"] == 1
 
 
 @pytest.mark.timeout(120)

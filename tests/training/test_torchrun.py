@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,19 +26,16 @@ def data(tmp_path_factory) -> Path:
 
 
 def torchrun(data: Path, out: Path, extra: str = "") -> None:
-    """`torchrun --standalone --nproc-per-node 2 -m training.pretrain ...`; on timeout the whole process
-    group goes, workers included."""
+    """`torchrun --standalone --nproc-per-node 2 -m training.pretrain ...`."""
+    launch(
+        ["-m", "training.pretrain", "--data", str(data), "--out", str(out), *COMMON.split(), *extra.split()]
+    )
+
+
+def launch(script: list[str]) -> None:
+    """`torchrun --standalone --nproc-per-node 2 SCRIPT...`; on timeout the whole process group goes, workers
+    included."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    script = [
-        "-m",
-        "training.pretrain",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        *COMMON.split(),
-        *extra.split(),
-    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [*launcher, *script],
@@ -107,3 +105,27 @@ def test_fsdp_trains_like_ddp(data, straight, tmp_path) -> None:
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     rank0, rank1 = _rank_logs(tmp_path / "run")
     assert [r["param_digest"] for r in rank0] == [r["param_digest"] for r in rank1]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_logprob_gradients_through_the_wrapper_are_synchronised(parallel, tmp_path) -> None:
+    """A loss built from `completion_logprobs` on the wrapped model: after backward both ranks hold the same
+    gradients, and they are the mean of the two ranks' own gradients (so they were really all-reduced, not
+    merely equal by chance); greedy sampling through the wrapper equals the plain model's."""
+    launch(
+        [
+            str(Path(__file__).with_name("torchrun_logprobs.py")),
+            "--parallel",
+            parallel,
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["grad_digest"] == ranks[1]["grad_digest"]
+    assert ranks[0]["grads_are_the_rank_mean"] and ranks[1]["grads_are_the_rank_mean"]
+    assert "head.weight" in ranks[0]["params"] and "embed.weight" in ranks[0]["params"]
+    for record in ranks:
+        assert record["wrapped_greedy"] == record["plain_greedy"]
+        assert len(record["wrapped_greedy"]) == 1 + record["rank"]

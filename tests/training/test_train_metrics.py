@@ -11,7 +11,7 @@ from training.metrics import (
     matmul_params,
     mfu,
     peak_flops,
-    plot_loss_curve,
+    plot_curves,
     read_metrics,
 )
 
@@ -61,8 +61,10 @@ def test_loss_curve_is_a_png(tmp_path) -> None:
     for step in range(1, 4):
         logger.log({"step": step, "loss": 3.0 / step, "main_loss": 2.0 / step, "mtp_loss_1": 2.5 / step})
     logger.close()
-    png = plot_loss_curve(tmp_path / "metrics.jsonl", tmp_path / "curve.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = {"curve.png": ["loss", "main_loss", "mtp_loss_1"], "other.png": ["loss"]}
+    pngs = plot_curves(tmp_path / "metrics.jsonl", tmp_path, curves)
+    assert [p.name for p in pngs] == ["curve.png", "other.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     with pytest.raises(ValueError, match="no metrics"):
-        plot_loss_curve(tmp_path / "missing.jsonl", tmp_path / "x.png")
+        plot_curves(tmp_path / "missing.jsonl", tmp_path, curves)
