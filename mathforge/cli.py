@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(handler=_sample_crawl)
 
     training_cli.register(commands)
+    training_cli.register_model_commands(commands)
     return parser
 
 

@@ -4,30 +4,127 @@ command runs, so that `mathforge --help` stays fast."""
 from __future__ import annotations
 
 import argparse
+import importlib
 
-from training.config import PretrainConfig, add_config_args, config_from_args
+from mathforge.config import add_dataclass_args, dataclass_from_args
+from training.config import add_config_args, config_from_args
+
+# objective → (torchrun module, config class path, help)
+OBJECTIVES = {
+    "pretrain": (
+        "training.pretrain",
+        "training.config:PretrainConfig",
+        "pretrain a transformer with multi-token prediction on corpus shards; trains a tokenizer first "
+        "unless one is given",
+    ),
+    "sft": (
+        "training.sft",
+        "training.config:SFTConfig",
+        "supervised fine-tuning on prompt/completion (or messages) rows, loss on completion tokens only",
+    ),
+}
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    from training.pretrain import run
+def _config_class(path: str) -> type:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
 
-    summary = run(config_from_args(PretrainConfig, args))
-    last = summary["last"]
-    if last:
-        print(
-            f"trained to step {summary['step']}: loss {last['loss']:.4f}; run directory {summary['run_dir']}"
-        )
+
+def _handler(module: str, config_path: str):
+    def handler(args: argparse.Namespace) -> int:
+        summary = importlib.import_module(module).run(config_from_args(_config_class(config_path), args))
+        last = summary["last"]
+        if last:
+            print(
+                f"trained to step {summary['step']}: loss {last['loss']:.4f}; run directory {summary['run_dir']}"
+            )
+        return 0
+
+    return handler
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from training.config import EvalConfig
+    from training.evaluate import evaluate
+
+    cfg = dataclass_from_args(EvalConfig, args)
+    summary = evaluate(cfg)
+    for name, figures in summary.items():
+        shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+        print(f"{name}: {shown}")
+    print(f"details in {cfg.out}")
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `train` with its `pretrain` subcommand; handlers are stored as `handler(args) -> int`."""
-    train = subparsers.add_parser("train", help="train models on the corpus")
-    commands = train.add_subparsers(dest="train_command", required=True)
-    pretrain = commands.add_parser(
-        "pretrain",
-        help="pretrain a transformer with multi-token prediction (also: torchrun -m training.pretrain)",
-        description="Pretrain on Parquet shards with a text column; trains a tokenizer first unless one is given.",
+def _generate(args: argparse.Namespace) -> int:
+    from training.config import GenerateConfig
+    from training.sampling_cli import generate_text
+
+    print(generate_text(dataclass_from_args(GenerateConfig, args)))
+    return 0
+
+
+def _model_import(args: argparse.Namespace) -> int:
+    from training.hf import import_hf
+
+    print(import_hf(args.source, args.out, dtype=args.dtype))
+    return 0
+
+
+def _model_export(args: argparse.Namespace) -> int:
+    from training.hf import export_hf
+    from training.model_io import load_model
+
+    loaded = load_model(args.source)
+    template = loaded.template
+    chat = template.chat_template if template.kind == "chat" else None
+    print(export_hf(loaded.model, loaded.tokenizer_path, args.out, chat_template=chat))
+    return 0
+
+
+def register_model_commands(subparsers: argparse._SubParsersAction) -> None:
+    """`mathforge eval`, `mathforge generate` and `mathforge model import|export`."""
+    from training.config import EvalConfig, GenerateConfig
+
+    evaluate = subparsers.add_parser(
+        "eval",
+        help="a model on math benchmark files: pass@1, pass@k, maj@k",
+        description="Generate with the KV cache, verify final answers with math-verify (hard timeouts), "
+        "write summary.json and one JSONL of completions per benchmark.",
     )
-    add_config_args(pretrain, PretrainConfig)
-    pretrain.set_defaults(handler=_pretrain)
+    add_dataclass_args(evaluate, EvalConfig)
+    evaluate.set_defaults(handler=_eval)
+
+    generate = subparsers.add_parser("generate", help="print what a model writes after a prompt")
+    add_dataclass_args(generate, GenerateConfig)
+    generate.set_defaults(handler=_generate)
+
+    model = subparsers.add_parser("model", help="Hugging Face checkpoints in and out")
+    model_cmds = model.add_subparsers(dest="model_command", required=True)
+    imp = model_cmds.add_parser(
+        "import", help="a Llama/Qwen2 Hugging Face directory → a mathforge model directory"
+    )
+    imp.add_argument("--from", dest="source", required=True, help="Hugging Face model directory")
+    imp.add_argument("--out", required=True, help="mathforge model directory to write")
+    imp.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default: float32)")
+    imp.set_defaults(handler=_model_import)
+    exp = model_cmds.add_parser(
+        "export", help="a run, checkpoint or model directory → a Hugging Face directory transformers loads"
+    )
+    exp.add_argument("--from", dest="source", required=True, help="run, checkpoint or model directory")
+    exp.add_argument("--out", required=True, help="Hugging Face directory to write")
+    exp.set_defaults(handler=_model_export)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train` with one subcommand per objective; handlers are stored as `handler(args) -> int`."""
+    train = subparsers.add_parser("train", help="train models: pretraining, SFT")
+    commands = train.add_subparsers(dest="train_command", required=True)
+    for name, (module, config_path, help_text) in OBJECTIVES.items():
+        sub = commands.add_parser(
+            name,
+            help=f"{help_text} (also: torchrun -m {module})",
+            description=help_text[0].upper() + help_text[1:] + ".",
+        )
+        add_config_args(sub, _config_class(config_path))
+        sub.set_defaults(handler=_handler(module, config_path))

@@ -182,6 +182,91 @@ class PretrainConfig:
     model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
 
 
+@dataclass
+class SFTDataConfig:
+    data: str = field(
+        metadata={"help": "JSONL or Parquet file (or directory) of prompt/completion or messages rows"}
+    )
+    init: str = field(
+        metadata={
+            "help": "model to start from: a run or checkpoint directory, a mathforge or Hugging Face model"
+        }
+    )
+    template: str = field(
+        default="stored",
+        metadata={
+            "help": "prompt template: stored (the model's own, else auto), auto, r1, plain or a .jinja file"
+        },
+    )
+    prompt_column: str = field(default="prompt", metadata={"help": "column with the prompt (or question)"})
+    completion_column: str = field(
+        default="completion", metadata={"help": "column with the target completion"}
+    )
+    messages_column: str = field(
+        default="messages", metadata={"help": "column with a chat conversation, used when present"}
+    )
+    seq_len: int = field(default=0, metadata={"help": "tokens per packed row (0: the model's max_seq_len)"})
+    batch_size: int = field(default=8, metadata={"help": "packed rows per micro-batch on each rank"})
+    shuffle: bool = field(default=True, metadata={"help": "shuffle the examples every epoch"})
+
+
+@dataclass
+class SFTConfig:
+    run: RunConfig
+    sft: SFTDataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class EvalConfig:
+    """`mathforge eval`: a model on benchmark files."""
+
+    model: str = field(metadata={"help": "a run or checkpoint directory, a mathforge or Hugging Face model"})
+    benchmark: tuple[str, ...] = field(metadata={"help": "benchmark files (JSONL, JSONL.gz or Parquet)"})
+    out: str = field(
+        metadata={"help": "directory for summary.json and one JSONL of completions per benchmark"}
+    )
+    samples: int = field(default=1, metadata={"help": "completions per question, K (1: greedy)"})
+    max_new_tokens: int = field(default=512, metadata={"help": "new tokens per completion at most"})
+    temperature: float = field(default=0.6, metadata={"help": "sampling temperature when K > 1"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass when K > 1"})
+    limit: int = field(default=0, metadata={"help": "first N questions of each benchmark (0: all)"})
+    batch_size: int = field(default=16, metadata={"help": "questions generated together"})
+    template: str = field(
+        default="stored", metadata={"help": "prompt template: stored, auto, r1, plain or a .jinja file"}
+    )
+    seed: int = 0
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    verify_timeout: float = field(default=5.0, metadata={"help": "seconds one answer check may take"})
+    verify_workers: int = field(default=2, metadata={"help": "answer-checking worker processes"})
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("samples, batch_size and max_new_tokens must be positive")
+        if not self.benchmark:
+            raise ValueError("name at least one --benchmark file")
+
+
+@dataclass
+class GenerateConfig:
+    """`mathforge generate`: a quick look at what a model writes."""
+
+    model: str = field(metadata={"help": "a run or checkpoint directory, a mathforge or Hugging Face model"})
+    prompt: str = field(metadata={"help": "prompt text (raw, unless --chat)"})
+    max_new_tokens: int = field(default=128, metadata={"help": "new tokens at most"})
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature (0: greedy)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    chat: bool = field(default=False, metadata={"help": "render the prompt with the model's prompt template"})
+    template: str = field(
+        default="stored", metadata={"help": "with --chat: stored, auto, r1, plain or a .jinja file"}
+    )
+    speculative: bool = field(
+        default=False, metadata={"help": "greedy decoding with the model's MTP modules drafting tokens"}
+    )
+    seed: int = 0
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+
+
 def add_config_args(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """One flag per field of every section of a run config (field names are unique across its sections)."""
     for section in dataclasses.fields(config_cls):

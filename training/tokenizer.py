@@ -80,3 +80,25 @@ def special_ids(tokenizer: Tokenizer) -> SpecialIds:
             + "; ".join(f"{role}: {_ALIASES[role]}" for role in missing)
         )
     return SpecialIds(**found)
+
+
+def encode_prompt(tokenizer: Tokenizer, text: str, renders_special_tokens: bool) -> list[int]:
+    """Token ids of a prompt framed as the model saw text in training: as rendered when the template writes
+    its own special tokens (chat templates); else with the tokenizer's post-processor when it has one (a
+    Llama tokenizer adds its BOS); else after our BOS, as pretraining framed every document."""
+    if renders_special_tokens:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+    if tokenizer.post_processor is not None:
+        return tokenizer.encode(text, add_special_tokens=True).ids
+    bos = tokenizer.token_to_id(BOS)
+    return ([bos] if bos is not None else []) + tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def stop_token_ids(tokenizer: Tokenizer, stop_strings: Iterable[str]) -> set[int]:
+    """Ids that end generation: the EOS id, and every stop string that is a single token."""
+    ids = {special_ids(tokenizer).eos}
+    for text in stop_strings:
+        token_id = tokenizer.token_to_id(text)
+        if token_id is not None:
+            ids.add(token_id)
+    return ids

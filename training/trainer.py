@@ -173,36 +173,14 @@ class Trainer:
     # -- one step -----------------------------------------------------------------------------------------
 
     def train_step(self) -> StepResult:
-        """One optimiser step over grad_accum micro-batches (gradients synchronised on the last one only)."""
-        d, accum = self.d, self.optim.grad_accum
+        """One optimiser step over grad_accum micro-batches."""
         lr = lr_at(self.step, self.optim, self.run.max_steps)
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.wrapped.train()
         schedule = self.objective.begin_step(self.step, self.wrapped)
-        batches = [self.objective.next_batch() for _ in range(accum)]
-        counts = torch.tensor([float(self.objective.loss_tokens(b)) for b in batches], dtype=torch.float64)
-        total = counts.sum()
-        if d.world_size > 1:
-            dist.all_reduce(total)
-        scale = d.world_size / max(float(total), 1.0)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext()
-        sums: Metrics = {}
-        for micro, batch in enumerate(batches):
-            sync = micro == accum - 1
-            no_sync = nullcontext()
-            if d.world_size > 1 and self.run.parallel == "fsdp":
-                self.model.set_requires_gradient_sync(sync)
-            elif d.world_size > 1 and not sync:
-                no_sync = self.wrapped.no_sync()
-            with no_sync:
-                with autocast:
-                    loss_sum, metrics = self.objective.loss(self.wrapped, batch)
-                (loss_sum * scale).backward()
-            metrics = {"loss": metric(loss_sum, counts[micro]), **metrics}
-            for key, (value, count) in metrics.items():
-                old = sums.get(key, (0.0, 0.0))
-                sums[key] = (old[0] + value, old[1] + count)
+        batches = [self.objective.next_batch() for _ in range(self.optim.grad_accum)]
+        sums = self.accumulate(batches)
         max_norm = self.optim.grad_clip if self.optim.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor
@@ -212,6 +190,33 @@ class Trainer:
         self.step += 1
         input_tokens = sum(self.objective.input_tokens(b) for b in batches)
         return StepResult(sums, float(grad_norm), lr, schedule, input_tokens, batches[-1])
+
+    def accumulate(self, batches: list[Any]) -> Metrics:
+        """Forward and backward over micro-batches, gradients synchronised on the last one only, each summed
+        loss scaled by world_size / (loss tokens of all micro-batches on all ranks)."""
+        d = self.d
+        counts = torch.tensor([float(self.objective.loss_tokens(b)) for b in batches], dtype=torch.float64)
+        total = counts.sum()
+        if d.world_size > 1:
+            dist.all_reduce(total)
+        scale = d.world_size / max(float(total), 1.0)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if d.device.type == "cuda" else nullcontext()
+        sums: Metrics = {}
+        for micro, batch in enumerate(batches):
+            sync = micro == len(batches) - 1
+            no_sync = nullcontext()
+            if d.world_size > 1 and self.run.parallel == "fsdp":
+                self.model.set_requires_gradient_sync(sync)
+            elif d.world_size > 1 and not sync:
+                no_sync = self.wrapped.no_sync()
+            with no_sync:
+                with autocast:
+                    loss_sum, metrics = self.objective.loss(self.wrapped, batch)
+                (loss_sum * scale).backward()
+            for key, (value, count) in {"loss": metric(loss_sum, counts[micro]), **metrics}.items():
+                old = sums.get(key, (0.0, 0.0))
+                sums[key] = (old[0] + value, old[1] + count)
+        return sums
 
     # -- checkpoints --------------------------------------------------------------------------------------
 

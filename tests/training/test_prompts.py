@@ -104,7 +104,7 @@ def test_split_conversation_round_trip() -> None:
         prompt, completion = template.split_conversation(messages)
         assert prompt == template.render_prompt(messages[:-1])
         assert completion == messages[-1]["content"] + "<|im_end|>"  # the template's trailing newline is cut
-        full = template._render_chat(messages, add_generation_prompt=False)
+        full = template.render_chat(messages, add_generation_prompt=False)
         assert full == prompt + completion + "\n"
     with pytest.raises(ValueError, match="no assistant turn"):
         template.split_conversation(CONVERSATION[:2])
@@ -113,7 +113,9 @@ def test_split_conversation_round_trip() -> None:
 
 
 def test_split_conversation_refuses_a_template_whose_prompt_is_not_a_prefix() -> None:
-    counting = "{{ messages | length }} turns\n{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    counting = (
+        "{{ messages | length }} turns\n{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    )
     template = PromptTemplate(kind="chat", chat_template=counting, eos_token="</s>")
     with pytest.raises(ValueError, match="does not start with its rendering of the prompt"):
         template.split_conversation(CONVERSATION)
@@ -140,7 +142,7 @@ def test_rendering_equals_transformers_apply_chat_template() -> None:
         ours = PromptTemplate(kind="chat", chat_template=source, bos_token="<s>", eos_token="</s>")
         for add in (True, False):
             expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add)
-            assert ours._render_chat(messages, add_generation_prompt=add) == expected
+            assert ours.render_chat(messages, add_generation_prompt=add) == expected
     assert '"Réponds <vite> & bien."' in ours.render_prompt(messages)  # no ASCII or HTML escaping
 
 
@@ -166,7 +168,10 @@ def test_resolve_template(tmp_path) -> None:
     auto = resolve_template("auto", config)
     assert auto.kind == "chat" and auto.eos_token == "<|im_end|>" and auto.source == "tokenizer"
     assert auto.special_tokens == {"pad_token": "<|endoftext|>"}
-    named = resolve_template("auto", {"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": CHATML}]})
+    named = resolve_template(
+        "auto",
+        {"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": CHATML}]},
+    )
     assert named.chat_template == CHATML
     fallback = resolve_template("auto", {"eos_token": "</s>"})
     assert fallback.kind == "r1" and fallback.eos_token == "</s>"
