@@ -8,20 +8,17 @@ name. Torch-free.
 
 from __future__ import annotations
 
-import gzip
-import json
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from training.answers import gold_answer
+from training.records import dataset_name, read_records
 
 __all__ = ["BenchmarkItem", "benchmark_name", "load_benchmark"]
 
 QUESTION_FIELDS = ("question", "problem", "prompt")
 _ID_FIELDS = ("id", "unique_id", "idx")
-_SUFFIXES = (".gz", ".jsonl", ".json", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -37,37 +34,7 @@ class BenchmarkItem:
 
 def benchmark_name(path: str | Path) -> str:
     """The file name without .jsonl / .json / .gz / .parquet: "gsm8k_test.jsonl.gz" → "gsm8k_test"."""
-    name = Path(path).name
-    stripped = True
-    while stripped:
-        stripped = False
-        for suffix in _SUFFIXES:
-            if name.endswith(suffix) and len(name) > len(suffix):
-                name = name[: -len(suffix)]
-                stripped = True
-    return name
-
-
-def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """(1-based line or row number, row) pairs."""
-    if path.name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        for n, row in enumerate(pq.read_table(path).to_pylist(), 1):
-            yield n, row
-        return
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {n} is not valid JSON: {exc}") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {n} is a JSON {type(row).__name__}, not an object")
-            yield n, row
+    return dataset_name(path)
 
 
 def load_benchmark(path: str | Path) -> list[BenchmarkItem]:
@@ -81,7 +48,7 @@ def load_benchmark(path: str | Path) -> list[BenchmarkItem]:
     path = Path(path)
     name = benchmark_name(path)
     items = []
-    for n, row in _rows(path):
+    for n, row in enumerate(read_records(path), 1):
         question_key = next(
             (k for k in QUESTION_FIELDS if isinstance(row.get(k), str) and row[k].strip()),
             None,

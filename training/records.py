@@ -51,9 +51,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{file}:{number}: not a JSON object ({err})") from err
+                    raise ValueError(f"{file}: line {number} is not valid JSON: {err}") from err
                 if not isinstance(row, dict):
-                    raise ValueError(f"{file}:{number}: expected a JSON object, got {type(row).__name__}")
+                    raise ValueError(f"{file}: line {number} is a JSON {type(row).__name__}, not an object")
                 rows.append(row)
     return rows
 
