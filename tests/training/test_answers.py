@@ -169,7 +169,7 @@ def test_load_benchmark_errors_name_the_file(tmp_path: Path) -> None:
     with gzip.open(no_answer, "wt") as f:
         f.write(json.dumps({"question": "q", "answer": "1"}) + "\n\n")
         f.write(json.dumps({"problem": "p", "solution": "no box"}) + "\n")
-    with pytest.raises(ValueError, match=r"bad_a\.jsonl\.gz: row 3: no gold answer"):
+    with pytest.raises(ValueError, match=r"bad_a\.jsonl\.gz: row 2: no gold answer"):
         load_benchmark(no_answer)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"question": "q", "answer": "1"}\n{not json\n')
