@@ -1,0 +1,52 @@
+"""A verifiable synthetic task small enough to learn on a CPU: "which number comes last in this list?".
+
+The demo, the SFT benchmark and the tests use it to show that post-training works end to end (SFT data →
+training → `mathforge eval` with verified answers) in minutes. The answer is copied from the question, so a
+tiny model learns it from its own tokens; arithmetic would need far more steps (a tiny model pretrained on
+4,000 worked sums gets only ~15% of unseen sums right). Torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+
+def last_number_item(rng: random.Random) -> dict[str, Any]:
+    numbers = [rng.randint(10, 99) for _ in range(rng.randint(3, 5))]
+    answer = numbers[-1]
+    return {
+        "question": f"Which number comes last in the list {', '.join(map(str, numbers))}?",
+        "completion": f"The list ends with {answer}. The answer is \\boxed{{{answer}}}.",
+        "answer": str(answer),
+    }
+
+
+def write_last_number_task(
+    out_dir: str | Path, n_train: int = 2000, n_test: int = 100, seed: int = 0
+) -> dict[str, Path]:
+    """`train.jsonl` (prompt, completion, answer) for SFT and `test.jsonl` (question, answer) for eval; test
+    questions never appear in the training set."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    test: dict[str, dict[str, Any]] = {}
+    while len(test) < n_test:
+        item = last_number_item(rng)
+        test[item["question"]] = item
+    train = []
+    while len(train) < n_train:
+        item = last_number_item(rng)
+        if item["question"] not in test:
+            train.append(item)
+    paths = {"train": out / "train.jsonl", "test": out / "test.jsonl"}
+    with open(paths["train"], "w") as fh:
+        for item in train:
+            row = {"prompt": item["question"], "completion": item["completion"], "answer": item["answer"]}
+            fh.write(json.dumps(row) + "\n")
+    with open(paths["test"], "w") as fh:
+        for item in test.values():
+            fh.write(json.dumps({"question": item["question"], "answer": item["answer"]}) + "\n")
+    return paths
