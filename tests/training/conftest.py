@@ -61,3 +61,18 @@ def pattern_model():
         opt.zero_grad()
         history.append([out.main_loss.item(), *(loss.item() for loss in out.mtp_losses)])
     return model.eval(), pattern, history
+
+
+@pytest.fixture(scope="session")
+def init_model(tokenizer, tmp_path_factory) -> Path:
+    """A tiny random model (with one MTP depth) and the session tokenizer, as a mathforge model directory."""
+    from training.config import model_config
+    from training.hf import save_model_dir
+    from training.model import Transformer
+
+    root = tmp_path_factory.mktemp("init")
+    tokenizer.save(str(root / "tokenizer.json"))
+    model = Transformer(
+        model_config("tiny", tokenizer.get_vocab_size(), max_seq_len=256, mtp_depth=1), seed=1
+    )
+    return save_model_dir(model, root / "tokenizer.json", root / "model", {})

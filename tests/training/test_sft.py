@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from training.config import IGNORE_INDEX, OptimConfig, RunConfig, SFTConfig, SFTDataConfig, model_config
 from training.data import Batch
 from training.distributed import Dist
-from training.hf import save_model_dir
 from training.metrics import read_metrics
 from training.model import Transformer
 from training.sft import Example, SFTLoader, SFTObjective, pack_row, run
@@ -25,17 +24,6 @@ from training.synthetic import write_last_number_task
 from training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def init_model(tokenizer, tmp_path_factory) -> Path:
-    """A tiny random model with the session tokenizer, as a mathforge model directory."""
-    root = tmp_path_factory.mktemp("init")
-    tokenizer.save(str(root / "tokenizer.json"))
-    model = Transformer(
-        model_config("tiny", tokenizer.get_vocab_size(), max_seq_len=256, mtp_depth=1), seed=1
-    )
-    return save_model_dir(model, root / "tokenizer.json", root / "model", {})
 
 
 @pytest.fixture(scope="module")
