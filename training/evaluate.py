@@ -24,7 +24,7 @@ from tqdm import tqdm
 from mathforge.config import to_dict
 from training.benchmarks import BenchmarkItem, benchmark_name, load_benchmark
 from training.config import EvalConfig
-from training.generate import sample
+from training.generate import generate
 from training.model_io import LoadedModel, load_model
 from training.tokenizer import encode_prompt, special_ids, stop_token_ids
 from training.verify import Verdict, Verifier
@@ -98,7 +98,7 @@ class Evaluator:
         device = model.embed.weight.device
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
         with autocast:
-            out = sample(
+            out = generate(
                 model,
                 [p for p in prompts for _ in range(k)],
                 max_new,

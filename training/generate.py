@@ -102,7 +102,7 @@ class Generation:
 
 
 @torch.no_grad()
-def sample(
+def generate(
     model: nn.Module,
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
@@ -114,7 +114,8 @@ def sample(
     use_cache: bool = True,
     generator: torch.Generator | None = None,
 ) -> Generation:
-    """Batched sampling with the KV cache through the model's forward (plain, DDP or FSDP2). Under FSDP2 every
+    """Batched sampling with the KV cache through the model's forward (plain, DDP or FSDP2): the completions
+    and their sampling log-probabilities. Under FSDP2 every
     rank must call it equally often with the same max_new_tokens (each forward is a collective)."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
@@ -160,13 +161,6 @@ def sample(
     tokens = [_truncate_at_stop(row[: step + 1], stop_ids) for row in out.tolist()]
     logprobs = [row[: len(t)] for row, t in zip(out_logprobs.tolist(), tokens, strict=True)]
     return Generation(tokens, logprobs)
-
-
-def generate(
-    model: nn.Module, prompts: Sequence[Sequence[int]], max_new_tokens: int, **options
-) -> list[list[int]]:
-    """The sampled tokens of `sample` alone."""
-    return sample(model, prompts, max_new_tokens, **options).tokens
 
 
 def completion_logprobs(

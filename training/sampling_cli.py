@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from training.config import GenerateConfig
-from training.generate import sample, speculative_generate
+from training.generate import generate, speculative_generate
 from training.model_io import load_model
 from training.tokenizer import encode_prompt, special_ids, stop_token_ids
 
@@ -34,7 +34,7 @@ def generate_text(cfg: GenerateConfig) -> str:
         )
     else:
         generator = torch.Generator(device=model.embed.weight.device).manual_seed(cfg.seed)
-        out = sample(
+        out = generate(
             model,
             [ids],
             max_new,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from training.config import model_config
-from training.generate import completion_logprobs, generate, sample, sample_next, speculative_generate
+from training.generate import completion_logprobs, generate, sample_next, speculative_generate
 from training.model import Transformer
 
 PROMPTS = [[0, 17, 42, 99, 5], [0, 8], [0, 250, 3, 3, 3, 7, 1, 90, 45]]
@@ -18,21 +18,21 @@ def model() -> Transformer:
 
 
 def test_kv_cache_greedy_equals_recomputing_everything(model) -> None:
-    cached = generate(model, PROMPTS, 20, temperature=0)
-    recomputed = generate(model, PROMPTS, 20, temperature=0, use_cache=False)
+    cached = generate(model, PROMPTS, 20, temperature=0).tokens
+    recomputed = generate(model, PROMPTS, 20, temperature=0, use_cache=False).tokens
     assert cached == recomputed
     assert all(len(c) == 20 for c in cached)
 
 
 def test_batched_prompts_of_different_lengths_equal_one_at_a_time(model) -> None:
-    batched = generate(model, PROMPTS, 16, temperature=0)
-    assert batched == [generate(model, [p], 16, temperature=0)[0] for p in PROMPTS]
+    batched = generate(model, PROMPTS, 16, temperature=0).tokens
+    assert batched == [generate(model, [p], 16, temperature=0).tokens[0] for p in PROMPTS]
 
 
 def test_generation_stops_at_a_stop_token_and_keeps_it(model) -> None:
-    free = generate(model, PROMPTS, 12, temperature=0)
+    free = generate(model, PROMPTS, 12, temperature=0).tokens
     stop = free[0][4]
-    stopped = generate(model, PROMPTS, 12, temperature=0, stop_ids={stop})
+    stopped = generate(model, PROMPTS, 12, temperature=0, stop_ids={stop}).tokens
     first = free[0].index(stop)
     assert stopped[0] == free[0][: first + 1]
     for full, cut in zip(free[1:], stopped[1:], strict=True):
@@ -42,7 +42,7 @@ def test_generation_stops_at_a_stop_token_and_keeps_it(model) -> None:
 def test_sampling_is_reproducible_with_a_seeded_generator(model) -> None:
     def run(seed: int) -> list[list[int]]:
         gen = torch.Generator().manual_seed(seed)
-        return generate(model, PROMPTS, 15, temperature=1.0, top_p=0.9, generator=gen)
+        return generate(model, PROMPTS, 15, temperature=1.0, top_p=0.9, generator=gen).tokens
 
     assert run(1) == run(1)
     assert run(1) != run(2)
@@ -50,8 +50,8 @@ def test_sampling_is_reproducible_with_a_seeded_generator(model) -> None:
 
 def test_tiny_top_p_is_greedy(model) -> None:
     gen = torch.Generator().manual_seed(0)
-    sampled = generate(model, PROMPTS, 10, temperature=1.0, top_p=1e-6, generator=gen)
-    assert sampled == generate(model, PROMPTS, 10, temperature=0)
+    sampled = generate(model, PROMPTS, 10, temperature=1.0, top_p=1e-6, generator=gen).tokens
+    assert sampled == generate(model, PROMPTS, 10, temperature=0).tokens
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
@@ -65,7 +65,7 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
 
 
 def test_completion_logprobs_equal_a_full_forward_pass(model) -> None:
-    completions = generate(model, PROMPTS, 9, temperature=0)
+    completions = generate(model, PROMPTS, 9, temperature=0).tokens
     completions[1] = completions[1][:3]  # ragged completions
     logprobs, mask = completion_logprobs(model, PROMPTS, completions)
     assert mask.sum(1).tolist() == [len(c) for c in completions]
@@ -88,7 +88,7 @@ def test_completion_logprobs_are_differentiable(model) -> None:
 def test_speculative_decoding_equals_greedy_and_accepts_drafts_after_training(pattern_model) -> None:
     trained, pattern, _ = pattern_model
     prompt = pattern[:5].tolist()
-    greedy = generate(trained, [prompt], 40, temperature=0)[0]
+    greedy = generate(trained, [prompt], 40, temperature=0).tokens[0]
     speculative, stats = speculative_generate(trained, prompt, 40)
     assert speculative == greedy
     assert stats.accepted / stats.drafted > 0.5
@@ -98,7 +98,7 @@ def test_speculative_decoding_equals_greedy_and_accepts_drafts_after_training(pa
 def test_speculative_decoding_equals_greedy_on_an_untrained_model(model) -> None:
     for prompt in PROMPTS:
         tokens, stats = speculative_generate(model, prompt, 15)
-        assert tokens == generate(model, [prompt], 15, temperature=0)[0]
+        assert tokens == generate(model, [prompt], 15, temperature=0).tokens[0]
         assert stats.drafted == 2 * (stats.main_forwards - 1)
 
 
@@ -106,7 +106,7 @@ def test_speculative_decoding_runs_up_to_max_seq_len_like_plain_generation() -> 
     """Prompt 20 tokens + 13 new = 32 positions = max_seq_len: drafts past the end are not made."""
     short = Transformer(model_config("tiny", 300, max_seq_len=32, mtp_depth=2), seed=5).eval()
     prompt = list(range(3, 23))
-    greedy = generate(short, [prompt], 13, temperature=0)[0]
+    greedy = generate(short, [prompt], 13, temperature=0).tokens[0]
     speculative, stats = speculative_generate(short, prompt, 13)
     assert speculative == greedy and len(speculative) == 13
     assert stats.drafted < 2 * (stats.main_forwards - 1)  # the last forwards drafted fewer than D tokens
@@ -116,7 +116,7 @@ def test_speculative_decoding_runs_up_to_max_seq_len_like_plain_generation() -> 
 
 def test_sampled_logprobs_are_those_of_the_sampling_distribution(model) -> None:
     gen = torch.Generator().manual_seed(3)
-    out = sample(model, PROMPTS, 6, temperature=0.7, top_p=1.0, generator=gen)
+    out = generate(model, PROMPTS, 6, temperature=0.7, top_p=1.0, generator=gen)
     with torch.no_grad():
         for row, (prompt, completion) in enumerate(zip(PROMPTS, out.tokens, strict=True)):
             ids = torch.tensor([prompt + completion])
@@ -124,12 +124,11 @@ def test_sampled_logprobs_are_those_of_the_sampling_distribution(model) -> None:
             expected = scaled[len(prompt) - 1 : -1].gather(-1, torch.tensor(completion)[:, None])[:, 0]
             assert torch.allclose(torch.tensor(out.logprobs[row]), expected, atol=1e-4)
     # at temperature 1 they are the model's own log-probabilities, which GRPO recomputes with gradients
-    out = sample(model, PROMPTS, 6, temperature=1.0, generator=gen)
+    out = generate(model, PROMPTS, 6, temperature=1.0, generator=gen)
     logprobs, _ = completion_logprobs(model, PROMPTS, out.tokens)
     for row, values in enumerate(out.logprobs):
         assert torch.allclose(torch.tensor(values), logprobs[row, : len(values)], atol=1e-4)
-    greedy = sample(model, PROMPTS, 4, temperature=0)
-    assert greedy.tokens == generate(model, PROMPTS, 4, temperature=0)
+    greedy = generate(model, PROMPTS, 4, temperature=0)
     assert all(v == 0.0 for row in greedy.logprobs for v in row)
 
 

@@ -149,7 +149,7 @@ def test_import_and_export_match_transformers(tmp_path, arch: str, tied: bool, s
     assert (our_logits(model, IDS) - expected).abs().max().item() <= 1e-4
 
     prompt = IDS[0, :6]
-    ours = generate(model, [prompt.tolist()], 10, temperature=0)[0]
+    ours = generate(model, [prompt.tolist()], 10, temperature=0).tokens[0]
     theirs = reference.generate(
         prompt[None],
         attention_mask=torch.ones(1, 6, dtype=torch.long),

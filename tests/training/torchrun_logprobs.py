@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from training.config import model_config
 from training.distributed import param_digest, setup_distributed, wrap_model
-from training.generate import completion_logprobs, generate, sample
+from training.generate import completion_logprobs, generate
 from training.model import Transformer
 
 
@@ -66,14 +66,14 @@ def main() -> None:
     digest = torch.cat([g.flatten() for g in synced.values()])
     prompts, _ = rank_data(d.rank)
     # different batch sizes per rank; the same max_new_tokens (under FSDP2 each forward is a collective)
-    through_wrapper = sample(wrapped, prompts[: 1 + d.rank], 8, temperature=0)
+    through_wrapper = generate(wrapped, prompts[: 1 + d.rank], 8, temperature=0)
     record = {
         "rank": d.rank,
         "grad_digest": param_digest(torch.nn.ParameterList([torch.nn.Parameter(digest)])),
         "grads_are_the_rank_mean": matches,
         "params": sorted(names),
         "wrapped_greedy": through_wrapper.tokens,
-        "plain_greedy": generate(plain, prompts[: 1 + d.rank], 8, temperature=0),
+        "plain_greedy": generate(plain, prompts[: 1 + d.rank], 8, temperature=0).tokens,
     }
     Path(args.out, f"rank{d.rank}.json").write_text(json.dumps(record))
     dist.destroy_process_group()
