@@ -17,6 +17,11 @@ OBJECTIVES = {
         "pretrain a transformer with multi-token prediction on corpus shards; trains a tokenizer first "
         "unless one is given",
     ),
+    "grpo": (
+        "training.grpo",
+        "training.config:GRPOConfig",
+        "GRPO: group-relative policy optimisation with verifiable rewards on prompts with answers",
+    ),
     "sft": (
         "training.sft",
         "training.config:SFTConfig",

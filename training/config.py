@@ -218,6 +218,77 @@ class SFTConfig:
 
 
 @dataclass
+class GRPODataConfig:
+    """GRPO's prompts, rollouts, rewards and policy objective (TRL's GRPOTrainer names where they exist)."""
+
+    prompts: str = field(
+        metadata={"help": "JSONL/Parquet with a prompt (or question/problem) column and an answer column"}
+    )
+    init: str = field(
+        metadata={
+            "help": "policy to start from: a run or checkpoint directory, a mathforge or Hugging Face model"
+        }
+    )
+    template: str = field(
+        default="stored", metadata={"help": "prompt template: stored, auto, r1, plain or a .jinja file"}
+    )
+    prompt_column: str = field(default="prompt", metadata={"help": "prompt column (else question, problem)"})
+    reward: tuple[str, ...] = field(
+        default=("accuracy",),
+        metadata={
+            "help": "rewards NAME_OR_MODULE:FUNCTION[=WEIGHT], comma-separated: accuracy, format, overlong"
+        },
+    )
+    num_generations: int = field(default=8, metadata={"help": "completions per prompt, G"})
+    prompts_per_step: int = field(default=4, metadata={"help": "prompts per optimiser step on each rank"})
+    max_new_tokens: int = field(default=256, metadata={"help": "completion length limit"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the rollouts"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass of the rollouts"})
+    scale_rewards: str = field(default="group", metadata={"help": "advantage scale: group, batch or none"})
+    loss_type: str = field(default="dapo", metadata={"help": "aggregation: grpo, dr_grpo, dapo or bnpo"})
+    importance: str = field(default="token", metadata={"help": "ratio: token (GRPO) or sequence (GSPO)"})
+    epsilon: float = field(default=0.2, metadata={"help": "lower clip range"})
+    epsilon_high: float = field(default=0.0, metadata={"help": "upper clip range (0: epsilon; DAPO 0.28)"})
+    beta: float = field(
+        default=0.0, metadata={"help": "k3 KL weight to the reference (0: no reference model)"}
+    )
+    iterations: int = field(default=1, metadata={"help": "optimiser steps per rollout batch, μ"})
+    ref_sync_every: int = field(
+        default=0, metadata={"help": "copy the policy into the reference every N steps"}
+    )
+    dynamic_sampling: bool = field(
+        default=False, metadata={"help": "drop zero-spread groups and sample more prompts (DAPO)"}
+    )
+    max_resample_rounds: int = field(default=3, metadata={"help": "extra sampling rounds to refill a batch"})
+    mask_truncated: bool = field(
+        default=False, metadata={"help": "leave truncated completions out of the loss"}
+    )
+    overlong_buffer: int = field(
+        default=0, metadata={"help": "DAPO soft overlong buffer in tokens (overlong)"}
+    )
+    reward_timeout: float = field(default=30.0, metadata={"help": "seconds one reward call may take"})
+    verify_workers: int = field(default=2, metadata={"help": "answer-checking worker processes"})
+    samples_every: int = field(
+        default=10, metadata={"help": "steps between samples.jsonl entries (0: never)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2: advantages are relative to the group")
+        if self.prompts_per_step < 1 or self.max_new_tokens < 1 or self.iterations < 1:
+            raise ValueError("prompts_per_step, max_new_tokens and iterations must be positive")
+        if not self.reward:
+            raise ValueError("name at least one --reward")
+
+
+@dataclass
+class GRPOConfig:
+    run: RunConfig
+    grpo: GRPODataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
 class EvalConfig:
     """`mathforge eval`: a model on benchmark files."""
 

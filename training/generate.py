@@ -168,9 +168,11 @@ def completion_logprobs(
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     pad_id: int = 0,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(completion token j | prompt, earlier completion tokens), shape (B, max completion length), and
-    the mask of real completion tokens. Differentiable; one forward pass over right-padded rows."""
+    the mask of real completion tokens, under softmax(logits / temperature) (what sampling at that temperature
+    drew from). Differentiable; one forward pass over right-padded rows."""
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     if any(len(p) == 0 for p in prompts):
@@ -189,7 +191,7 @@ def completion_logprobs(
     prompt_lens = torch.tensor([len(p) for p in prompts], device=device)
     where = (prompt_lens[:, None] - 1 + torch.arange(comp_width, device=device)[None]).clamp(max=width - 1)
     # right padding: plain causal attention leaves real tokens untouched
-    logprobs = model(ids, readout=TokenLogprobs(targets, where))
+    logprobs = model(ids, readout=TokenLogprobs(targets, where, temperature))
     return logprobs.masked_fill(~mask, 0.0), mask
 
 

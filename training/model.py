@@ -240,15 +240,19 @@ class Logits:
 
 @dataclass(frozen=True)
 class TokenLogprobs:
-    """log p(targets[b, j]) from position where[b, j] (where=None: from position j). Positions are picked
-    before the head, so only they pay for the vocabulary (and with fused kernels not even they in full)."""
+    """log p(targets[b, j]) from position where[b, j] (where=None: from position j), under softmax(logits /
+    temperature). Positions are picked before the head, so only they pay for the vocabulary (and with fused
+    kernels not even they in full); the temperature scales the hidden states, which scales the logits."""
 
     targets: torch.Tensor
     where: torch.Tensor | None = None
+    temperature: float = 1.0
 
     def __call__(self, model: Transformer, normed: torch.Tensor) -> torch.Tensor:
         if self.where is not None:
             normed = normed.gather(1, self.where[..., None].expand(-1, -1, normed.shape[-1]))
+        if self.temperature != 1.0:
+            normed = normed / self.temperature
         return model.normed_token_logprobs(normed, self.targets)
 
 
