@@ -2,6 +2,7 @@
 
     sample crawl (WARC) → math classifier (fastText, seeds bootstrapped from math markup; Spark)
       → corpus build with that classifier (Spark local[*]) → Parquet corpus + stats → tiny MTP pretraining run
+      → the reasoning half on a verifiable synthetic task: eval → short SFT → eval → short GRPO → eval
 
 Each step goes through the `mathforge` command line, exactly as a user would type it.
 """
@@ -55,14 +56,50 @@ def report_against_labels(corpus: Path, manifest: Path) -> str:
     )
 
 
-def run_demo(out: Path, *, files: int, records: int, train_steps: int) -> None:
+def _accuracy(eval_dir: Path) -> float:
+    import json
+
+    return json.loads((eval_dir / "summary.json").read_text())["test"]["pass@1"]
+
+
+def post_train(out: Path, pretrained: Path, *, sft_steps: int, grpo_steps: int) -> dict[str, float]:
+    """SFT then GRPO on the "last number" task (training.synthetic), `mathforge eval` before and after each;
+    SFT gets a short run on purpose, so that GRPO has room to improve on it."""
+    from training.synthetic import write_last_number_task
+
+    task = write_last_number_task(out / "task", n_train=2000, n_test=100)
+    common = ["--device", "cpu", "--log-every", "10"]
+    evaluate = ["--benchmark", str(task["test"]), "--max-new-tokens", "40", "--device", "cpu"]
+    _step("5/8 eval the pretrained model", ["eval", "--model", str(pretrained), "--template", "plain",
+                                            "--out", str(out / "eval_pretrained"), *evaluate])  # fmt: skip
+    sft = ["train", "sft", "--data", str(task["train"]), "--init", str(pretrained), "--out", str(out / "sft"),
+           "--template", "plain", "--max-steps", str(sft_steps), "--lr", "5e-3", "--warmup-frac", "0.1",
+           "--batch-size", "8", *common]  # fmt: skip
+    _step("6/8 SFT: learn the answer format from worked examples", sft)
+    _step(
+        "7/8 eval after SFT", ["eval", "--model", str(out / "sft"), "--out", str(out / "eval_sft"), *evaluate]
+    )
+    grpo = ["train", "grpo", "--prompts", str(task["train"]), "--init", str(out / "sft"), "--out",
+            str(out / "grpo"), "--max-steps", str(grpo_steps), "--lr", "2e-3", "--warmup-frac", "0.05",
+            "--num-generations", "8", "--prompts-per-step", "8", "--max-new-tokens", "40", "--samples-every", "5",
+            *common]  # fmt: skip
+    _step("8/8 GRPO: reinforce verified answers", grpo)
+    _step(
+        "eval after GRPO", ["eval", "--model", str(out / "grpo"), "--out", str(out / "eval_grpo"), *evaluate]
+    )
+    return {name: _accuracy(out / f"eval_{name}") for name in ("pretrained", "sft", "grpo")}
+
+
+def run_demo(
+    out: Path, *, files: int, records: int, train_steps: int, sft_steps: int, grpo_steps: int
+) -> None:
     if out.exists():
         shutil.rmtree(out)
     crawl, corpus, run = out / "crawl", out / "corpus", out / "run"
     model = out / "models" / "math_classifier.bin"
     paths = str(crawl / "warc.paths")
     sample = ["sample-crawl", "--out", str(crawl), "--files", str(files), "--records", str(records)]
-    _step("1/4 generate the sample crawl", sample)
+    _step("1/8 generate the sample crawl", sample)
     # DeepSeekMath's settings, except more epochs (its 3 were for ~1M seed pages; the demo bootstraps a few
     # dozen) and fewer hash buckets (a 20 MB model instead of 200 MB).
     train = [
@@ -77,9 +114,9 @@ def run_demo(out: Path, *, files: int, records: int, train_steps: int) -> None:
         "--bucket",
         "20000",
     ]
-    _step("2/4 train the math classifier (Spark)", train)
+    _step("2/8 train the math classifier (Spark)", train)
     build = ["corpus", "build", "--input", paths, "--output", str(corpus), "--math-model", str(model)]
-    _step("3/4 build the math corpus with it (Spark)", build)
+    _step("3/8 build the math corpus with it (Spark)", build)
     print(report_against_labels(corpus, crawl / "sample_manifest.json"))
     pretrain = [
         "train",
@@ -93,7 +130,11 @@ def run_demo(out: Path, *, files: int, records: int, train_steps: int) -> None:
         "--max-steps",
         str(train_steps),
     ]
-    _step("4/4 pretrain the tiny model with MTP", pretrain)
+    _step("4/8 pretrain the tiny model with MTP", pretrain)
+    accuracy = post_train(out, run, sft_steps=sft_steps, grpo_steps=grpo_steps)
+    print("\nheld-out pass@1 on the last-number task (mathforge eval, verified answers):")
+    for name, value in accuracy.items():
+        print(f"  {name:<11} {value:.2f}")
     print("\nDemo finished. Look at:")
     for path in (
         corpus / "STATS.md",
@@ -102,6 +143,10 @@ def run_demo(out: Path, *, files: int, records: int, train_steps: int) -> None:
         model.with_suffix(".json"),
         run / "metrics.jsonl",
         run / "loss_curve.png",
+        out / "sft" / "loss_curve.png",
+        out / "grpo" / "reward_curve.png",
+        out / "grpo" / "samples.jsonl",
+        out / "eval_grpo" / "test.jsonl",
     ):
         print(f"  {path}{'' if path.exists() else '  (missing!)'}")
 
@@ -114,8 +159,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=4, help="WARC files in the sample crawl (default: 4)")
     parser.add_argument("--records", type=int, default=60, help="captures per WARC file (default: 60)")
     parser.add_argument("--train-steps", type=int, default=60, help="pretraining steps (default: 60)")
+    parser.add_argument("--sft-steps", type=int, default=120, help="SFT steps (default: 120)")
+    parser.add_argument("--grpo-steps", type=int, default=30, help="GRPO steps (default: 30)")
     args = parser.parse_args(argv)
-    run_demo(Path(args.out), files=args.files, records=args.records, train_steps=args.train_steps)
+    run_demo(
+        Path(args.out),
+        files=args.files,
+        records=args.records,
+        train_steps=args.train_steps,
+        sft_steps=args.sft_steps,
+        grpo_steps=args.grpo_steps,
+    )
 
 
 if __name__ == "__main__":
