@@ -314,7 +314,12 @@ class Trainer:
     def _rank_record(self, result: StepResult) -> dict[str, Any]:
         """What the distributed tests compare across ranks: weights, and which data each rank read."""
         ids = getattr(result.last_batch, "input_ids", None)
-        digest = hashlib.sha256(ids.cpu().numpy().tobytes()).hexdigest() if ids is not None else ""
+        if ids is not None:
+            digest = hashlib.sha256(ids.cpu().numpy().tobytes()).hexdigest()
+        else:  # a JSON-like batch (GRPO's rollouts)
+            digest = hashlib.sha256(
+                json.dumps(result.last_batch, sort_keys=True, default=str).encode()
+            ).hexdigest()
         return {
             "step": self.step,
             "param_digest": param_digest(self.model),
