@@ -80,7 +80,7 @@ def post_train(out: Path, pretrained: Path, *, sft_steps: int, grpo_steps: int) 
         "7/8 eval after SFT", ["eval", "--model", str(out / "sft"), "--out", str(out / "eval_sft"), *evaluate]
     )
     grpo = ["train", "grpo", "--prompts", str(task["train"]), "--init", str(out / "sft"), "--out",
-            str(out / "grpo"), "--max-steps", str(grpo_steps), "--lr", "2e-3", "--warmup-frac", "0.05",
+            str(out / "grpo"), "--max-steps", str(grpo_steps), "--lr", "2e-4", "--warmup-frac", "0.05",
             "--num-generations", "8", "--prompts-per-step", "8", "--max-new-tokens", "40", "--samples-every", "5",
             *common]  # fmt: skip
     _step("8/8 GRPO: reinforce verified answers", grpo)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=4, help="WARC files in the sample crawl (default: 4)")
     parser.add_argument("--records", type=int, default=60, help="captures per WARC file (default: 60)")
     parser.add_argument("--train-steps", type=int, default=60, help="pretraining steps (default: 60)")
-    parser.add_argument("--sft-steps", type=int, default=120, help="SFT steps (default: 120)")
+    parser.add_argument("--sft-steps", type=int, default=220, help="SFT steps (default: 220)")
     parser.add_argument("--grpo-steps", type=int, default=30, help="GRPO steps (default: 30)")
     args = parser.parse_args(argv)
     run_demo(
