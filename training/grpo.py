@@ -15,21 +15,20 @@ tokens (an on-policy Monte Carlo estimate, because the full distribution is neve
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from training.answers import gold_answer
-from training.config import GRPOConfig, add_config_args, config_from_args
+from training.config import GRPOConfig
 from training.distributed import all_ranks_done, unwrap
 from training.generate import completion_logprobs, generate
 from training.grpo_loss import aggregate, group_advantages, policy_terms, zero_spread
@@ -39,7 +38,7 @@ from training.prompts import PromptTemplate
 from training.records import read_records
 from training.rewards import Rewards, parse_reward_specs
 from training.tokenizer import encode_prompt, special_ids, stop_token_ids
-from training.trainer import Metrics, TrainContext, metric, train
+from training.trainer import Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,9 @@ def load_prompts(path: str, prompt_column: str) -> list[PromptItem]:
     `#### n` or a `\\boxed{}` solution), every other column kept for the reward functions."""
     items = []
     for number, row in enumerate(read_records(path), start=1):
-        key = next((k for k in (prompt_column, *_PROMPT_FIELDS) if isinstance(row.get(k), str) and row[k]), None)
+        key = next(
+            (k for k in (prompt_column, *_PROMPT_FIELDS) if isinstance(row.get(k), str) and row[k]), None
+        )
         if key is None:
             raise ValueError(f"{path}: row {number} has no {prompt_column!r} (or question/problem) column")
         try:
@@ -135,7 +136,9 @@ class GRPOObjective:
         )
         self.stop_ids = stop_token_ids(self.tokenizer, self.template.stop_strings())
         self.pad_id = special_ids(self.tokenizer).pad
-        self.generator = torch.Generator(device=ctx.d.device).manual_seed(ctx.run.seed * 1_000_003 + ctx.d.rank)
+        self.generator = torch.Generator(device=ctx.d.device).manual_seed(
+            ctx.run.seed * 1_000_003 + ctx.d.rank
+        )
         self.seq_len = min(model.cfg.max_seq_len, 512)
         log.info("GRPO: %d prompts from %s, template %s", len(self.prompts), g.prompts, self.template.kind)
         return model
@@ -190,7 +193,9 @@ class GRPOObjective:
         room = unwrap(model).cfg.max_seq_len + 1 - max(len(p) for p in repeated)
         if room < 1:
             raise ValueError(f"a prompt of {max(len(p) for p in repeated)} tokens leaves no room to generate")
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        )
         start = time.perf_counter()
         with autocast:
             out = generate(
@@ -328,14 +333,18 @@ class GRPOObjective:
         """Per-token log-probabilities (lists, JSON-ready) of completions, one micro-batch at a time."""
         out: list[list[float]] = []
         step = max(1, len(completions) // self.cfg.optim.grad_accum)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        )
         for start in range(0, len(completions), step):
             with autocast:
                 values, _ = completion_logprobs(
                     model, prompts[start : start + step], completions[start : start + step], self.pad_id,
                     self.g.temperature,
                 )  # fmt: skip
-            for row, completion in zip(values.float().tolist(), completions[start : start + step], strict=True):
+            for row, completion in zip(
+                values.float().tolist(), completions[start : start + step], strict=True
+            ):
                 out.append(row[: len(completion)])
         return out
 
@@ -378,7 +387,9 @@ class GRPOObjective:
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, Metrics]:
         g = self.g
-        logp, mask = completion_logprobs(model, batch["prompts"], batch["completions"], self.pad_id, g.temperature)
+        logp, mask = completion_logprobs(
+            model, batch["prompts"], batch["completions"], self.pad_id, g.temperature
+        )
         logp = logp.float()
         if g.mask_truncated:
             keep = torch.tensor([not t for t in batch["truncated"]], device=mask.device)
@@ -410,7 +421,11 @@ class GRPOObjective:
     def state_dict(self) -> dict[str, Any]:
         rollouts = None
         if self.rollouts is not None:
-            rollouts = {"micro": self.rollouts.micro, "metrics": self.rollouts.metrics, "uses": self.rollouts.uses}
+            rollouts = {
+                "micro": self.rollouts.micro,
+                "metrics": self.rollouts.metrics,
+                "uses": self.rollouts.uses,
+            }
         return {
             "epoch": self.cursor.epoch,
             "index": self.cursor.index,
@@ -424,9 +439,13 @@ class GRPOObjective:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if (state["rank"], state["world_size"]) != (self.d.rank, self.d.world_size):
-            raise ValueError("GRPO state is for another rank layout: resume with the same number of processes")
+            raise ValueError(
+                "GRPO state is for another rank layout: resume with the same number of processes"
+            )
         if state["n_prompts"] != len(self.prompts):
-            raise ValueError(f"the prompt set changed since the checkpoint ({state['n_prompts']} prompts then)")
+            raise ValueError(
+                f"the prompt set changed since the checkpoint ({state['n_prompts']} prompts then)"
+            )
         self.cursor = PromptPosition(state["epoch"], state["index"])
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         saved = state["rollouts"]
@@ -472,16 +491,8 @@ def run(cfg: GRPOConfig) -> dict[str, Any]:
         objective.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.grpo", description=__doc__.splitlines()[0])
-    add_config_args(parser, GRPOConfig)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(config_from_args(GRPOConfig, build_parser().parse_args(argv)))
-    return 0
+    return command_line(GRPOConfig, run, "python -m training.grpo", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ is DeepSeek-V3's: next-token cross-entropy plus λ times the mean of the MTP dep
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from typing import Any
@@ -15,13 +14,13 @@ from typing import Any
 from tokenizers import Tokenizer
 from torch import nn
 
-from training.config import PretrainConfig, add_config_args, config_from_args, model_config
+from training.config import PretrainConfig, model_config
 from training.data import Batch, Corpus, PackedLoader, index_corpus, iter_texts
 from training.distributed import barrier
 from training.model import ModelOutput, Transformer
 from training.schedule import mtp_lambda_at
 from training.tokenizer import load_tokenizer, train_tokenizer
-from training.trainer import Metrics, TrainContext, metric, train
+from training.trainer import Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +139,8 @@ def run(cfg: PretrainConfig) -> dict[str, Any]:
     return train(cfg.run, cfg.optim, PretrainObjective(cfg), cfg)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.pretrain", description=__doc__.splitlines()[0])
-    add_config_args(parser, PretrainConfig)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(config_from_args(PretrainConfig, build_parser().parse_args(argv)))
-    return 0
+    return command_line(PretrainConfig, run, "python -m training.pretrain", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -41,10 +41,8 @@ import numbers
 import os
 import re
 import signal
-import sys
 import time
 import traceback
-import types
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -54,6 +52,7 @@ from typing import Any
 
 from training.answers import extract_boxed
 from training.verify import Verifier
+from training.workers import start_worker
 
 __all__ = [
     "BUILTINS",
@@ -268,24 +267,9 @@ class _Worker:
         self.start()
 
     def start(self) -> None:
-        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        process = self.ctx.Process(
-            target=_worker_main,
-            args=(child_conn, self.target),
-            name=f"mathforge-reward {self.target}",
-            daemon=True,
+        process, parent_conn = start_worker(
+            self.ctx, _worker_main, (self.target,), f"mathforge-reward {self.target}"
         )
-        # multiprocessing re-imports the parent's __main__ in a spawned child; for a trainer
-        # (`torchrun -m training.grpo`) that would import torch into the worker. Hide it for the start
-        # (as training.verify does): the worker needs only the user's module.
-        main = sys.modules.get("__main__")
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            process.start()
-        finally:
-            if main is not None:
-                sys.modules["__main__"] = main
-        child_conn.close()  # so that the worker's death reads as EOF here
         self.process, self.conn = process, parent_conn
         self.ready, self.busy_seq, self.started = False, None, time.monotonic()
 

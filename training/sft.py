@@ -9,7 +9,6 @@ micro-batches and ranks. `python -m training.sft` is the torchrun entry point.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import shutil
@@ -22,14 +21,14 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from training.config import IGNORE_INDEX, SFTConfig, SFTDataConfig, add_config_args, config_from_args
+from training.config import IGNORE_INDEX, SFTConfig, SFTDataConfig
 from training.data import Batch
 from training.model import ModelOutput, Transformer
 from training.model_io import TOKENIZER_FILE, load_model
 from training.prompts import PromptTemplate
 from training.records import read_records
 from training.tokenizer import encode_prompt, special_ids
-from training.trainer import Metrics, TrainContext, metric, train
+from training.trainer import Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
 
@@ -282,16 +281,8 @@ def run(cfg: SFTConfig) -> dict[str, Any]:
     return train(cfg.run, cfg.optim, SFTObjective(cfg), cfg)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.sft", description=__doc__.splitlines()[0])
-    add_config_args(parser, SFTConfig)
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(config_from_args(SFTConfig, build_parser().parse_args(argv)))
-    return 0
+    return command_line(SFTConfig, run, "python -m training.sft", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ mean of means for packed pretraining. Forward runs under bf16 autocast on GPU; b
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from mathforge.config import to_dict
 from training.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
-from training.config import OptimConfig, RunConfig
+from training.config import OptimConfig, RunConfig, add_config_args, config_from_args
 from training.distributed import Dist, barrier, gather_objects, param_digest, setup_distributed, wrap_model
 from training.metrics import METRICS_FILE, MetricsLogger, flops_per_token, mfu, peak_flops, plot_curves
 from training.model import Transformer
@@ -409,3 +410,12 @@ def train(run: RunConfig, optim: OptimConfig, objective: Objective, config: Any)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def command_line(config_cls: type, run: Any, prog: str, doc: str, argv: list[str] | None = None) -> int:
+    """`python -m training.<objective>` (the torchrun entry points): flags from the run config's sections."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_config_args(parser, config_cls)
+    run(config_from_args(config_cls, parser.parse_args(argv)))
+    return 0

@@ -21,9 +21,7 @@ import multiprocessing as mp
 import os
 import re
 import signal
-import sys
 import time
-import types
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -32,6 +30,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
 from training.answers import extract_answer, gold_answer, normalize_answer
+from training.workers import start_worker
 
 __all__ = ["Status", "Verdict", "Verifier", "check_equal"]
 
@@ -284,24 +283,9 @@ class Verifier:
     # -- internals --------------------------------------------------------------------------------------------
 
     def _start_worker(self) -> _Worker:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=_worker_main,
-            args=(child_conn, self._checker, self._memory_limit_mb),
-            name="mathforge-verify",
-            daemon=True,
+        process, parent_conn = start_worker(
+            self._ctx, _worker_main, (self._checker, self._memory_limit_mb), "mathforge-verify"
         )
-        # multiprocessing re-imports the parent's __main__ in every spawned / forkserver child; for a trainer
-        # (`torchrun -m training.grpo`) that would import torch into each worker. Hide it for the start: the
-        # worker needs nothing from it (which is also why a `checker` may not live in __main__).
-        main = sys.modules.get("__main__")
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            process.start()
-        finally:
-            if main is not None:
-                sys.modules["__main__"] = main
-        child_conn.close()  # so that the worker's death reads as EOF here
         return _Worker(process, parent_conn)
 
     def _replace(self, idx: int) -> None:

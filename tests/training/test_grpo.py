@@ -4,21 +4,16 @@ model, dynamic sampling's drop-and-refill, and identical ranks under torchrun.""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torchrun_launch import torchrun
 
 from training.config import GRPOConfig, GRPODataConfig, OptimConfig, RunConfig
 from training.grpo import GRPOObjective, run
 from training.metrics import read_metrics
 from training.synthetic import write_last_number_task
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -121,17 +116,7 @@ def test_grpo_under_torchrun_keeps_both_ranks_identical(prompts, init_model, tmp
             str(tmp_path / "run"), "--max-steps", "3", "--num-generations", "4", "--prompts-per-step", "2",
             "--max-new-tokens", "10", "--template", "plain", "--device", "cpu", "--log-every", "1",
             "--rank-logs", "--grad-accum", "2", "--verify-workers", "1", "--lr", "1e-2"]  # fmt: skip
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([*launcher, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
-    try:
-        _, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    torchrun(args)
     rank0, rank1 = (read_metrics(tmp_path / "run" / f"rank{r}.jsonl") for r in (0, 1))
     assert [r["param_digest"] for r in rank0] == [r["param_digest"] for r in rank1]
     assert [r["step"] for r in rank0] == [1, 2, 3]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torchrun_launch import torchrun
 
 from training.config import IGNORE_INDEX, OptimConfig, RunConfig, SFTConfig, SFTDataConfig, model_config
 from training.data import Batch
@@ -22,8 +19,6 @@ from training.model import Transformer
 from training.sft import Example, SFTLoader, SFTObjective, pack_row, run
 from training.synthetic import write_last_number_task
 from training.trainer import Trainer
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -129,27 +124,6 @@ def test_sft_resume_reproduces_an_uninterrupted_run_bit_for_bit(init_model, task
     assert config["model_config"]["mtp_depth"] == 0  # MTP modules are dropped for SFT
 
 
-def _torchrun(args: list[str]) -> None:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [*launcher, *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
-
-
 @pytest.mark.timeout(300)
 def test_sft_under_torchrun_keeps_ranks_identical_and_fsdp_matches_ddp(init_model, task, tmp_path) -> None:
     common = [
@@ -173,8 +147,8 @@ def test_sft_under_torchrun_keeps_ranks_identical_and_fsdp_matches_ddp(init_mode
         "1",
         "--rank-logs",
     ]
-    _torchrun([*common, "--out", str(tmp_path / "ddp")])
-    _torchrun([*common, "--out", str(tmp_path / "fsdp"), "--parallel", "fsdp"])
+    torchrun([*common, "--out", str(tmp_path / "ddp")])
+    torchrun([*common, "--out", str(tmp_path / "fsdp"), "--parallel", "fsdp"])
     for run_dir in ("ddp", "fsdp"):
         rank0, rank1 = (read_metrics(tmp_path / run_dir / f"rank{r}.jsonl") for r in (0, 1))
         digests = [r["param_digest"] for r in rank0]

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from torchrun_launch import torchrun as torchrun_ranks
 from training_corpus import write_corpus
 
 from training.metrics import read_metrics
 
-REPO = Path(__file__).resolve().parents[2]
 COMMON = "--max-steps 4 --seq-len 32 --batch-size 2 --grad-accum 2 --vocab-size 400 --device cpu --log-every 1 --rank-logs"
 
 
@@ -27,33 +23,9 @@ def data(tmp_path_factory) -> Path:
 
 def torchrun(data: Path, out: Path, extra: str = "") -> None:
     """`torchrun --standalone --nproc-per-node 2 -m training.pretrain ...`."""
-    launch(
+    torchrun_ranks(
         ["-m", "training.pretrain", "--data", str(data), "--out", str(out), *COMMON.split(), *extra.split()]
     )
-
-
-def launch(script: list[str]) -> None:
-    """`torchrun --standalone --nproc-per-node 2 SCRIPT...`; on timeout the whole process group goes, workers
-    included."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [*launcher, *script],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    errors = [line for line in stderr.splitlines() if "Error" in line or "error:" in line]
-    assert proc.returncode == 0, "\n".join(errors[:20]) + "\n...\n" + stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +85,7 @@ def test_logprob_gradients_through_the_wrapper_are_synchronised(parallel, tmp_pa
     """A loss built from `completion_logprobs` on the wrapped model: after backward both ranks hold the same
     gradients, and they are the mean of the two ranks' own gradients (so they were really all-reduced, not
     merely equal by chance); greedy sampling through the wrapper equals the plain model's."""
-    launch(
+    torchrun_ranks(
         [
             str(Path(__file__).with_name("torchrun_logprobs.py")),
             "--parallel",
