@@ -7,37 +7,32 @@ import argparse
 import importlib
 
 from mathforge.config import add_dataclass_args, dataclass_from_args
-from training.config import add_config_args, config_from_args
+from training.config import GRPOConfig, PretrainConfig, SFTConfig, add_config_args, config_from_args
 
-# objective → (torchrun module, config class path, help)
+# objective → (its module, with `run` and the torchrun entry point; its run config; help)
 OBJECTIVES = {
     "pretrain": (
         "training.pretrain",
-        "training.config:PretrainConfig",
+        PretrainConfig,
         "pretrain a transformer with multi-token prediction on corpus shards; trains a tokenizer first "
         "unless one is given",
     ),
-    "grpo": (
-        "training.grpo",
-        "training.config:GRPOConfig",
-        "GRPO: group-relative policy optimisation with verifiable rewards on prompts with answers",
-    ),
     "sft": (
         "training.sft",
-        "training.config:SFTConfig",
+        SFTConfig,
         "supervised fine-tuning on prompt/completion (or messages) rows, loss on completion tokens only",
+    ),
+    "grpo": (
+        "training.grpo",
+        GRPOConfig,
+        "GRPO: group-relative policy optimisation with verifiable rewards on prompts with answers",
     ),
 }
 
 
-def _config_class(path: str) -> type:
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _handler(module: str, config_path: str):
+def _handler(module: str, config_cls: type):
     def handler(args: argparse.Namespace) -> int:
-        summary = importlib.import_module(module).run(config_from_args(_config_class(config_path), args))
+        summary = importlib.import_module(module).run(config_from_args(config_cls, args))
         last = summary["last"]
         if last:
             print(
@@ -123,13 +118,13 @@ def register_model_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `train` with one subcommand per objective; handlers are stored as `handler(args) -> int`."""
-    train = subparsers.add_parser("train", help="train models: pretraining, SFT")
+    train = subparsers.add_parser("train", help="train models: pretraining, SFT, GRPO")
     commands = train.add_subparsers(dest="train_command", required=True)
-    for name, (module, config_path, help_text) in OBJECTIVES.items():
+    for name, (module, config_cls, help_text) in OBJECTIVES.items():
         sub = commands.add_parser(
             name,
             help=f"{help_text} (also: torchrun -m {module})",
             description=help_text[0].upper() + help_text[1:] + ".",
         )
-        add_config_args(sub, _config_class(config_path))
-        sub.set_defaults(handler=_handler(module, config_path))
+        add_config_args(sub, config_cls)
+        sub.set_defaults(handler=_handler(module, config_cls))
