@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DEMO   ?= demo_out
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench mutants clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ bench: $(STAMP)
 	$(PY) bench/math_extraction.py
 	$(PY) bench/dedup_bench.py --docs 20000
 	$(PY) bench/decontam_bench.py
+
+# Mutation testing (slow, not in CI): surviving mutants per module, see bench/mutants.py.
+mutants: $(STAMP)
+	nice -n 10 $(PY) bench/mutants.py
 
 clean:
 	rm -rf $(DEMO) build dist *.egg-info
