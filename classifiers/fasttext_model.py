@@ -7,8 +7,23 @@ not travel that way, and each executor process should load it once, from its own
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from typing import Any
+
+FASTTEXT_MAGIC = 793712314  # first int32 of every fastText .bin/.ftz file, followed by the format version
+
+
+def check_fasttext_file(path: str | os.PathLike[str], what: str = "fastText model") -> None:
+    """Raise a clear error unless `path` starts like a fastText model file.
+
+    Reading 8 bytes lets a driver refuse a wrong or damaged file (an HTML error page, a Git LFS pointer)
+    before it creates any output or starts a Spark task, instead of every executor failing on it later.
+    """
+    with open(path, "rb") as fh:
+        header = fh.read(8)
+    if len(header) < 8 or struct.unpack("<i", header[:4])[0] != FASTTEXT_MAGIC:
+        raise ValueError(f"{what} {path} is not a fastText model file (bad header)")
 
 
 class LazyFastText:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifiers.fasttext_model import LazyFastText
+from classifiers.fasttext_model import LazyFastText, check_fasttext_file
 
 ENV_MODEL = "MATHFORGE_LID_MODEL"
 UNKNOWN = "unknown"
@@ -63,6 +63,7 @@ class LanguageIdentifier:
         self.model_path = str(model_path) if model_path else str(default_model_path())
         if not Path(self.model_path).is_file():
             raise FileNotFoundError(f"language-ID model not found: {self.model_path}")
+        check_fasttext_file(self.model_path, "language-ID model")
         self.max_chars = max_chars
         self._model = LazyFastText(self.model_path)
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classifiers.fasttext_model import LazyFastText
+from classifiers.fasttext_model import LazyFastText, check_fasttext_file
 from classifiers.math_score import RuleMathScorer
 from crawl.math_eval import precision_recall
 
@@ -305,6 +305,7 @@ class FastTextMathScorer:
     def __init__(self, model_path: str | os.PathLike[str]):
         self.model_path = str(model_path)
         self.metadata = read_model_metadata(self.model_path)
+        check_fasttext_file(self.model_path, "math model")
         self.version: str = self.metadata["version"]
         self.max_chars: int = int(self.metadata.get("max_chars", 20_000))
         self._model = LazyFastText(self.model_path)

@@ -46,6 +46,38 @@ _META_CHARSET = re.compile(
 )
 _META_SCAN_BYTES = 8192
 
+# What detection may answer, most common on the web first (the order breaks ties): encodings browsers decode
+# (WHATWG) and pages really use. DOS and Mac code pages (cp775, cp850, cp852, mac_roman, ...) are left out:
+# no browser renders them, yet on a few sentences of French or Italian they score as well as windows-1252
+# and would turn "déjà" into "dťjŕ".
+_DETECTABLE = (
+    "cp1252",
+    "cp1251",
+    "cp1250",
+    "gb18030",
+    "big5",
+    "shift_jis",
+    "euc_jp",
+    "euc_kr",
+    "iso2022_jp",
+    "cp1253",
+    "cp1254",
+    "cp1255",
+    "cp1256",
+    "cp1257",
+    "cp1258",
+    "cp874",
+    "koi8_r",
+    "koi8_u",
+    "cp866",
+    "iso8859_2",
+    "iso8859_5",
+    "iso8859_7",
+    "iso8859_8",
+    "iso8859_15",
+)
+_DETECT_RANK = {codecs.lookup(name).name: rank for rank, name in enumerate(_DETECTABLE)}
+
 
 @dataclass(frozen=True)
 class DecodedHtml:
@@ -95,6 +127,19 @@ def _bom(body: bytes) -> str | None:
     return None
 
 
+def detect_charset(body: bytes) -> str | None:
+    """The most plausible web encoding of undeclared, non-UTF-8 bytes (least chaos, then most coherent)."""
+    matches = list(from_bytes(body[:65536], cp_isolation=list(_DETECTABLE)))
+    if not matches:
+        return None
+
+    def order(match) -> tuple[float, float, int]:
+        codec = normalize_charset(match.encoding) or match.encoding
+        return (match.chaos, -match.coherence, _DETECT_RANK.get(codec, len(_DETECT_RANK)))
+
+    return normalize_charset(min(matches, key=order).encoding)
+
+
 def decode_html(body: bytes, content_type: str | None = None) -> DecodedHtml:
     """Decode `body`; never raises. The order is BOM, HTTP header, meta tag, detection, utf-8 with replacement."""
     bom = _bom(body)
@@ -111,8 +156,7 @@ def decode_html(body: bytes, content_type: str | None = None) -> DecodedHtml:
                 return DecodedHtml(text, codec, source)
     if (text := _strict(body, "utf-8")) is not None:
         return DecodedHtml(text, "utf-8", "detected")
-    best = from_bytes(body[:65536]).best()
-    if best is not None and (codec := normalize_charset(best.encoding)):
+    if codec := detect_charset(body):
         text = _strict(body, codec)
         if text is not None:
             return DecodedHtml(text, codec, "detected")

@@ -7,11 +7,18 @@ where records went. Damage handling:
 - a single-member ("non-chunked") gzip file, which warcio refuses, is re-read through a streaming gunzip;
 - a record cut short by the end of the file is skipped and counted (`error:truncated_record`);
 - a parse error in the middle of a file does not end it: the reader scans forward to the next `WARC/1.x`
-  header and carries on, so good records after the damage are kept (`error:<exception>` counts the damage).
+  header and carries on, so good records after the damage are kept (`error:<exception>` counts the damage);
+- a corrupt gzip member is skipped (`error:corrupt_gzip_member`, counted once however often the file is
+  re-read); if part of it had already been decompressed, the record it holds is cut there (counted as a
+  truncated record, never kept with a spliced body) and reading resumes at the next member.
+
+ARC records carry no record id (warcio invents a random one); they get one derived from their ARC header
+line instead, so that re-reading a file gives the same ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
@@ -24,6 +31,7 @@ from typing import BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ARC2WARCHeadersParser
 
 from crawl.inputs import open_input
 
@@ -83,12 +91,28 @@ def looks_like_html(body: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml")) or b"<html" in head
 
 
+class _StableArcIds(ARC2WARCHeadersParser):
+    """ARC records have no record id, and warcio makes a random one up on every read; derive it from the
+    record's ARC header line (URL, IP, date, type, length) instead, so corpus ids stay the same run to run."""
+
+    def _get_protocol_and_headers(self, headerline, parts):
+        protocol, headers = super()._get_protocol_and_headers(headerline, parts)
+        stable = f"<urn:arc-record:sha1:{hashlib.sha1(headerline.encode('utf-8', 'replace')).hexdigest()}>"
+        return protocol, [(name, stable if name == "WARC-Record-ID" else value) for name, value in headers]
+
+
+def _archive_iterator(stream: BinaryIO) -> ArchiveIterator:
+    iterator = ArchiveIterator(stream, arc2warc=True)
+    iterator.loader.arc_parser = _StableArcIds()  # warcio 1.8: the loader's ARC → WARC header converter
+    return iterator
+
+
 class _Prefixed(io.RawIOBase):
     """A readable stream that first returns `prefix`, then the rest of `inner` (used after a resync scan)."""
 
     def __init__(self, prefix: bytes, inner: BinaryIO):
         self._prefix = prefix
-        self._inner = inner
+        self.inner = inner
         self._position = 0
 
     def tell(self) -> int:  # warcio computes record offsets with tell()
@@ -103,11 +127,15 @@ class _Prefixed(io.RawIOBase):
             buffer[:n] = self._prefix[:n]
             self._prefix = self._prefix[n:]
         else:
-            data = self._inner.read(len(buffer))
+            data = self.inner.read(len(buffer))
             n = len(data)
             buffer[:n] = data
         self._position += n
         return n
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
 
 
 def _scan_to_next_header(stream: BinaryIO, start: int) -> tuple[BinaryIO, int] | None:
@@ -137,20 +165,35 @@ class GunzipStream(io.RawIOBase):
 
     `gzip.GzipFile` raises on a truncated tail and discards the data of the read that hit it; here a
     truncated member ends the stream cleanly (`truncated` is set), and a corrupt member is skipped by
-    scanning for the next gzip header (`corrupt_members` counts them), so the records around the damage
-    survive. Zero padding between members (some writers align to blocks) is ignored.
+    scanning for the next gzip header (`corrupt_at` lists the compressed offsets of the skipped members), so
+    the records around the damage survive. Zero padding between members (some writers align to blocks) is
+    ignored.
+
+    A corrupt member that had already produced output would splice the start of its record onto the next
+    member's data. Instead the stream ends there (`splice_at` is the uncompressed offset), so the reader sees
+    a record cut short, and a new stream opened with `resume_after=splice_at` reads on past that point.
     """
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: BinaryIO, resume_after: int = -1):
         self._raw = raw
         self._inflater = zlib.decompressobj(wbits=31)
         self._in_member = False
         self._compressed = b""
         self._pending = b""
         self._position = 0
+        self._produced = 0  # uncompressed bytes decompressed so far (delivered or pending)
+        self._raw_read = 0  # compressed bytes read from `raw`
+        self._member_start = 0  # compressed offset of the current member
+        self._member_out = 0  # uncompressed bytes the current member has produced
+        self._resume_after = resume_after
         self._eof = False
         self.truncated = False
-        self.corrupt_members = 0
+        self.corrupt_at: list[int] = []
+        self.splice_at: int | None = None
+
+    @property
+    def corrupt_members(self) -> int:
+        return len(self.corrupt_at)
 
     def readable(self) -> bool:
         return True
@@ -173,6 +216,7 @@ class GunzipStream(io.RawIOBase):
 
     def _more_input(self) -> bool:
         chunk = self._raw.read(_RESYNC_CHUNK)
+        self._raw_read += len(chunk)
         self._compressed += chunk
         return bool(chunk)
 
@@ -185,6 +229,8 @@ class GunzipStream(io.RawIOBase):
             self._compressed = self._compressed.lstrip(b"\x00")
             if not self._compressed:
                 return
+            self._member_start = self._raw_read - len(self._compressed)
+            self._member_out = 0
         try:
             out = self._inflater.decompress(self._compressed)
         except zlib.error:
@@ -192,6 +238,8 @@ class GunzipStream(io.RawIOBase):
             return
         self._in_member = True
         self._compressed = b""
+        self._member_out += len(out)
+        self._produced += len(out)
         if self._inflater.eof:
             self._compressed = self._inflater.unused_data
             self._inflater = zlib.decompressobj(wbits=31)
@@ -199,7 +247,12 @@ class GunzipStream(io.RawIOBase):
         self._pending += out
 
     def _skip_to_next_member(self) -> None:
-        self.corrupt_members += 1
+        self.corrupt_at.append(self._member_start)
+        if self._member_out and self._produced > self._resume_after:
+            # part of this member is already out: end the stream here rather than splice the next member on
+            self.splice_at = self._produced
+            self._eof = True
+            return
         self._inflater = zlib.decompressobj(wbits=31)
         self._in_member = False
         data = self._compressed[1:]
@@ -210,6 +263,7 @@ class GunzipStream(io.RawIOBase):
                 return
             tail = data[-2:]
             chunk = self._raw.read(_RESYNC_CHUNK)
+            self._raw_read += len(chunk)
             if not chunk:
                 self._compressed = b""
                 self._eof = True
@@ -217,12 +271,56 @@ class GunzipStream(io.RawIOBase):
             data = tail + chunk
 
 
-def open_decompressed(location: str) -> BinaryIO:
-    """The file's bytes with gzip removed, whatever its member layout; plain files pass through."""
+def open_decompressed(location: str, resume_after: int = -1) -> BinaryIO:
+    """The file's bytes with gzip removed, whatever its member layout; plain files pass through.
+
+    `resume_after`: read on past a corrupt member that ends the stream at or before this uncompressed offset.
+    """
     raw = open_input(location)
     if raw.peek(2)[:2] == b"\x1f\x8b":
-        return GunzipStream(raw)  # type: ignore[return-value]
+        return GunzipStream(raw, resume_after)  # type: ignore[return-value]
     return raw
+
+
+def _gunzip_of(stream: BinaryIO) -> GunzipStream | None:
+    inner = stream.inner if isinstance(stream, _Prefixed) else stream
+    return inner if isinstance(inner, GunzipStream) else None
+
+
+class _GzipDamage:
+    """Counts gzip damage once per file, although a resync re-reads the file from its start."""
+
+    def __init__(self, counters: Counter):
+        self._counters = counters
+        self._corrupt: set[int] = set()
+        self._truncated = False
+
+    def add(self, stream: BinaryIO) -> None:
+        gunzip = _gunzip_of(stream)
+        if gunzip is None:
+            return
+        new = set(gunzip.corrupt_at) - self._corrupt
+        if new:
+            self._counters["error:corrupt_gzip_member"] += len(new)
+            self._corrupt |= new
+        if gunzip.truncated and not self._truncated:
+            self._counters["error:truncated_gzip"] += 1
+            self._truncated = True
+
+
+def _resync(location: str, restart: int, damage: _GzipDamage) -> tuple[BinaryIO, int] | None:
+    """A stream positioned at the first WARC header at or after uncompressed offset `restart`, if any."""
+    while True:
+        plain = open_decompressed(location, resume_after=restart)
+        found = _scan_to_next_header(plain, restart)
+        damage.add(plain)
+        if found is not None:
+            return found
+        gunzip = _gunzip_of(plain)
+        plain.close()
+        if gunzip is None or gunzip.splice_at is None:
+            return None
+        restart = gunzip.splice_at  # the scan stopped at a corrupt member: carry on after it
 
 
 def iter_archive_records(location: str, counters: Counter) -> Iterator:
@@ -231,45 +329,41 @@ def iter_archive_records(location: str, counters: Counter) -> Iterator:
     The file is read through a streaming gunzip, so record offsets are positions in the uncompressed
     archive and a resync can scan forward from the last good record whatever the gzip layout was.
     """
+    damage = _GzipDamage(counters)
     stream: BinaryIO | None = open_decompressed(location)
     base = 0  # uncompressed offset at which `stream` starts
     while stream is not None:
-        iterator = ArchiveIterator(stream, arc2warc=True)
+        iterator = _archive_iterator(stream)
         last_start: int | None = None
+        reason = message = None
         try:
             for record in iterator:
                 yield record
                 last_start = iterator.get_record_offset()  # known only once the record is consumed
-            _count_gzip_damage(stream, counters)
-            stream.close()
-            return
         except ArchiveLoadFailed as exc:
             reason, message = "archive_load_failed", str(exc)
         except Exception as exc:  # warcio raises assorted errors on malformed headers
             reason, message = "malformed_record", f"{type(exc).__name__}: {exc}"
-        _count_gzip_damage(stream, counters)
+        damage.add(stream)
+        gunzip = _gunzip_of(stream)
         stream.close()
-        counters[f"error:{reason}"] += 1
-        first_line = message.strip().splitlines()[0] if message.strip() else ""
-        log.warning(
-            "damage in %s at offset ~%d (%s): %s", location, base + (last_start or 0), reason, first_line
-        )
-        restart = base + (last_start if last_start is not None else 0) + 1
-        plain = open_decompressed(location)
-        found = _scan_to_next_header(plain, restart)
+        if reason is not None:
+            counters[f"error:{reason}"] += 1
+            first_line = message.strip().splitlines()[0] if message and message.strip() else ""
+            log.warning(
+                "damage in %s at offset ~%d (%s): %s", location, base + (last_start or 0), reason, first_line
+            )
+        if gunzip is not None and gunzip.splice_at is not None:
+            restart = gunzip.splice_at  # a corrupt member ended the stream: go on after it
+        elif reason is None:
+            return
+        else:
+            restart = base + (last_start if last_start is not None else 0) + 1
+        found = _resync(location, restart, damage)
         if found is None:
-            plain.close()
             return
         stream, base = found
         counters["warn:resynced"] += 1
-
-
-def _count_gzip_damage(stream: BinaryIO, counters: Counter) -> None:
-    if isinstance(stream, GunzipStream):
-        if stream.truncated:
-            counters["error:truncated_gzip"] += 1
-        if stream.corrupt_members:
-            counters["error:corrupt_gzip_member"] += stream.corrupt_members
 
 
 def read_html_responses(

@@ -61,5 +61,6 @@ def arrow_schema() -> Any:
         "float": pa.float32(),
         "int": pa.int32(),
         "timestamp": pa.timestamp("us", tz="UTC"),
+        "bool": pa.bool_(),
     }
     return pa.schema([pa.field(name, kinds[kind]) for name, kind, _ in CORPUS_COLUMNS])

@@ -62,14 +62,17 @@ def _accuracy(eval_dir: Path) -> float:
     return json.loads((eval_dir / "summary.json").read_text())["test"]["pass@1"]
 
 
-def post_train(out: Path, pretrained: Path, *, sft_steps: int, grpo_steps: int) -> dict[str, float]:
+def post_train(
+    out: Path, pretrained: Path, *, sft_steps: int, grpo_steps: int, eval_items: int = 100
+) -> dict[str, float]:
     """SFT then GRPO on the "last number" task (training.synthetic), `mathforge eval` before and after each;
     SFT gets a short run on purpose, so that GRPO has room to improve on it."""
     from training.synthetic import write_last_number_task
 
     task = write_last_number_task(out / "task", n_train=2000, n_test=100)
     common = ["--device", "cpu", "--log-every", "10"]
-    evaluate = ["--benchmark", str(task["test"]), "--max-new-tokens", "40", "--device", "cpu"]
+    evaluate = ["--benchmark", str(task["test"]), "--max-new-tokens", "40", "--device", "cpu",
+                "--limit", str(eval_items)]  # fmt: skip
     _step("5/8 eval the pretrained model", ["eval", "--model", str(pretrained), "--template", "plain",
                                             "--out", str(out / "eval_pretrained"), *evaluate])  # fmt: skip
     sft = ["train", "sft", "--data", str(task["train"]), "--init", str(pretrained), "--out", str(out / "sft"),
@@ -91,7 +94,14 @@ def post_train(out: Path, pretrained: Path, *, sft_steps: int, grpo_steps: int) 
 
 
 def run_demo(
-    out: Path, *, files: int, records: int, train_steps: int, sft_steps: int, grpo_steps: int
+    out: Path,
+    *,
+    files: int,
+    records: int,
+    train_steps: int,
+    sft_steps: int,
+    grpo_steps: int,
+    eval_items: int = 100,
 ) -> None:
     if out.exists():
         shutil.rmtree(out)
@@ -131,7 +141,7 @@ def run_demo(
         str(train_steps),
     ]
     _step("4/8 pretrain the tiny model with MTP", pretrain)
-    accuracy = post_train(out, run, sft_steps=sft_steps, grpo_steps=grpo_steps)
+    accuracy = post_train(out, run, sft_steps=sft_steps, grpo_steps=grpo_steps, eval_items=eval_items)
     print("\nheld-out pass@1 on the last-number task (mathforge eval, verified answers):")
     for name, value in accuracy.items():
         print(f"  {name:<11} {value:.2f}")
@@ -161,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-steps", type=int, default=60, help="pretraining steps (default: 60)")
     parser.add_argument("--sft-steps", type=int, default=220, help="SFT steps (default: 220)")
     parser.add_argument("--grpo-steps", type=int, default=30, help="GRPO steps (default: 30)")
+    parser.add_argument(
+        "--eval-items", type=int, default=100, help="held-out questions evaluated (default: 100)"
+    )
     args = parser.parse_args(argv)
     run_demo(
         Path(args.out),
@@ -169,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         train_steps=args.train_steps,
         sft_steps=args.sft_steps,
         grpo_steps=args.grpo_steps,
+        eval_items=args.eval_items,
     )
 
 

@@ -44,13 +44,65 @@ def test_page_configured_delimiters_are_honoured():
     assert "[itex]" not in out and "[tex]" not in out
 
 
+MATHJAX_V3_DOLLARS = (
+    "<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+    "processEscapes: true}};</script>"
+)
+MATHJAX_V2_DOLLARS = (
+    '<script type="text/x-mathjax-config">MathJax.Hub.Config({tex2jax: '
+    "{inlineMath: [['$','$'], ['\\\\(','\\\\)']], processEscapes: true}});</script>"
+)
+
+
+def paragraph_after_latexify(html: str) -> tuple[str, dict[str, int]]:
+    """The first paragraph's text (whitespace as written) and what was rewritten."""
+    root = parse_html(html)
+    report = latexify_tree(root)
+    return root.find(".//p").text_content(), report.counts
+
+
 def test_dollar_inline_only_when_configured_and_escapes_respected():
-    head = "<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']]}};</script>"
+    head = MATHJAX_V3_DOLLARS
     delims = page_delimiters([lxml.html.fromstring(head).text_content()])
     assert ("$", "$") in delims.inline
     assert ("\\(", "\\)") in delims.inline
-    out = text_of(page(r"<p>Price \$5 and formula $ x $.</p>", head))
-    assert "\\$5" in out  # an escaped dollar is not a delimiter
+    out = text_of(page(r"<p>Price \$5 and formula $x$.</p>", head))
+    assert out == r"Price \$5 and formula $x$."  # an escaped dollar is not a delimiter
+
+
+@pytest.mark.parametrize("head", [MATHJAX_V3_DOLLARS, MATHJAX_V2_DOLLARS], ids=["mathjax3", "mathjax2"])
+@pytest.mark.parametrize(
+    ("body", "expected", "formulas"),
+    [
+        # \$ is a literal dollar (processEscapes): it neither opens nor closes a formula
+        (r"It costs \$3 or \$4, while $a+b$ is math.", r"It costs \$3 or \$4, while $a+b$ is math.", 1),
+        (r"Escaped \$x\$ and then $y$.", r"Escaped \$x\$ and then $y$.", 1),
+        (r"From \$10 to \$20.", r"From \$10 to \$20.", 0),
+        # a real formula right after an escaped dollar still counts
+        (r"Pay \$2 for $n^2$ and $m$.", r"Pay \$2 for $n^2$ and $m$.", 2),
+    ],
+    ids=["prices-around-formula", "escaped-pair", "prices-only", "formula-after-price"],
+)
+def test_escaped_dollar_never_starts_or_ends_a_formula(head: str, body: str, expected: str, formulas: int):
+    text, counts = paragraph_after_latexify(page(f"<p>{body}</p>", head))
+    assert text == expected
+    assert counts.get("delimiters", 0) == formulas
+
+
+@pytest.mark.parametrize("head", [MATHJAX_V3_DOLLARS, MATHJAX_V2_DOLLARS], ids=["mathjax3", "mathjax2"])
+def test_page_configured_dollar_delimiters_are_rewritten(head: str):
+    body = "<p>Let $a_1 +\n      b_2$ be the sum and $c$ a constant, with \\(d\\) too.</p>"
+    text, counts = paragraph_after_latexify(page(body, head))
+    # each formula becomes one normalised $..$ (the line break inside the first one is gone)
+    assert text == "Let $a_1 + b_2$ be the sum and $c$ a constant, with $d$ too."
+    assert counts == {"delimiters": 3}
+
+
+def test_dollars_are_text_on_pages_that_do_not_configure_them():
+    body = "<p>Let $a_1 +\n      b_2$ be the sum, for $5 and $10, with \\(d\\) too.</p>"
+    text, counts = paragraph_after_latexify(page(body))
+    assert text == "Let $a_1 +\n      b_2$ be the sum, for $5 and $10, with $d$ too."
+    assert counts == {"delimiters": 1}  # only the default \\(..\\)
 
 
 def test_katex_auto_render_delimiters():

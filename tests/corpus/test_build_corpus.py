@@ -6,6 +6,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from classifiers.math_classifier import FORMAT, FORMAT_VERSION, sidecar_path_for
 from jobs.build_corpus import build_corpus
 from jobs.config import CorpusBuildConfig
 from jobs.corpus_output import OutputExistsError
@@ -91,7 +92,7 @@ def test_rerun_gives_the_same_rows(spark, cc_corpus, shared_data, tmp_path):
     assert strip(_rows(again)) == strip(_rows(out))
 
 
-def test_existing_output_is_refused_and_overwrite_replaces_it(spark, cc_corpus, shared_data):
+def test_existing_output_is_refused_without_overwrite(spark, cc_corpus, shared_data):
     out, _ = cc_corpus
     cfg = CorpusBuildConfig(input=str(shared_data / "warc" / CC), output=str(out), min_math_score=0.0)
     with pytest.raises(OutputExistsError):
@@ -195,3 +196,26 @@ def test_missing_model_is_a_clear_error_before_any_task(spark, tmp_path):
             spark, CorpusBuildConfig(input=str(warc), output=str(tmp_path / "o"), lid_model="/nope.ftz")
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_broken_math_model_fails_the_job_before_anything_is_written(spark, tmp_path):
+    warc = write_html_warc(tmp_path / "mini.warc.gz", [("https://a.example/math", MATH_EN)])
+    model = tmp_path / "math.bin"
+    model.write_bytes(b"<html><body>404 Not Found</body></html>\n" * 50)  # what a failed download leaves
+    sidecar_path_for(model).write_text(  # the sidecar is fine: only the model file is broken
+        json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "version": "20240101000000-abcdef12"})
+    )
+    before = sorted(p.name for p in tmp_path.iterdir())
+    sc = spark.sparkContext
+    sc.setJobGroup("broken-math-model", "a build that must not start")
+    try:
+        with pytest.raises(ValueError, match=r"math model .*math\.bin is not a fastText model"):
+            build_corpus(
+                spark,
+                CorpusBuildConfig(input=str(warc), output=str(tmp_path / "corpus"), math_model=str(model)),
+            )
+        assert sc.statusTracker().getJobIdsForGroup("broken-math-model") == []  # no Spark job ran
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no staging directory

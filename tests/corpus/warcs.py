@@ -32,3 +32,16 @@ def article_html(text: str) -> str:
     """A minimal page whose article holds `text`, one paragraph per line."""
     paragraphs = "".join(f"<p>{line}</p>" for line in text.split("\n") if line.strip())
     return f"<html><head><title>t</title></head><body><article>{paragraphs}</article></body></html>"
+
+
+def write_response_warc(path: Path, responses: list[tuple[str, bytes, str]]) -> Path:
+    """One HTTP 200 response per (url, body bytes as served, Content-Type header)."""
+    buffer = io.BytesIO()
+    writer = WARCWriter(buffer, gzip=True)
+    for url, body, content_type in responses:
+        headers = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
+        writer.write_record(
+            writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers)
+        )
+    path.write_bytes(buffer.getvalue())
+    return path

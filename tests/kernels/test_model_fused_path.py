@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-model_module = pytest.importorskip("training.model")
-config_module = pytest.importorskip("training.config")
+import training.config as config_module
+import training.model as model_module
 
 VOCAB, SEQ, BATCH, STEPS = 200, 24, 3, 6
 
@@ -39,7 +39,7 @@ def train(fused: bool) -> tuple[list[tuple[float, float]], torch.Tensor]:
         optimiser.step()
         losses.append((out.main_loss.item(), out.mtp_losses[0].item()))
     with torch.no_grad():
-        logprobs = model.token_logprobs(model.trunk(ids), ids.roll(-1, dims=1))
+        logprobs = model(ids, readout=model_module.TokenLogprobs(ids.roll(-1, dims=1)))
     return losses, logprobs
 
 

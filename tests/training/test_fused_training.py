@@ -18,8 +18,6 @@ from training.metrics import read_metrics
 from training.model import Transformer
 from training.pretrain import run
 
-kernels = pytest.importorskip("kernels")
-
 
 def _config(data, out, fused: bool) -> PretrainConfig:
     return PretrainConfig(

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -26,8 +27,6 @@ from training.hf import (
 from training.model import Logits, Transformer
 from training.prompts import read_tokenizer_config, resolve_template
 from training.tokenizer import train_tokenizer
-
-transformers = pytest.importorskip("transformers")
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}"
