@@ -40,8 +40,9 @@ bench: $(STAMP)
 	$(PY) bench/decontam_bench.py
 
 # Mutation testing (slow, not in CI): surviving mutants per module, see bench/mutants.py.
+MUTANTS ?= --sample 40
 mutants: $(STAMP)
-	nice -n 10 $(PY) bench/mutants.py
+	nice -n 10 $(PY) bench/mutants.py -v $(MUTANTS)
 
 clean:
 	rm -rf $(DEMO) build dist *.egg-info

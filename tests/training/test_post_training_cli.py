@@ -130,3 +130,18 @@ def test_generate_export_and_import_carry_the_fine_tuned_model(fine_tuned, tmp_p
         expected = ours.model.logits(ours.model.trunk(ids))
         got = hf(ids).logits
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_grpo_continues_from_the_sft_run_through_the_entry_point(fine_tuned, tmp_path) -> None:
+    out = tmp_path / "grpo"
+    mathforge("train", "grpo", "--prompts", str(fine_tuned["train"]), "--init", str(fine_tuned["run"]), "--out",
+              str(out), "--max-steps", "2", "--num-generations", "4", "--prompts-per-step", "2",
+              "--max-new-tokens", "40", "--lr", "1e-4", "--device", "cpu", "--log-every", "1",
+              "--reward", "accuracy,format=0.1", "--samples-every", "1")  # fmt: skip
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["accuracy"] > 0.3 for r in records)  # the fine-tuned policy already answers most of them
+    assert json.loads((out / "config.json").read_text())["template"]["kind"] == "plain"  # inherited from SFT
+    assert (out / "samples.jsonl").stat().st_size > 0
