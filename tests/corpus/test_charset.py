@@ -270,3 +270,23 @@ def test_undeclared_legacy_pages_decode_to_their_text(sentences, lang: str, actu
     decoded = decode_html(html.encode(actual), "text/html")
     assert decoded.source == "detected"
     assert decoded.text == html, (decoded.charset, actual)
+
+
+def test_utf16_is_trusted_from_the_http_header_but_never_from_a_meta_tag() -> None:
+    """The meta rule is about meta tags only: a UTF-16 body served with `charset=utf-16` decodes under it."""
+    text = "<html><body><p>Кошка и собака — équations</p></body></html>"
+    served = decode_html(text.encode("utf-16-le"), "text/html; charset=utf-16le")
+    assert (served.source, served.text) == ("http-header", text)
+    lie = decode_html(b'<html><head><meta charset="utf-16"></head><body>plain ascii</body></html>')
+    assert lie.source != "meta" and "plain ascii" in lie.text
+
+
+def test_a_long_page_whose_tail_breaks_its_encoding_still_decodes_with_replacements() -> None:
+    """78 KB of Cyrillic cp1251 with one byte cp1251 does not define at the end: the page is kept (text with
+    U+FFFD), never lost."""
+    body = ("<html><body><p>" + "Привет, мир! Это проверка кодировки. " * 2200 + "</p></body></html>").encode(
+        "cp1251"
+    ) + b"\x98"
+    decoded = decode_html(body)
+    assert isinstance(decoded.text, str) and "\ufffd" in decoded.text
+    assert "Привет, мир!" in decoded.text
