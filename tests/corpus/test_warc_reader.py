@@ -411,3 +411,42 @@ def test_warc_dates():
     assert parse_warc_date("2020-08-08T17:27:41Z").isoformat() == "2020-08-08T17:27:41+00:00"
     assert parse_warc_date("20200808172741").year == 2020
     assert parse_warc_date("Sat Aug 8 2020") is None
+
+
+def _warc_with_statuses(path: Path, records: list[tuple[str, str, str, bytes]]) -> Path:
+    """(url, status line, content type, body) responses, in order."""
+    buffer = io.BytesIO()
+    writer = WARCWriter(buffer, gzip=True)
+    for url, status, content_type, body in records:
+        headers = StatusAndHeaders(status, [("Content-Type", content_type)], protocol="HTTP/1.1")
+        writer.write_record(
+            writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers)
+        )
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("skipped", "reason"),
+    [
+        (("https://x.org/empty", "200 OK", "text/html", b"   \n"), "skip:empty_body"),
+        (("https://x.org/gone", "404 Not Found", "text/html", b"<html>gone</html>"), "skip:http_status"),
+        (("https://x.org/pic", "200 OK", "image/png", b"\x89PNG...."), "skip:not_html"),
+        (
+            ("https://x.org/big", "200 OK", "text/html", b"<html>" + b"x" * 5000 + b"</html>"),
+            "skip:body_too_large",
+        ),
+    ],
+)
+def test_a_skipped_record_never_hides_the_pages_after_it(tmp_path, skipped, reason) -> None:
+    """Every skip counts its record and goes on with the next one: the pages before and after are read."""
+    good = b"<html><body><p>a page</p></body></html>"
+    path = _warc_with_statuses(
+        tmp_path / "mixed.warc.gz",
+        [("https://x.org/a", "200 OK", "text/html", good), skipped, ("https://x.org/b", "200 OK", "text/html", good),
+         skipped, ("https://x.org/c", "200 OK", "text/html", good)],
+    )  # fmt: skip
+    counters: Counter = Counter()
+    pages = list(read_html_responses(str(path), counters, max_body_bytes=1000))
+    assert [p.url for p in pages] == ["https://x.org/a", "https://x.org/b", "https://x.org/c"]
+    assert counters[reason] == 2 and counters["html_responses"] == 3
