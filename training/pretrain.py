@@ -20,7 +20,7 @@ from training.distributed import barrier
 from training.model import ModelOutput, Transformer
 from training.schedule import mtp_lambda_at
 from training.tokenizer import load_tokenizer, train_tokenizer
-from training.trainer import Metrics, TrainContext, command_line, metric, train
+from training.trainer import LoaderObjective, Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def prepare_tokenizer(cfg: PretrainConfig, corpus: Corpus, ctx: TrainContext) ->
     return load_tokenizer(path)
 
 
-class PretrainObjective:
+class PretrainObjective(LoaderObjective):
     """Next-token + MTP cross-entropy on packed corpus sequences."""
 
     name = "pretrain"
@@ -91,10 +91,6 @@ class PretrainObjective:
         self.mtp_weight = mtp_lambda_at(step, self.cfg.model, self.cfg.run.max_steps)
         return {"mtp_weight": self.mtp_weight}
 
-    def next_batch(self) -> Batch:
-        assert self.loader is not None, "setup() first"
-        return next(self.loader)
-
     def loss_tokens(self, batch: Batch) -> int:
         return int((batch.targets != -100).sum())
 
@@ -113,14 +109,6 @@ class PretrainObjective:
             metrics[f"mtp_loss_{k}"] = metric(loss_k * count_k, count_k)
         return out.loss * out.counts[0], metrics
 
-    def state_dict(self) -> dict[str, Any]:
-        assert self.loader is not None
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.loader is not None
-        self.loader.load_state_dict(state)
-
     def position(self) -> dict[str, Any]:
         assert self.loader is not None
         where = self.loader.state()
@@ -128,10 +116,6 @@ class PretrainObjective:
 
     def curves(self) -> dict[str, list[str]]:
         return {"loss_curve.png": ["loss", "main_loss", *(f"mtp_loss_{k}" for k in range(1, self.depth + 1))]}
-
-    def summary(self) -> dict[str, Any]:
-        stats = dict(self.loader.stats) if self.loader is not None else {}
-        return {**stats, "skipped": {k: v for k, v in stats.items() if k.startswith("skipped")}}
 
 
 def run(cfg: PretrainConfig) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from training.model_io import TOKENIZER_FILE, load_model
 from training.prompts import PromptTemplate
 from training.records import read_records
 from training.tokenizer import encode_prompt, special_ids
-from training.trainer import Metrics, TrainContext, command_line, metric, train
+from training.trainer import LoaderObjective, Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class SFTLoader:
         self.stats = Counter(saved.get("stats", {}))
 
 
-class SFTObjective:
+class SFTObjective(LoaderObjective):
     """Cross-entropy on completion tokens only, summed (the trainer divides by all completion tokens)."""
 
     name = "sft"
@@ -240,10 +240,6 @@ class SFTObjective:
     def begin_step(self, step: int, model: nn.Module) -> dict[str, float]:
         return {}
 
-    def next_batch(self) -> Batch:
-        assert self.loader is not None, "setup() first"
-        return next(self.loader)
-
     def loss_tokens(self, batch: Batch) -> int:
         return int((batch.targets != IGNORE_INDEX).sum())
 
@@ -256,24 +252,12 @@ class SFTObjective:
         count = out.counts[0]
         return out.main_loss * count, {"completion_tokens": metric(count, batch.input_ids.shape[0])}
 
-    def state_dict(self) -> dict[str, Any]:
-        assert self.loader is not None
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        assert self.loader is not None
-        self.loader.load_state_dict(state)
-
     def position(self) -> dict[str, Any]:
         assert self.loader is not None
         return {"epoch": self.loader.position.epoch, "index": self.loader.position.index}
 
     def curves(self) -> dict[str, list[str]]:
         return {"loss_curve.png": ["loss"]}
-
-    def summary(self) -> dict[str, Any]:
-        stats = dict(self.loader.stats) if self.loader is not None else {}
-        return {**stats, "skipped": {k: v for k, v in stats.items() if k.startswith("skipped")}}
 
 
 def run(cfg: SFTConfig) -> dict[str, Any]:

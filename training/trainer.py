@@ -102,6 +102,27 @@ class Objective(Protocol):
     def summary(self) -> dict[str, Any]: ...
 
 
+class LoaderObjective:
+    """Plumbing shared by objectives whose data is one resumable loader with a `stats` Counter (pretraining,
+    SFT): batches, data state for checkpoints and the summary come from the loader."""
+
+    loader: Any = None
+
+    def next_batch(self) -> Any:
+        assert self.loader is not None, "setup() first"
+        return next(self.loader)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader.load_state_dict(state)
+
+    def summary(self) -> dict[str, Any]:
+        stats = dict(self.loader.stats) if self.loader is not None else {}
+        return {**stats, "skipped": {k: v for k, v in stats.items() if k.startswith("skipped")}}
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Matrices decay; norm gains and biases do not."""
     params = [p for p in model.parameters() if p.requires_grad]
