@@ -39,6 +39,17 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
 
 
+class _ListAction(argparse.Action):
+    """A comma-separated list flag that may also be repeated: `--x a,b --x c` is (a, b, c); the first use
+    replaces the default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = getattr(namespace, f"_{self.dest}_given", False)
+        current = tuple(getattr(namespace, self.dest) or ()) if seen else ()
+        setattr(namespace, self.dest, current + tuple(values))
+        setattr(namespace, f"_{self.dest}_given", True)
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
     """Add one option per dataclass field; required fields (no default) become required options."""
     hints = typing.get_type_hints(cls)
@@ -63,6 +74,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
             kwargs["type"] = lambda s, item=item: tuple(item(x) for x in s.split(",") if x)
             kwargs["metavar"] = "A,B,..."
+            kwargs["action"] = _ListAction
         elif tp in (int, float, str):
             kwargs["type"] = tp
         parser.add_argument(_flag(f.name), **kwargs)

@@ -121,3 +121,17 @@ def test_grpo_under_torchrun_keeps_both_ranks_identical(prompts, init_model, tmp
     assert [r["param_digest"] for r in rank0] == [r["param_digest"] for r in rank1]
     assert [r["step"] for r in rank0] == [1, 2, 3]
     assert all(a["batch_digest"] != b["batch_digest"] for a, b in zip(rank0, rank1, strict=True))
+
+
+def test_reward_flag_is_repeatable_and_comma_separated() -> None:
+    """`--reward accuracy --reward format=0.2,overlong` (the README's form) keeps every reward; the first use
+    replaces the default."""
+    from mathforge.cli import build_parser
+    from mathforge.config import dataclass_from_args
+
+    base = ["train", "grpo", "--prompts", "p.jsonl", "--init", "m", "--out", "r"]
+    args = build_parser().parse_args([*base, "--reward", "accuracy", "--reward", "format=0.2,overlong"])
+    assert dataclass_from_args(GRPODataConfig, args).reward == ("accuracy", "format=0.2", "overlong")
+    assert dataclass_from_args(GRPODataConfig, build_parser().parse_args(base)).reward == ("accuracy",)
+    args = build_parser().parse_args([*base, "--reward", "format"])
+    assert dataclass_from_args(GRPODataConfig, args).reward == ("format",)
