@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/math_extraction.py
 	$(PY) bench/dedup_bench.py --docs 20000
 	$(PY) bench/decontam_bench.py
+	$(PY) bench/hostile_pages.py --job
 
 # Mutation testing (slow, not in CI): surviving mutants per module, see bench/mutants.py.
 MUTANTS ?= --sample 40

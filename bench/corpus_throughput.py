@@ -1,10 +1,13 @@
 """Throughput of the corpus job: pages/s per core, and where the time goes.
 
 Two measurements on the same crawl, in one run:
-1. stage profile, one process on one core: WARC reading, charset decoding, raw-HTML prefilter, fast text
-   pass, math-aware extraction (prefilter hits and high stage-one scores only), math scoring, language ID and
-   Parquet writing, each timed separately (shares of the total);
+1. stage profile, one process on one core: WARC reading, then the job's own page route
+   (`pipeline.route.route_page`: charset decoding, raw-HTML prefilter, fast text pass, math scoring, math-aware
+   extraction where the route sends a page to it, language ID), then Parquet writing, each stage timed
+   separately (shares of the total);
 2. the Spark job end to end in local[1] (one core), from the job's own wall time, and in local[2].
+Both run the job's default mode (the two-stage math verdict), the mode whose cost the reference figures in
+DESIGN.md describe; `--min-math-score 0` publishes every page's main text, so it extracts every page.
 
 The crawl is ../shared/tools/make_bench_crawl.py's (real pages, 2% math; the one the reference figures in
 DESIGN.md were measured on) when ../shared is present, else the generated sample crawl.
@@ -30,13 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from classifiers.langid import LanguageIdentifier  # noqa: E402
-from classifiers.math_decision import MathDecisionConfig, needs_math_extraction  # noqa: E402
 from classifiers.math_score import RuleMathScorer  # noqa: E402
-from crawl.charset import decode_html  # noqa: E402
 from crawl.inputs import resolve_inputs  # noqa: E402
-from crawl.math_extract import extract_fast_text, extract_math_text  # noqa: E402
-from crawl.prefilter import math_prefilter  # noqa: E402
 from crawl.warc import read_html_responses  # noqa: E402
+from pipeline.filters import PageFilterConfig, drop_reason, page_filters  # noqa: E402
+from pipeline.route import route_page  # noqa: E402
 
 BENCH_TOOL = REPO.parent / "shared" / "tools" / "make_bench_crawl.py"
 
@@ -58,40 +59,36 @@ def make_crawl(dest: Path, files: int, per_file: int) -> tuple[Path, str]:
             stdout=subprocess.DEVNULL,
         )
         return dest, f"make_bench_crawl.py ({files} x {per_file} real pages, 2% math)"
-    from crawl.sample_crawl import write_sample_crawl
+    from samplecrawl.writer import write_sample_crawl
 
     write_sample_crawl(dest, n_files=files, records_per_file=per_file)
     return dest, f"generated sample crawl ({files} x {per_file})"
 
 
 def stage_profile(paths: list[str]) -> dict:
-    """Time each stage of the job's per-page path on one core (the same functions the job composes)."""
-    lid, scorer, decision = LanguageIdentifier(), RuleMathScorer(), MathDecisionConfig()
+    """Time each stage of the job's per-page route on one core (`route_page` times its own stages)."""
+    lid, scorer, filters = LanguageIdentifier(), RuleMathScorer(), page_filters(PageFilterConfig())
     lid.predict("warm up")
-    t = Counter()
+    t: Counter = Counter()
     rows: list[dict] = []
     counters: Counter = Counter()
     extracted = 0
-
-    def timed(stage: str, fn, *args):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        t[stage] += time.perf_counter() - t0
-        return out
-
     for path in paths:
         iterator = read_html_responses(path, counters)
-        while (response := timed("read", next, iterator, None)) is not None:
-            html = timed("decode", lambda r: decode_html(r.body, r.content_type).text, response)
-            prefilter = timed("prefilter", math_prefilter, response.body)
-            text = timed("fast_text", extract_fast_text, html)
-            score = timed("score", scorer.score, text)
-            if needs_math_extraction(prefilter, score, decision):
-                extracted += 1
-                text = timed("math_extract", extract_math_text, html, response.url)
-                score = timed("score", scorer.score, text)
-            lang = timed("langid", lid.predict, text)
-            rows.append({"url": response.url, "lang": lang.lang, "math_score": score, "text": text})
+        while True:
+            t0 = time.perf_counter()
+            response = next(iterator, None)
+            t["read"] += time.perf_counter() - t0
+            if response is None:
+                break
+            page = route_page(
+                response.body, response.content_type, response.url, scorer=scorer, langid=lid, timings=t
+            )
+            extracted += page.math_extracted
+            if drop_reason(filters, page) is None:  # the pages the job would write
+                rows.append(
+                    {"url": page.url, "lang": page.lang, "math_score": page.math_score, "text": page.text}
+                )
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         pq.write_table(pa.Table.from_pylist(rows), f"{tmp}/part.parquet", compression="zstd")
@@ -123,8 +120,6 @@ def spark_run(paths_spec: str, cores: int, out: Path) -> dict:
         str(out),
         "--master",
         f"local[{cores}]",
-        "--min-math-score",
-        "0",
         "--overwrite",
     ]
     started = time.perf_counter()

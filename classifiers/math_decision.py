@@ -1,23 +1,23 @@
-"""The two-stage math decision for one page: prefilter and fast text for every page, math-aware text for some.
+"""The rules of the two-stage math decision: which pages pay for math extraction, and which are math.
 
-Stage one costs little on every page: the raw-HTML prefilter (`crawl.prefilter`) and a score of the fast
-text (`crawl.math_extract.extract_fast_text`). Only pages that pass the prefilter, or whose stage-one
-score is already high, pay for stage two: math-aware extraction (`extract_math_text`) and a final score
-of that text. The prefilter never decides alone: a prefilter miss can still be recalled by the stage-one
-score, and a prefilter hit is judged on its extracted text. Strong markup (MathML, TeX scripts, formula
-images, TeX commands in the HTML) lowers the bar the final score must clear, because a page that carries
-real formulas and whose text holds some of them is a math page even when the prose around them is short.
+Stage one costs little on every page: the raw-HTML prefilter (`crawl.prefilter`) and a score of the cheap
+fast text. Only pages that pass the prefilter, or whose stage-one score is already high, pay for stage two:
+math-aware extraction and a final score of that text. The prefilter never decides alone: a prefilter miss
+can still be recalled by the stage-one score, and a prefilter hit is judged on its extracted text. Strong
+markup (MathML, TeX scripts, formula images, TeX commands in the HTML) lowers the bar the final score must
+clear, because a page that carries real formulas and whose text holds some of them is a math page even when
+the prose around them is short.
 
-Every stage's outcome is kept on the `MathDecision`, so `mathforge inspect` can show why a page was kept.
+Only the rules live here, as pure functions of scores and prefilter signals; the route that runs the
+extractors and applies them to one page is `pipeline.route`. Every stage's outcome is kept on the
+`MathDecision`, so `mathforge inspect` can show why a page was kept.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from classifiers.math_score import MathScorer, RuleMathScorer
-from crawl.math_extract import extract_fast_text, extract_math_text
-from crawl.prefilter import STRONG_SIGNALS, PrefilterResult, math_prefilter
+from crawl.prefilter import STRONG_SIGNALS, PrefilterResult
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,16 @@ class MathDecisionConfig:
 
 @dataclass(frozen=True)
 class MathDecision:
-    """What each stage decided about a page, and the text to keep for it."""
+    """What each stage decided about a page, and the text its scores were computed on."""
 
     prefilter: PrefilterResult
     stage_one_score: float
     extracted: bool  # whether the math-aware extraction ran
     final_score: float  # score of the math-aware text, or the stage-one score when it did not run
     is_math: bool
-    text: str  # math-aware text when extracted, else the fast text
+    text: str  # math-aware text when extracted, else the fast text (scored only, never published)
+    extractor: str = ""  # which main-content extraction gave `text` (crawl.main_content), "" when none ran
+    extractor_reason: str = ""  # why that one: "default", "formulas", "coverage", "no_main_content"
 
     def stages(self) -> dict[str, object]:
         """The decision without the text, JSON-ready (for `inspect` and logs)."""
@@ -58,6 +60,8 @@ class MathDecision:
             "prefilter_signals": list(self.prefilter.signals),
             "stage_one_score": round(self.stage_one_score, 6),
             "math_extracted": self.extracted,
+            "extractor": self.extractor,
+            "extractor_reason": self.extractor_reason,
             "final_score": round(self.final_score, 6),
             "is_math": self.is_math,
         }
@@ -76,23 +80,7 @@ def is_math_page(prefilter: PrefilterResult, final_score: float, config: MathDec
     return final_score >= (config.markup_math_threshold if strong else config.math_threshold)
 
 
-def decide_math_page(
-    html: str,
-    url: str | None = None,
-    scorer: MathScorer | None = None,
-    config: MathDecisionConfig | None = None,
-    raw: bytes | None = None,
-) -> MathDecision:
-    """Run both stages on one page; `raw` (the undecoded body) makes the prefilter cheaper when given."""
-    scorer = scorer or RuleMathScorer()
-    config = config or MathDecisionConfig()
-    prefilter = math_prefilter(raw if raw is not None else html)
-    fast_text = extract_fast_text(html)
-    stage_one = float(scorer.score(fast_text[: config.stage_one_chars])) if fast_text else 0.0
-    if not needs_math_extraction(prefilter, stage_one, config):
-        return MathDecision(
-            prefilter, stage_one, False, stage_one, is_math_page(prefilter, stage_one, config), fast_text
-        )
-    math_text = extract_math_text(html, url)
-    final = float(scorer.score(math_text)) if math_text else 0.0
-    return MathDecision(prefilter, stage_one, True, final, is_math_page(prefilter, final, config), math_text)
+def passes_math_bar(is_math: bool, math_score: float, min_math_score: float | None) -> bool:
+    """The corpus keep rule on a page's math: the verdict by default, a plain score floor when one is set
+    (`--min-math-score`; 0 keeps every page)."""
+    return is_math if min_math_score is None else math_score >= min_math_score

@@ -20,9 +20,9 @@ _CONFIG = use_config()
 _CONFIG.set("DEFAULT", "EXTRACTION_TIMEOUT", "0")
 
 
-def extract_main_text(html: str | etree._Element, url: str | None = None) -> str:
-    """The page's main text (from HTML or an already parsed tree), paragraphs separated by newlines; '' only
-    for pages with no text at all. Plain-text output: `$`, `\\`, `_` and `^` pass through unescaped."""
+def trafilatura_text(html: str | etree._Element, url: str | None = None) -> str | None:
+    """trafilatura's main text (from HTML or a parsed tree); None when it finds no main content. Plain-text
+    output: `$`, `\\`, `_` and `^` pass through unescaped."""
     try:
         text = trafilatura.extract(
             html,
@@ -36,10 +36,20 @@ def extract_main_text(html: str | etree._Element, url: str | None = None) -> str
         )
     except Exception as exc:  # lxml raises on some pathological documents
         log.debug("trafilatura failed on %s: %s", url, exc)
-        text = None
-    if text:
-        return text.strip()
+        return None
+    text = (text or "").strip()
+    return text or None
+
+
+def whole_page_text(html: str | etree._Element) -> str:
+    """All of the page's text, for pages in which no extractor finds main content."""
     try:
         return (trafilatura.html2txt(html) or "").strip()
     except Exception:
         return ""
+
+
+def extract_main_text(html: str | etree._Element, url: str | None = None) -> str:
+    """The page's main text by trafilatura, paragraphs separated by newlines, or its whole text when
+    trafilatura finds no main content; '' only for pages with no text at all."""
+    return trafilatura_text(html, url) or whole_page_text(html)

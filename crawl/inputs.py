@@ -2,8 +2,9 @@
 
 Accepted forms, as Common Crawl users have them: one WARC file, a directory of WARC files, a glob, or a paths
 file (one path or URL per line, optionally gzipped, like `warc.paths.gz`). Relative entries in a paths file
-resolve against the paths file's directory. Remote schemes (`s3://`, `https://`) are recognised so the error
-says what is missing instead of "file not found"; opening them is a later roadmap item.
+resolve against the paths file's directory. Remote schemes (`s3://`, `https://`, ...) are recognised and
+refused while the inputs are resolved, on the driver before Spark starts, with a message that says what to
+do instead of "file not found" or a job that counts every input unreadable; reading them is roadmap item 11.
 """
 
 from __future__ import annotations
@@ -25,6 +26,22 @@ class InputError(ValueError):
 
 def is_remote(location: str) -> bool:
     return location.startswith(REMOTE_SCHEMES)
+
+
+def remote_input_message(location: str) -> str:
+    """Why a remote location cannot be read, and what to do instead."""
+    scheme = location.split("://", 1)[0]
+    return (
+        f"{scheme}:// inputs are not supported yet (roadmap item 11): copy the files locally or mount them "
+        f"({location})"
+    )
+
+
+def _refuse_remote(entries: list[str], source: str) -> None:
+    remote = [entry for entry in entries if is_remote(entry)]
+    if remote:
+        more = f" and {len(remote) - 1} more remote inputs" if len(remote) > 1 else ""
+        raise InputError(f"{source}: {remote_input_message(remote[0])}{more}")
 
 
 def is_warc_name(name: str) -> bool:
@@ -58,15 +75,14 @@ def resolve_inputs(spec: str | os.PathLike[str] | list[str]) -> list[str]:
 
     Sorting makes task assignment, shard names and therefore the output independent of directory order.
     Entries of a paths file are kept even if they do not exist yet: a missing file is a per-input failure
-    counted by the job, not a reason to refuse the other thousands of inputs.
+    counted by the job, not a reason to refuse the other thousands of inputs. Remote entries, given
+    directly or listed in a paths file, are refused with `InputError` until they can be read.
     """
     specs = spec if isinstance(spec, list) else [s for s in str(spec).split(",") if s.strip()]
     found: list[str] = []
     for raw in specs:
         item = raw.strip()
-        if is_remote(item):
-            found.append(item)
-            continue
+        _refuse_remote([item], "--input")
         path = Path(item).expanduser()
         if any(ch in item for ch in "*?["):
             matches = sorted(m for m in glob.glob(str(path), recursive=True) if os.path.isfile(m))
@@ -83,6 +99,7 @@ def resolve_inputs(spec: str | os.PathLike[str] | list[str]) -> list[str]:
                 entries = _read_paths_file(path)
                 if not entries:
                     raise InputError(f"paths file {item!r} lists no inputs")
+                _refuse_remote(entries, f"paths file {item!r}")
                 found.extend(entries)
             else:
                 found.append(str(path.resolve()))
@@ -94,8 +111,5 @@ def resolve_inputs(spec: str | os.PathLike[str] | list[str]) -> list[str]:
 def open_input(location: str) -> BinaryIO:
     """Open one WARC location for streaming reads (the raw bytes; warcio handles the gzip members)."""
     if is_remote(location):
-        scheme = location.split("://", 1)[0]
-        raise NotImplementedError(
-            f"{scheme}:// inputs are not supported yet (roadmap item 9); copy the files locally or mount them"
-        )
+        raise NotImplementedError(remote_input_message(location))
     return open(location, "rb", buffering=1 << 20)

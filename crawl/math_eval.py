@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _WS_RE = re.compile(r"\s+")
-GOLD_DIR = "html_math/mineru-webkit_ccmath"
+# Folders of real math pages with gold formula lists (same layout: index.jsonl + expected_* files).
+GOLD_DIRS = ("html_math/mineru-webkit_ccmath", "html_math/defuddle")
+GOLD_TEXT_DIR = "html_general/magic-html"
+MIN_GOLD_LINE = 25  # shorter gold lines (names, dates, "Reply") say little about which blocks were kept
 
 
 def squash(text: str) -> str:
@@ -53,19 +56,47 @@ class GoldPage:
 
 def gold_pages(data_root: Path) -> list[GoldPage]:
     """The math pages with gold formula lists (display and inline files, one formula per line)."""
-    folder = data_root / GOLD_DIR
     pages = []
-    for line in (folder / "index.jsonl").read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        formulas: list[str] = []
-        for key in ("expected_display", "expected_inline"):
-            if entry.get(key):
-                text = (folder / entry[key]).read_text(encoding="utf-8")
-                formulas += [f for f in text.split("\n") if f.strip()]
-        if formulas:
-            name = entry["file"].removesuffix(".gz").removesuffix(".html")
-            pages.append(GoldPage(name, folder / entry["file"], entry.get("url"), formulas))
+    for gold_dir in GOLD_DIRS:
+        folder = data_root / gold_dir
+        for line in (folder / "index.jsonl").read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            formulas: list[str] = []
+            for key in ("expected_display", "expected_inline"):
+                if entry.get(key):
+                    text = (folder / entry[key]).read_text(encoding="utf-8")
+                    formulas += [f for f in text.split("\n") if f.strip()]
+            if formulas:
+                name = entry["file"].removesuffix(".gz").removesuffix(".html")
+                pages.append(GoldPage(name, folder / entry["file"], entry.get("url"), formulas))
     return pages
+
+
+@dataclass(frozen=True)
+class GoldTextPage:
+    name: str
+    kind: str  # "forum" or "article"
+    path: Path
+    url: str | None
+    lines: list[str]  # gold main-content lines of at least MIN_GOLD_LINE characters
+
+
+def gold_text_pages(data_root: Path) -> list[GoldTextPage]:
+    """magic-html's article and forum pages with their gold main content, split into lines."""
+    folder = data_root / GOLD_TEXT_DIR
+    gold = json.loads(gzip.decompress((folder / "gold.json.gz").read_bytes()))
+    pages = []
+    for name, entry in sorted(gold.items()):
+        lines = [line for line in entry["gold_content"].split("\n") if len(line.strip()) >= MIN_GOLD_LINE]
+        if lines:
+            pages.append(GoldTextPage(name, entry["category"], folder / name, entry.get("url"), lines))
+    return pages
+
+
+def line_recall(text: str, lines: list[str]) -> float:
+    """Share of the gold lines that occur in `text`, whitespace removed on both sides."""
+    haystack = squash(text)
+    return sum(1 for line in lines if squash(line) in haystack) / len(lines) if lines else 1.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +112,8 @@ def labelled_pages(data_root: Path) -> Iterator[LabelledPage]:
     for line in (data_root / "html_math/math_pages_index.jsonl").read_text(encoding="utf-8").splitlines():
         entry = json.loads(line)
         if entry["is_math"]:
-            yield LabelledPage(entry["file"], entry.get("url"), True, entry["file"].startswith(GOLD_DIR))
+            gold_set = entry["file"].startswith(GOLD_DIRS)
+            yield LabelledPage(entry["file"], entry.get("url"), True, gold_set)
     for line in (data_root / "html_general/pages_index.jsonl").read_text(encoding="utf-8").splitlines():
         entry = json.loads(line)
         if not entry["is_math"]:

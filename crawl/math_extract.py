@@ -10,8 +10,10 @@ where formula images carry their TeX.
 `extract_math_text` is the publishing path: the page's formulas are first rewritten in place as
 `$...$` / `$$...$$` (`crawl.math_markup`), formula text left loose in layout containers is given a
 paragraph of its own (trafilatura discards loose text in `<div>`/`<center>` blocks and would drop the
-display formulas with it), then trafilatura extracts the main text. Its plain-text output neither
-escapes nor strips `$`, `\\`, `_` or `^`, and tables and lists are kept, so the LaTeX survives.
+display formulas with it), then the main text is selected (`crawl.main_content`: trafilatura's, or
+resiliparse's main-content text where trafilatura lost formulas or most of the page). Both plain-text
+outputs neither escape nor strip `$`, `\\`, `_` or `^`, and tables and lists are kept, so the LaTeX survives.
+A `Deadline` is checked between these steps and inside the rewrite (`crawl.deadline`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import logging
 from lxml import etree
 from resiliparse.extract.html2text import extract_plain_text
 
-from crawl.extract import extract_main_text
+from crawl.deadline import NO_DEADLINE, Deadline
+from crawl.main_content import MainText, select_main_text
 from crawl.math_markup import latexify_tree, parse_html
 from crawl.mathml_tex import local_name
 
@@ -66,10 +69,11 @@ def _paragraph(text: str) -> etree._Element:
     return para
 
 
-def promote_loose_formulas(root: etree._Element) -> int:
+def promote_loose_formulas(root: etree._Element, deadline: Deadline = NO_DEADLINE) -> int:
     """Give formula-bearing text that sits loose in a layout container its own <p>; returns how many."""
     promoted = 0
     for el in list(root.iter()):
+        deadline.check()
         if local_name(el) not in _LOOSE_TEXT_PARENTS:
             continue
         if _has_formula(el.text) and len(el):
@@ -84,14 +88,20 @@ def promote_loose_formulas(root: etree._Element) -> int:
     return promoted
 
 
-def extract_math_text(html: str, url: str | None = None) -> str:
-    """Main text with every formula as LaTeX ($...$ inline, $$...$$ display); '' for pages without text."""
+NO_TEXT = MainText("", "none", "no_text", 0)
+
+
+def extract_math_text(html: str, url: str | None = None, deadline: Deadline = NO_DEADLINE) -> MainText:
+    """Main text with every formula as LaTeX ($...$ inline, $$...$$ display), and which extractor chose
+    it (`crawl.main_content`); empty text for pages without any. Raises `PageTimeout` once `deadline` passes."""
     root = parse_html(html)
     if root is None:
-        return ""
+        return NO_TEXT
+    deadline.check()
     try:
-        latexify_tree(root)
-        promote_loose_formulas(root)
+        latexify_tree(root, deadline)
+        promote_loose_formulas(root, deadline)
     except (ValueError, etree.LxmlError) as exc:  # keep whatever was rewritten; extraction still runs
         log.warning("math markup rewrite failed on %s: %s", url, exc)
-    return extract_main_text(root, url)
+    deadline.check()
+    return select_main_text(root, url)

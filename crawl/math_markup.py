@@ -19,7 +19,10 @@ processed (the order matters: rendered copies are dropped where the source is pr
 5. source containers such as `.math-container`, `.math`, `.tex`, `.arithmatex` holding raw TeX;
 6. `katex.render("...", element)` calls in page scripts.
 
-Nothing here raises on broken HTML: a document that cannot be parsed is returned unchanged.
+Nothing here raises on broken HTML: a document that cannot be parsed is returned unchanged. Nothing costs
+more than linear time in the page either, whatever its shape (hundreds of thousands of formulas side by
+side, megabyte lines, deep nesting: bench/hostile_pages.py), and a `Deadline` passed in is checked once per
+element, raising `PageTimeout` when the page's time is up.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from __future__ import annotations
 import html as html_lib
 import logging
 import re
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import lxml.html
 from lxml import etree
 
+from crawl.deadline import NO_DEADLINE, Deadline
 from crawl.mathml_tex import local_name, mathml_to_tex
 
 log = logging.getLogger(__name__)
@@ -135,12 +141,16 @@ def _js_unquote(literal: str) -> str:
     )
 
 
+_MAX_CONFIG_BLOCK = 10_000  # characters of a delimiter config list; real ones take a few dozen
+
+
 def _bracket_block(text: str, start: int) -> str:
-    """The balanced [...] starting at text[start] (or up to the end if unbalanced)."""
+    """The balanced [...] starting at text[start] (if unbalanced, up to `_MAX_CONFIG_BLOCK` characters)."""
     depth = 0
     i = start
+    end = min(len(text), start + _MAX_CONFIG_BLOCK)
     quote = ""
-    while i < len(text):
+    while i < end:
         ch = text[i]
         if quote:
             if ch == "\\":
@@ -156,13 +166,17 @@ def _bracket_block(text: str, start: int) -> str:
             if depth == 0:
                 return text[start : i + 1]
         i += 1
-    return text[start:]
+    return text[start:end]
 
 
 def _config_pairs(script: str, key: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
+    scanned = 0  # a key inside the block just read is read already: each character is scanned once
     for m in re.finditer(r"\b" + key + r"\s*[:=]\s*\[", script):
+        if m.start() < scanned:
+            continue
         block = _bracket_block(script, m.end() - 1)
+        scanned = m.end() - 1 + len(block)
         pairs.extend((_js_unquote(a), _js_unquote(b)) for a, b in _JS_PAIR_RE.findall(block))
     return pairs
 
@@ -186,20 +200,102 @@ def page_delimiters(scripts: list[str]) -> Delimiters:
     return Delimiters(inline=clean(inline), display=clean(display))
 
 
-def _delimiter_regex(delims: Delimiters) -> tuple[re.Pattern[str], list[bool]]:
-    """One alternation over all pairs, longest opening first; the list says which groups are display."""
-    pairs = [(left, right, True) for left, right in delims.display] + [
-        (left, right, False) for left, right in delims.inline
-    ]
-    pairs.sort(key=lambda p: -len(p[0]))
-    alternatives = []
-    is_display = []
-    for left, right, display in pairs:
-        guard = r"(?<!\\)" if left.startswith("$") else ""
-        body = r"(?=\S)([^$]{1,4000}?)" if left.startswith("$") else r"([\s\S]{1,8000}?)"
-        alternatives.append(guard + re.escape(left) + body + re.escape(right))
-        is_display.append(display)
-    return re.compile("|".join(alternatives)), is_display
+_MAX_DOLLAR_BODY = 4000  # characters between `$`-style delimiters (no `$` inside)
+_MAX_BODY = 8000  # characters between other delimiters, e.g. \\[ ... \\]
+
+
+@dataclass(frozen=True)
+class _Pair:
+    left: str
+    right: str
+    display: bool
+
+    @property
+    def dollar(self) -> bool:
+        return self.left.startswith("$")
+
+
+class _Occurrences:
+    """Where each delimiter string occurs in one text (overlaps included), found once per string, so that
+    every "next closing delimiter" question costs a bisection instead of a scan."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._starts: dict[str, list[int]] = {}
+
+    def next(self, needle: str, start: int) -> int:
+        """First offset >= start where `needle` occurs, or -1."""
+        starts = self._starts.get(needle)
+        if starts is None:
+            starts = self._starts[needle] = []
+            at = self.text.find(needle)
+            while at >= 0:
+                starts.append(at)
+                at = self.text.find(needle, at + 1)
+        i = bisect_left(starts, start)
+        return starts[i] if i < len(starts) else -1
+
+
+class DelimiterScanner:
+    """Finds delimited TeX in a text node in one left-to-right pass.
+
+    Matches are those of one regex alternation over all pairs (longest opening first, leftmost match wins,
+    shortest body): `$`-style openings not escaped by a backslash, followed by a non-space, and a body of
+    1-4000 characters without `$`; other pairs take a body of 1-8000 characters. A regex does this with a
+    bounded but large scan from every opening; here each closing delimiter is found by bisection, so a
+    megabyte line full of unclosed `\\(` costs what its length costs.
+    """
+
+    def __init__(self, delims: Delimiters):
+        pairs = [_Pair(left, right, True) for left, right in delims.display]
+        pairs += [_Pair(left, right, False) for left, right in delims.inline]
+        self.pairs = sorted(pairs, key=lambda p: -len(p.left))
+        self.literals = frozenset(p.left for p in self.pairs)
+        self._opening = re.compile("|".join(re.escape(left) for left in sorted(self.literals, key=len)[::-1]))
+
+    def may_match(self, text: str | None) -> bool:
+        """Cheap gate: whether any opening delimiter occurs at all."""
+        return bool(text) and any(lit in text for lit in self.literals)  # type: ignore[operator]
+
+    def _close(self, text: str, found: _Occurrences, at: int, pair: _Pair) -> int:
+        """Offset of the closing delimiter for `pair` opened at `at`, or -1."""
+        if not text.startswith(pair.left, at):
+            return -1
+        body = at + len(pair.left)
+        if pair.dollar:
+            if (at and text[at - 1] == "\\") or body >= len(text) or text[body].isspace():
+                return -1
+            next_dollar = found.next("$", body)
+            limit = min(body + _MAX_DOLLAR_BODY, len(text) if next_dollar < 0 else next_dollar)
+        else:
+            limit = body + _MAX_BODY
+        close = found.next(pair.right, body + 1)
+        return close if 0 <= close <= limit else -1
+
+    def formulas(self, text: str) -> Iterator[tuple[int, int, str, bool]]:
+        """(start, end, tex, display) of each delimited formula, left to right, not overlapping."""
+        found = _Occurrences(text)
+        pos = 0
+        while (opening := self._opening.search(text, pos)) is not None:
+            at = opening.start()
+            pos = at + 1
+            for pair in self.pairs:
+                close = self._close(text, found, at, pair)
+                if close >= 0:
+                    yield at, close + len(pair.right), text[at + len(pair.left) : close], pair.display
+                    pos = close + len(pair.right)
+                    break
+
+    def rewrite(self, text: str) -> tuple[str, int]:
+        """The text with each formula that has content wrapped as `$..$`/`$$..$$`; and how many."""
+        pieces: list[str] = []
+        done = count = 0
+        for start, end, tex, display in self.formulas(text):
+            if has_content(tex):
+                pieces += (text[done:start], wrap_tex(tex, display))
+                done = end
+                count += 1
+        return ("".join(pieces) + text[done:], count) if count else (text, 0)
 
 
 def wrap_tex(tex: str, display: bool) -> str:
@@ -217,21 +313,6 @@ def has_content(tex: str) -> bool:
     return not _EMPTY_TEX_RE.match(tex)
 
 
-def _rewrite_delimited(text: str, pattern: re.Pattern[str], is_display: list[bool]) -> tuple[str, int]:
-    count = 0
-
-    def repl(m: re.Match[str]) -> str:
-        nonlocal count
-        idx = m.lastindex or 1
-        tex = m.group(idx)
-        if not has_content(tex):
-            return m.group(0)
-        count += 1
-        return wrap_tex(tex, is_display[idx - 1])
-
-    return pattern.sub(repl, text), count
-
-
 def _classes(el: etree._Element) -> str:
     return el.get("class") or ""
 
@@ -241,79 +322,119 @@ def _is_hidden(el: etree._Element) -> bool:
     return "display:none" in style
 
 
-def _text_nodes_rewrite(root: etree._Element, delims: Delimiters, report: LatexifyReport) -> None:
+_PLACEHOLDER = "mathforge-text"  # a tag no page uses: the stand-in for a replaced element
+_INLINE_PARENTS = frozenset({"p", "span", "a", "li", "td", "th", "em", "strong", "b", "i", "font"})
+
+
+class _Rewrite:
+    """One latexify run over a tree: its report, its deadline, and tree edits that cost O(1) each.
+
+    Replacing an element by text means appending to a neighbour's text, and with thousands of formulas side
+    by side that neighbour's text is rewritten once per formula (quadratic). Instead an element is swapped
+    for a placeholder holding its text, and `merge_placeholders` splices all placeholders into the
+    surrounding text once per pass. Elements taken out are remembered, so later visits skip them without
+    walking up to the root.
+    """
+
+    def __init__(self, root: etree._Element, deadline: Deadline):
+        self.root = root
+        self.deadline = deadline
+        self.report = LatexifyReport()
+        self._gone: set[etree._Element] = set()
+
+    def is_gone(self, el: etree._Element) -> bool:
+        """True once el, or an ancestor, was replaced."""
+        return el in self._gone
+
+    def _swap(self, el: etree._Element, new: etree._Element) -> None:
+        parent = el.getparent()
+        if parent is None:
+            return
+        new.tail = el.tail
+        self._gone.update(el.iter())  # each element is taken out at most once: linear over a run
+        parent.replace(el, new)
+
+    def replace_with_text(self, el: etree._Element, text: str) -> None:
+        """Put `text` where `el` was (keeping el's tail) and take el out."""
+        holder = etree.Element(_PLACEHOLDER)
+        holder.text = text
+        self._swap(el, holder)
+
+    def replace_with_formula(self, el: etree._Element, tex: str, display: bool) -> None:
+        """Replace el by the formula; display math in a block container becomes its own paragraph."""
+        parent = el.getparent()
+        if parent is None:
+            return
+        if display and local_name(parent) not in _INLINE_PARENTS:
+            para = etree.Element("p")
+            para.text = wrap_tex(tex, True)
+            self._swap(el, para)
+            return
+        pad = " " if display else ""
+        self.replace_with_text(el, pad + wrap_tex(tex, display) + pad)
+
+    def remove_keep_tail(self, el: etree._Element) -> None:
+        self.replace_with_text(el, "")
+
+    def merge_placeholders(self) -> None:
+        """Splice every placeholder's text into its parent's text or its previous sibling's tail."""
+        parents = dict.fromkeys(holder.getparent() for holder in self.root.iter(_PLACEHOLDER))
+        for parent in parents:
+            self.deadline.check()
+            _merge_children(parent)
+
+
+def _merge_children(parent: etree._Element) -> None:
+    """One pass over parent's children: each run of placeholders joins the text before it."""
+    pieces = [parent.text or ""]
+    anchor: etree._Element | None = None  # whose tail the pieces become (None: the parent's text)
+    merged = False
+    for child in list(parent):
+        if child.tag == _PLACEHOLDER:
+            pieces += (child.text or "", child.tail or "")
+            parent.remove(child)  # lxml removes the tail with the element: it is in `pieces` already
+            merged = True
+            continue
+        if merged:
+            _set_text(parent, anchor, "".join(pieces))
+        anchor, pieces, merged = child, [child.tail or ""], False
+    if merged:
+        _set_text(parent, anchor, "".join(pieces))
+
+
+def _set_text(parent: etree._Element, anchor: etree._Element | None, text: str) -> None:
+    if anchor is None:
+        parent.text = text or None
+    else:
+        anchor.tail = text or None
+
+
+def _text_nodes_rewrite(page: _Rewrite, delims: Delimiters) -> None:
     """Rewrite delimited TeX in every visible text node, as MathJax's tex2jax would find it."""
-    pattern, is_display = _delimiter_regex(delims)
-    literals = {left for left, _ in (*delims.inline, *delims.display)}
-
-    def has_delims(text: str | None) -> bool:
-        return bool(text) and any(lit in text for lit in literals)  # type: ignore[operator]
-
-    def walk(el: etree._Element, skip: bool) -> None:
+    scanner = DelimiterScanner(delims)
+    stack = [(page.root, False)]  # a loop, not recursion: pages nest as deep as the parser allows
+    while stack:
+        el, skip = stack.pop()
+        page.deadline.check()
         name = local_name(el)
         skip_here = skip or name in _SKIP_TAGS or bool(_SKIP_CLASSES.search(_classes(el))) or not name
-        if not skip_here and has_delims(el.text):
-            el.text, n = _rewrite_delimited(el.text, pattern, is_display)
-            report.add("delimiters", n)
+        if not skip_here and scanner.may_match(el.text):
+            el.text, n = scanner.rewrite(el.text)
+            page.report.add("delimiters", n)
         for child in el:
-            walk(child, skip_here)
-            if not skip_here and has_delims(child.tail):
-                child.tail, n = _rewrite_delimited(child.tail, pattern, is_display)
-                report.add("delimiters", n)
-
-    walk(root, False)
-
-
-def _replace_with_text(el: etree._Element, text: str) -> None:
-    """Put `text` where `el` was (keeping el's tail) and remove el."""
-    parent = el.getparent()
-    if parent is None:
-        return
-    tail = el.tail or ""
-    prev = el.getprevious()
-    if prev is not None:
-        prev.tail = (prev.tail or "") + text + tail
-    else:
-        parent.text = (parent.text or "") + text + tail
-    parent.remove(el)
-
-
-def _replace_with_formula(el: etree._Element, tex: str, display: bool) -> None:
-    """Replace el by the formula; display math in a block container becomes its own paragraph."""
-    parent = el.getparent()
-    if parent is None:
-        return
-    if display and local_name(parent) not in (
-        "p",
-        "span",
-        "a",
-        "li",
-        "td",
-        "th",
-        "em",
-        "strong",
-        "b",
-        "i",
-        "font",
-    ):
-        para = etree.Element("p")
-        para.text = wrap_tex(tex, True)
-        para.tail = el.tail
-        parent.replace(el, para)
-        return
-    _replace_with_text(el, (" " if display else "") + wrap_tex(tex, display) + (" " if display else ""))
-
-
-def _remove_keep_tail(el: etree._Element) -> None:
-    _replace_with_text(el, "")
+            stack.append((child, skip_here))
+            if not skip_here and scanner.may_match(child.tail):
+                child.tail, n = scanner.rewrite(child.tail)
+                page.report.add("delimiters", n)
 
 
 def _is_rendered_copy(el: etree._Element) -> bool:
     return bool(_RENDERED_CLASS_RE.search(_classes(el))) or local_name(el).startswith("mjx-")
 
 
-def _math_scripts(root: etree._Element, report: LatexifyReport) -> None:
-    for script in list(root.iter("script")):
+def _math_scripts(page: _Rewrite) -> None:
+    for script in list(page.root.iter("script")):
+        page.deadline.check()
         kind = (script.get("type") or "").lower()
         if not kind.startswith(("math/", "text/tex", "text/mml")):
             continue
@@ -321,7 +442,7 @@ def _math_scripts(root: etree._Element, report: LatexifyReport) -> None:
         prev = script.getprevious()
         while prev is not None and _is_rendered_copy(prev):
             before = prev.getprevious()
-            _remove_keep_tail(prev)
+            page.remove_keep_tail(prev)
             prev = before
         source = script.text or ""
         if kind.startswith(("math/tex", "text/tex")):
@@ -329,13 +450,13 @@ def _math_scripts(root: etree._Element, report: LatexifyReport) -> None:
         elif kind.startswith(("math/mml", "text/mml")):
             tex = _mathml_source_to_tex(source)
         else:  # asciimath and friends are not TeX; keep them out rather than mislabel them
-            _remove_keep_tail(script)
+            page.remove_keep_tail(script)
             continue
         if has_content(tex):
-            _replace_with_formula(script, tex, "mode=display" in kind.replace(" ", ""))
-            report.add("script", 1)
+            page.replace_with_formula(script, tex, "mode=display" in kind.replace(" ", ""))
+            page.report.add("script", 1)
         else:
-            _remove_keep_tail(script)
+            page.remove_keep_tail(script)
 
 
 def _mathml_source_to_tex(source: str) -> str:
@@ -368,12 +489,21 @@ def math_tex(math: etree._Element) -> str:
     return mathml_to_tex(math)
 
 
-def _math_count(el: etree._Element) -> int:
-    return sum(1 for e in el.iter() if local_name(e) == "math")
+def _math_counts(root: etree._Element) -> dict[etree._Element, int]:
+    """How many <math> elements each element holds (itself included), in one bottom-up pass."""
+    counts: dict[etree._Element, int] = {}
+    for el in reversed(list(root.iter())):
+        counts[el] = (local_name(el) == "math") + sum(counts[child] for child in el)
+    return counts
 
 
-def _formula_target(math: etree._Element) -> tuple[etree._Element, bool]:
-    """The outermost wrapper that renders only this formula, and whether any layer says 'display'."""
+def _formula_target(
+    math: etree._Element, math_counts: dict[etree._Element, int]
+) -> tuple[etree._Element, bool]:
+    """The outermost wrapper that renders only this formula, and whether any layer says 'display'.
+
+    `math_counts` are the page's counts before any formula was replaced: a wrapper of two formulas stays
+    one after the first is rewritten, so the second never takes its sibling's text with it."""
     target = math
     display = math.get("display") == "block" or math.get("mode") == "display"
     parent = target.getparent()
@@ -384,7 +514,7 @@ def _formula_target(math: etree._Element) -> tuple[etree._Element, bool]:
             or local_name(parent).startswith("mjx-")
             or _is_hidden(parent)
         )
-        if not is_wrapper or _math_count(parent) != 1:
+        if not is_wrapper or math_counts.get(parent) != 1:
             break
         target = parent
         display = display or "display" in classes.lower() or parent.get("display") in ("true", "block")
@@ -392,31 +522,36 @@ def _formula_target(math: etree._Element) -> tuple[etree._Element, bool]:
     return target, display
 
 
-def _mathml(root: etree._Element, report: LatexifyReport) -> None:
-    for math in [e for e in root.iter() if local_name(e) == "math"]:
-        if math.getparent() is None or _inside_removed(math, root):
+def _mathml(page: _Rewrite) -> None:
+    maths = [e for e in page.root.iter() if local_name(e) == "math"]
+    math_counts = _math_counts(page.root) if maths else {}
+    for math in maths:
+        page.deadline.check()
+        if math.getparent() is None or page.is_gone(math):
             continue
         tex = math_tex(math)
-        target, display = _formula_target(math)
+        target, display = _formula_target(math, math_counts)
         if has_content(tex):
-            _replace_with_formula(target, tex, display)
-            report.add("mathml", 1)
+            page.replace_with_formula(target, tex, display)
+            page.report.add("mathml", 1)
         else:
-            _remove_keep_tail(target)
+            page.remove_keep_tail(target)
     # MathJax v2 renderings without their source script may still carry the MathML in an attribute
-    for el in [e for e in root.iter() if isinstance(e.tag, str) and e.get("data-mathml")]:
-        if _inside_removed(el, root):
+    for el in [e for e in page.root.iter() if isinstance(e.tag, str) and e.get("data-mathml")]:
+        page.deadline.check()
+        if page.is_gone(el):
             continue
         tex = _mathml_source_to_tex(el.get("data-mathml") or "")
         if tex:
-            _replace_with_formula(el, tex, "display" in _classes(el).lower())
-            report.add("mathml", 1)
+            page.replace_with_formula(el, tex, "display" in _classes(el).lower())
+            page.report.add("mathml", 1)
 
 
-def _attribute_sources(root: etree._Element, report: LatexifyReport) -> None:
+def _attribute_sources(page: _Rewrite) -> None:
     """Elements that keep their TeX in an attribute (amp-mathml `data-formula`, editors' `data-tex`)."""
-    for el in list(root.iter()):
-        if not isinstance(el.tag, str) or local_name(el) == "img" or _inside_removed(el, root):
+    for el in list(page.root.iter()):
+        page.deadline.check()
+        if not isinstance(el.tag, str) or local_name(el) == "img" or page.is_gone(el):
             continue
         source = next((el.get(a) for a in _TEX_ATTRIBUTES if el.get(a)), None)
         if source is None:
@@ -426,16 +561,8 @@ def _attribute_sources(root: etree._Element, report: LatexifyReport) -> None:
             continue
         if display is None:
             display = el.get("display") in ("block", "true") or "display" in _classes(el).lower()
-        _replace_with_formula(el, tex, display and el.get("inline") is None)
-        report.add("attribute", 1)
-
-
-def _inside_removed(el: etree._Element, root: etree._Element) -> bool:
-    """True once an ancestor was detached from the document by an earlier replacement."""
-    top = el
-    while top.getparent() is not None:
-        top = top.getparent()
-    return top is not root
+        page.replace_with_formula(el, tex, display and el.get("inline") is None)
+        page.report.add("attribute", 1)
 
 
 def _strip_delimiters(tex: str) -> tuple[str, bool | None]:
@@ -491,19 +618,21 @@ def _image_tex(img: etree._Element) -> tuple[str, bool] | None:
     return tex, display
 
 
-def _images(root: etree._Element, report: LatexifyReport) -> None:
-    for img in list(root.iter("img")):
+def _images(page: _Rewrite) -> None:
+    for img in list(page.root.iter("img")):
+        page.deadline.check()
         found = _image_tex(img)
         if found is None:
             continue
         tex, display = found
-        _replace_with_formula(img, tex, display)
-        report.add("image", 1)
+        page.replace_with_formula(img, tex, display)
+        page.report.add("image", 1)
 
 
-def _source_containers(root: etree._Element, report: LatexifyReport) -> None:
+def _source_containers(page: _Rewrite) -> None:
     """Elements the page marks as math whose only content is raw TeX (no delimiters)."""
-    for el in list(root.iter()):
+    for el in list(page.root.iter()):
+        page.deadline.check()
         if not isinstance(el.tag, str) or not _SOURCE_CLASS_RE.search(_classes(el)):
             continue
         if any(isinstance(c.tag, str) and local_name(c) != "br" for c in el):
@@ -515,20 +644,22 @@ def _source_containers(root: etree._Element, report: LatexifyReport) -> None:
         for child in list(el):
             el.remove(child)
         el.text = wrap_tex(text, display)
-        report.add("container", 1)
+        page.report.add("container", 1)
 
 
-def _katex_render_calls(root: etree._Element, scripts: list[etree._Element], report: LatexifyReport) -> None:
-    ids = {e.get("id"): e for e in root.iter() if isinstance(e.tag, str) and e.get("id")}
+def _katex_render_calls(page: _Rewrite, scripts: list[etree._Element]) -> None:
+    ids = {e.get("id"): e for e in page.root.iter() if isinstance(e.tag, str) and e.get("id")}
     for script in scripts:
-        if script.getparent() is None or "katex.render" not in (script.text or ""):
+        source = script.text or ""  # read once: lxml builds a new string on every access
+        if script.getparent() is None or "katex.render" not in source:
             continue
-        for m in _KATEX_RENDER_RE.finditer(script.text or ""):
+        for m in _KATEX_RENDER_RE.finditer(source):
+            page.deadline.check()
             tex = _js_unquote(m.group(1)).strip()
             target = ids.get(m.group(2) or m.group(3) or "")
             if not tex:
                 continue
-            display = "displayMode:true" in (script.text or "")[m.end() : m.end() + 80].replace(" ", "")
+            display = "displayMode:true" in source[m.end() : m.end() + 80].replace(" ", "")
             if target is not None and target.getparent() is not None:
                 for child in list(target):
                     target.remove(child)
@@ -537,7 +668,7 @@ def _katex_render_calls(root: etree._Element, scripts: list[etree._Element], rep
                 span = etree.Element("span")
                 span.text = wrap_tex(tex, display)
                 script.addnext(span)
-            report.add("katex_render", 1)
+            page.report.add("katex_render", 1)
 
 
 _PARSER = lxml.html.HTMLParser(
@@ -559,19 +690,19 @@ def has_math_markup(html: str) -> bool:
     return bool(_ANY_MATH_RE.search(html))
 
 
-def latexify_tree(root: etree._Element) -> LatexifyReport:
-    """Rewrite all math in the tree in place as $..$ / $$..$$ text; returns what was done."""
-    report = LatexifyReport()
+def latexify_tree(root: etree._Element, deadline: Deadline = NO_DEADLINE) -> LatexifyReport:
+    """Rewrite all math in the tree in place as $..$ / $$..$$ text; returns what was done.
+
+    Linear in the page's size; raises `PageTimeout` once `deadline` passes (the tree is then half done)."""
+    page = _Rewrite(root, deadline)
     scripts = list(root.iter("script"))
     delims = page_delimiters([s.text or "" for s in scripts if s.text and local_name(s) == "script"])
-    _text_nodes_rewrite(root, delims, report)
-    _math_scripts(root, report)
-    _attribute_sources(root, report)
-    _mathml(root, report)
-    _images(root, report)
-    _source_containers(root, report)
-    _katex_render_calls(root, scripts, report)
-    return report
+    _text_nodes_rewrite(page, delims)
+    for step in (_math_scripts, _attribute_sources, _mathml, _images, _source_containers):
+        step(page)
+        page.merge_placeholders()  # each pass sees the text the previous one left, as plain text
+    _katex_render_calls(page, scripts)
+    return page.report
 
 
 def latexify_html(html: str) -> str:

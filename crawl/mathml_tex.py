@@ -9,6 +9,10 @@ children through so nothing is lost silently.
 
 Works on lxml trees from the HTML parser, where MathML arrives without namespace (tags may carry a
 `m:`-style prefix, which is ignored).
+
+Cost is bounded: the conversion recurses one level per MathML level, so below `MAX_DEPTH` levels a subtree
+is written as its plain text content instead (a hostile page nests thousands of `<mrow>`; real formulas stay
+far shallower), and every level's work is linear in its output.
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ _FENCE_TEX = {"{": r"\{", "}": r"\}", "‖": r"\|", "⟨": r"\langle", "⟩": r"
               "〉": r"\rangle", "⌊": r"\lfloor", "⌋": r"\rfloor", "⌈": r"\lceil", "⌉": r"\rceil", "": "."}  # fmt: skip
 _OPENERS = {"(", "[", "{", "|", "‖", "⟨", "〈", "⌊", "⌈"}
 _CLOSERS = {")", "]", "}", "|", "‖", "⟩", "〉", "⌋", "⌉"}
+
+# Levels converted structurally; deeper subtrees become their text. Each level costs a few Python frames,
+# so this keeps the conversion far from the interpreter's recursion limit wherever it is called from.
+MAX_DEPTH = 64
 
 _TEXT_ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "%": r"\%", "$": r"\$",
                                "#": r"\#", "&": r"\&", "_": r"\_"})  # fmt: skip
@@ -169,46 +177,50 @@ def _mtext(el: etree._Element) -> str:
     return r"\text" + _group(text.translate(_TEXT_ESCAPES))
 
 
-def _convert_children(el: etree._Element) -> str:
-    return _join(_convert(c) for c in _children(el))
+def _convert_children(el: etree._Element, depth: int) -> str:
+    return _join(_convert(c, depth + 1) for c in _children(el))
 
 
-def _arg(children: list[etree._Element], i: int) -> str:
-    return _convert(children[i]) if i < len(children) else ""
+def _arg(children: list[etree._Element], i: int, depth: int) -> str:
+    """The i-th child converted (children sit at `depth`), '' when it is missing."""
+    return _convert(children[i], depth) if i < len(children) else ""
 
 
 def _is_large_operator(el: etree._Element) -> bool:
+    """Whether el is (an mrow/mstyle wrapping only) a big operator or a function name; a loop, not recursion,
+    since wrappers nest as deep as a page likes."""
+    while local_name(el) in ("mrow", "mstyle") and len(kids := _children(el)) == 1:
+        el = kids[0]
     name = local_name(el)
     if name == "mo":
         text = _token_text(el)
         return text in _LIMIT_OPERATORS or text in _FUNCTION_NAMES
     if name == "mi":
         return _token_text(el) in _FUNCTION_NAMES
-    if name in ("mrow", "mstyle") and len(_children(el)) == 1:
-        return _is_large_operator(_children(el)[0])
     return False
 
 
-def _base(el: etree._Element) -> str:
+def _base(el: etree._Element, depth: int) -> str:
     """A script base: operators keep their limits semantics, everything else is braced."""
-    tex = _convert(el)
+    tex = _convert(el, depth)
     return tex if _is_large_operator(el) else _group(tex)
 
 
-def _scripts(el: etree._Element) -> str:
+def _scripts(el: etree._Element, depth: int) -> str:
     kids = _children(el)
     name = local_name(el)
     if not kids:
         return ""
-    base = _base(kids[0])
+    depth += 1
+    base = _base(kids[0], depth)
     if name == "msup":
-        return base + "^" + _group(_arg(kids, 1))
+        return base + "^" + _group(_arg(kids, 1, depth))
     if name == "msub":
-        return base + "_" + _group(_arg(kids, 1))
-    return base + "_" + _group(_arg(kids, 1)) + "^" + _group(_arg(kids, 2))
+        return base + "_" + _group(_arg(kids, 1, depth))
+    return base + "_" + _group(_arg(kids, 1, depth)) + "^" + _group(_arg(kids, 2, depth))
 
 
-def _under_over(el: etree._Element) -> str:
+def _under_over(el: etree._Element, depth: int) -> str:
     kids = _children(el)
     name = local_name(el)
     if not kids:
@@ -222,26 +234,27 @@ def _under_over(el: etree._Element) -> str:
     else:
         under = kids[1] if len(kids) > 1 else None
         over = kids[2] if len(kids) > 2 else None
+    depth += 1
     if _is_large_operator(base_el):
-        tex = _convert(base_el)
+        tex = _convert(base_el, depth)
         if under is not None:
-            tex += "_" + _group(_convert(under))
+            tex += "_" + _group(_convert(under, depth))
         if over is not None:
-            tex += "^" + _group(_convert(over))
+            tex += "^" + _group(_convert(over, depth))
         return tex
-    tex = _convert(base_el)
+    tex = _convert(base_el, depth)
     if over is not None:
         accent = _OVER_ACCENTS.get(_token_text(over)) if local_name(over) == "mo" else None
-        tex = accent + _group(tex) if accent else r"\overset" + _group(_convert(over)) + _group(tex)
+        tex = accent + _group(tex) if accent else r"\overset" + _group(_convert(over, depth)) + _group(tex)
     if under is not None:
         accent = _UNDER_ACCENTS.get(_token_text(under)) if local_name(under) == "mo" else None
-        tex = accent + _group(tex) if accent else r"\underset" + _group(_convert(under)) + _group(tex)
+        tex = accent + _group(tex) if accent else r"\underset" + _group(_convert(under, depth)) + _group(tex)
     return tex
 
 
-def _frac(el: etree._Element) -> str:
+def _frac(el: etree._Element, depth: int) -> str:
     kids = _children(el)
-    num, den = _arg(kids, 0), _arg(kids, 1)
+    num, den = _arg(kids, 0, depth + 1), _arg(kids, 1, depth + 1)
     thickness = (el.get("linethickness") or "").strip()
     if thickness in ("0", "0px", "0pt", "0em"):
         return r"\genfrac{}{}{0pt}{}" + _group(num) + _group(den)
@@ -252,7 +265,7 @@ def _fence(char: str) -> str:
     return _FENCE_TEX.get(char, char)
 
 
-def _mfenced(el: etree._Element) -> str:
+def _mfenced(el: etree._Element, depth: int) -> str:
     opening = el.get("open", "(")
     closing = el.get("close", ")")
     separators = "".join((el.get("separators") if el.get("separators") is not None else ",").split())
@@ -260,11 +273,11 @@ def _mfenced(el: etree._Element) -> str:
     for i, child in enumerate(_children(el)):
         if i and separators:
             parts.append(separators[min(i - 1, len(separators) - 1)])
-        parts.append(_convert(child))
+        parts.append(_convert(child, depth + 1))
     return r"\left" + _fence(opening) + _join(parts) + r"\right" + _fence(closing)
 
 
-def _mrow(el: etree._Element) -> str:
+def _mrow(el: etree._Element, depth: int) -> str:
     kids = _children(el)
     # MathJax and most converters write \left( ... \right) as an mrow framed by two fence operators.
     if len(kids) >= 2 and local_name(kids[0]) == "mo" and local_name(kids[-1]) == "mo":
@@ -276,22 +289,22 @@ def _mrow(el: etree._Element) -> str:
             and (last in _CLOSERS or last == "")
             and (first or last)
         ):
-            inner = _join(_convert(c) for c in kids[1:-1])
+            inner = _join(_convert(c, depth + 1) for c in kids[1:-1])
             return r"\left" + _fence(first) + inner + r"\right" + _fence(last)
-    return _join(_convert(c) for c in kids)
+    return _join(_convert(c, depth + 1) for c in kids)
 
 
-def _mtable(el: etree._Element) -> str:
+def _mtable(el: etree._Element, depth: int) -> str:
     rows: list[list[str]] = []
     for row in _children(el):
         name = local_name(row)
         if name not in ("mtr", "mlabeledtr"):
-            rows.append([_convert(row)])
+            rows.append([_convert(row, depth + 1)])
             continue
         cells = _children(row)
         if name == "mlabeledtr":
             cells = cells[1:]
-        rows.append([_convert(c) for c in cells])
+        rows.append([_convert(c, depth + 2) for c in cells])
     if not rows:
         return ""
     ncols = max(len(r) for r in rows) or 1
@@ -304,7 +317,7 @@ def _mtable(el: etree._Element) -> str:
     return r"\begin{array}" + _group(spec) + body + r"\end{array}"
 
 
-def _mmultiscripts(el: etree._Element) -> str:
+def _mmultiscripts(el: etree._Element, depth: int) -> str:
     kids = _children(el)
     if not kids:
         return ""
@@ -320,17 +333,21 @@ def _mmultiscripts(el: etree._Element) -> str:
     def pairs(items: list[etree._Element]) -> str:
         out = ""
         for i in range(0, len(items), 2):
-            sub = _convert(items[i]) if local_name(items[i]) != "none" else ""
-            sup = _convert(items[i + 1]) if i + 1 < len(items) and local_name(items[i + 1]) != "none" else ""
+            sub = _convert(items[i], depth + 1) if local_name(items[i]) != "none" else ""
+            sup = (
+                _convert(items[i + 1], depth + 1)
+                if i + 1 < len(items) and local_name(items[i + 1]) != "none"
+                else ""
+            )
             out += ("_" + _group(sub) if sub else "") + ("^" + _group(sup) if sup else "")
         return out
 
     prefix = "{}" + pairs(pre) if pre else ""
-    return prefix + _base(kids[0]) + pairs(post)
+    return prefix + _base(kids[0], depth + 1) + pairs(post)
 
 
-def _menclose(el: etree._Element) -> str:
-    inner = _convert_children(el)
+def _menclose(el: etree._Element, depth: int) -> str:
+    inner = _convert_children(el, depth)
     notation = el.get("notation", "longdiv")
     if "box" in notation or "roundedbox" in notation:
         return r"\boxed" + _group(inner)
@@ -341,21 +358,24 @@ def _menclose(el: etree._Element) -> str:
     return inner
 
 
-def _semantics(el: etree._Element) -> str:
+def _semantics(el: etree._Element, depth: int) -> str:
     kids = [c for c in _children(el) if local_name(c) not in ("annotation", "annotation-xml")]
-    return _convert(kids[0]) if kids else ""
+    return _convert(kids[0], depth + 1) if kids else ""
 
 
-def _token_with_children(fn: Callable[[etree._Element], str]) -> Callable[[etree._Element], str]:
+Converter = Callable[[etree._Element, int], str]
+
+
+def _token_with_children(fn: Callable[[etree._Element], str]) -> Converter:
     """Tokens cannot have element children; if the parser nested siblings in one, convert them after it."""
 
-    def convert(el: etree._Element) -> str:
-        return _join([fn(el), *(_convert(c) for c in _children(el))])
+    def convert(el: etree._Element, depth: int) -> str:
+        return _join([fn(el), *(_convert(c, depth + 1) for c in _children(el))])
 
     return convert
 
 
-_CONVERTERS: dict[str, Callable[[etree._Element], str]] = {
+_CONVERTERS: dict[str, Converter] = {
     "mi": _token_with_children(_mi),
     "mn": _token_with_children(lambda el: _chars_to_tex(_token_text(el))),
     "mo": _token_with_children(_mo),
@@ -372,33 +392,49 @@ _CONVERTERS: dict[str, Callable[[etree._Element], str]] = {
     "mover": _under_over,
     "munderover": _under_over,
     "mfrac": _frac,
-    "msqrt": lambda el: r"\sqrt" + _group(_convert_children(el)),
-    "mroot": lambda el: r"\sqrt[" + _arg(_children(el), 1) + "]" + _group(_arg(_children(el), 0)),
+    "msqrt": lambda el, depth: r"\sqrt" + _group(_convert_children(el, depth)),
+    "mroot": lambda el, depth: (
+        r"\sqrt[" + _arg(_children(el), 1, depth + 1) + "]" + _group(_arg(_children(el), 0, depth + 1))
+    ),
     "mfenced": _mfenced,
     "mrow": _mrow,
     "mtable": _mtable,
-    "mtr": lambda el: " & ".join(_convert(c) for c in _children(el)),
+    "mtr": lambda el, depth: " & ".join(_convert(c, depth + 1) for c in _children(el)),
     "mmultiscripts": _mmultiscripts,
     "menclose": _menclose,
     "semantics": _semantics,
-    "annotation": lambda el: "",
-    "annotation-xml": lambda el: "",
-    "mphantom": lambda el: r"\phantom" + _group(_convert_children(el)),
-    "maction": lambda el: _arg(_children(el), 0),
+    "annotation": lambda el, depth: "",
+    "annotation-xml": lambda el, depth: "",
+    "mphantom": lambda el, depth: r"\phantom" + _group(_convert_children(el, depth)),
+    "maction": lambda el, depth: _arg(_children(el), 0, depth + 1),
 }
 
 
-def _convert(el: etree._Element) -> str:
+def _text_content(el: etree._Element) -> str:
+    """A subtree too deep to convert, as its characters (annotations left out, as the converters do)."""
+    texts = (
+        e.text or ""
+        for e in el.iter()
+        if isinstance(e.tag, str) and local_name(e) not in ("annotation", "annotation-xml")
+    )
+    return _chars_to_tex(" ".join(" ".join(texts).split()))
+
+
+def _convert(el: etree._Element, depth: int) -> str:
+    """TeX of el, which sits `depth` levels below the element conversion started from."""
     name = local_name(el)
     if not name:
         return ""
+    if depth >= MAX_DEPTH:
+        return _text_content(el)
     fn = _CONVERTERS.get(name)
     if fn is not None:
-        return fn(el)
+        return fn(el, depth)
     # math, mstyle, mpadded, merror, mtd, and anything unknown: pass the children through.
-    return _join([_chars_to_tex(_token_text(el)), _convert_children(el)])
+    return _join([_chars_to_tex(_token_text(el)), _convert_children(el, depth)])
 
 
 def mathml_to_tex(math: etree._Element) -> str:
-    """LaTeX for a <math> element (or any MathML subtree); '' when it holds nothing convertible."""
-    return " ".join(_convert(math).split())
+    """LaTeX for a <math> element (or any MathML subtree); '' when it holds nothing convertible.
+    Levels below `MAX_DEPTH` contribute their text only, so no nesting can exhaust the stack."""
+    return " ".join(_convert(math, 0).split())

@@ -1,9 +1,10 @@
 """Labelled texts for training the math classifier: user seed files, and seeds bootstrapped from a crawl.
 
 Pure Python (no Spark): `SeedSampler.labelled_texts` is what one Spark task of the training job runs on one
-WARC file. Prefilter hits get the math-aware extraction and become positives when they carry real formulas;
-pages the prefilter passes over give clean negatives from their fast text, sampled by a stable hash so a
-re-run picks the same pages.
+WARC file. Each page takes the corpus job's route (`pipeline.route`, without language ID): the pages it sends
+to math extraction are labelled on their math-aware text and become positives when they carry real formulas;
+the others give clean negatives from the fast text they were scored on, sampled by a stable hash so a re-run
+picks the same pages.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from pathlib import Path
 import xxhash
 
 from classifiers.math_classifier import bootstrap_label
-from crawl.charset import decode_html
-from crawl.math_extract import extract_fast_text, extract_math_text
-from crawl.prefilter import math_prefilter
+from classifiers.math_score import RuleMathScorer
 from crawl.warc import read_html_responses
+from pipeline.route import route_page
 
 
 def stable_fraction(text: str, seed: int = 0) -> float:
@@ -67,12 +67,10 @@ class SeedSampler:
 
     def labelled_texts(self, location: str, counters: Counter) -> Iterator[tuple[str, str]]:
         """("math" | "other", text) pairs from one WARC file; ambiguous pages are skipped and counted."""
+        scorer = RuleMathScorer()  # routes pages only: the labels come from `bootstrap_label`
         for response in read_html_responses(location, counters):
-            html = decode_html(response.body, response.content_type).text
-            if math_prefilter(response.body).hit:
-                text = extract_math_text(html, response.url)
-            else:
-                text = extract_fast_text(html)
+            page = route_page(response.body, response.content_type, response.url, scorer=scorer)
+            text = page.text
             label = bootstrap_label(text)
             if label == "math" and self.want_positives:
                 counters["seed:math"] += 1

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from crawl.inputs import resolve_inputs
 from crawl.warc import DEFAULT_MAX_BODY_BYTES
+from pipeline.filters import PageFilterConfig
 
-ALL_LANGS = "all"
+
+class Preflight:
+    """A job config with checks that need no Spark: the launcher (`jobs.spark.run_job`) runs them before it
+    starts a session, so a bad input fails in a second with its message, not after the JVM has started."""
+
+    def preflight(self) -> None:
+        """Raise on a config the job would refuse anyway; nothing to check by default."""
+
+
+class WarcInputs(Preflight):
+    """Configs whose `input` names WARC files: the spec must resolve (exist, hold WARCs, be local)."""
+
+    input: str
+
+    def preflight(self) -> None:
+        resolve_inputs(self.input)
 
 
 @dataclass(kw_only=True)
@@ -57,7 +74,9 @@ class CorpusDedupConfig(CleaningConfig):
 
 
 @dataclass(kw_only=True)
-class CorpusBuildConfig(CleaningConfig):
+class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs):
+    """`corpus build`: the inputs, the keep rules (`PageFilterConfig`), cleaning, and how to run."""
+
     input: str = field(
         metadata={
             "help": "WARC file, directory, glob, or paths file (warc.paths[.gz]); comma-separate several"
@@ -65,42 +84,29 @@ class CorpusBuildConfig(CleaningConfig):
     )
     output: str = field(metadata={"help": "corpus directory to create (Parquet shards + manifest + stats)"})
     master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
-    langs: str = field(
-        default=ALL_LANGS, metadata={"help": "comma-separated lid.176 codes to keep, or 'all'"}
-    )
-    min_lang_score: float = field(
-        default=0.0, metadata={"help": "drop pages whose language probability is lower"}
-    )
-    min_math_score: float | None = field(
-        default=None,
-        metadata={
-            "help": "drop pages whose math score is lower (0 keeps all); default: the two-stage decision "
-            "(score >= 0.5, or >= 0.3 for pages with strong math markup)"
-        },
-    )
     math_model: str | None = field(
         default=None,
         metadata={
             "help": "trained fastText math classifier (mathforge classifier train); default: rule scorer"
         },
     )
-    min_chars: int = field(default=1, metadata={"help": "drop pages whose extracted text is shorter"})
     lid_model: str | None = field(
         default=None, metadata={"help": "path to lid.176.ftz (default: the bundled copy)"}
     )
     max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={"help": "skip larger HTTP bodies"})
+    page_time_budget: float = field(
+        default=10.0,
+        metadata={
+            "help": "seconds one page may take; a page over it is counted error:page_timeout and skipped "
+            "(0: no limit)"
+        },
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
     app_name: str = field(default="mathforge-build-corpus", metadata={"help": "Spark application name"})
 
-    def lang_set(self) -> frozenset[str] | None:
-        """Languages to keep, or None for every language."""
-        if self.langs.strip().lower() == ALL_LANGS:
-            return None
-        return frozenset(code.strip() for code in self.langs.split(",") if code.strip())
-
 
 @dataclass
-class ClassifierTrainConfig:
+class ClassifierTrainConfig(WarcInputs):
     input: str = field(metadata={"help": "crawl to sample from: WARC file, directory, glob or paths file"})
     output: str = field(metadata={"help": "model file to write (its JSON sidecar goes next to it)"})
     positives: str | None = field(

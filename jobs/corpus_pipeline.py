@@ -1,7 +1,8 @@
-"""The per-page and per-file logic of the corpus job, free of Spark so it can be tested and profiled alone.
+"""The per-file logic of the corpus job, free of Spark so it can be tested and profiled alone.
 
-record → decoded HTML → main text → language → math score → row. `analyse_html` is what `mathforge inspect`
-shows for one page; `CorpusPipeline.process_file` is what each Spark task runs on one WARC file.
+record → the page's route (`pipeline.route`: decoded HTML → main text → math score → language) → keep rules
+(`pipeline.filters`) → row. `PageAnalyser.analyse_html` is what `mathforge inspect` shows for one page;
+`CorpusPipeline.process_file` is what each Spark task runs on one WARC file.
 """
 
 from __future__ import annotations
@@ -11,40 +12,22 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from classifiers.langid import LanguageIdentifier
-from classifiers.math_decision import MathDecisionConfig, decide_math_page
+from classifiers.math_decision import MathDecisionConfig
 from classifiers.math_score import MathScorer, RuleMathScorer
 from classifiers.text_norm import text_digest
-from crawl.charset import decode_html
+from crawl.deadline import NO_DEADLINE, Deadline, PageTimeout
 from crawl.warc import HtmlResponse, read_html_responses
 from jobs.config import CorpusBuildConfig
+from jobs.corpus_schema import row_from
+from pipeline.filters import drop_reason, page_filters
+from pipeline.route import DEFAULT_DECISION, PageAnalysis, route_page
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 30.0
-
-
-@dataclass(frozen=True)
-class PageAnalysis:
-    """Everything the job decides about one page; `mathforge inspect` prints it as JSON."""
-
-    url: str | None
-    charset: str
-    charset_source: str
-    lang: str
-    lang_score: float
-    math_score: float
-    is_math: bool
-    stages: dict[str, Any]  # the two-stage math decision: prefilter, stage-one score, extraction, final score
-    n_chars: int
-    text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def document_id(record_id: str, url: str, payload_digest: str) -> str:
@@ -62,17 +45,19 @@ def domain_of(url: str) -> str:
 
 
 class PageAnalyser:
-    """Two-stage math decision, then language ID on the kept text; holds the (lazily loaded) models."""
+    """The models and rules of the page route (`pipeline.route.route_page`); the models load lazily."""
 
     def __init__(
         self,
         lid_model: str | None = None,
         math_scorer: MathScorer | None = None,
-        decision: MathDecisionConfig | None = None,
+        decision: MathDecisionConfig = DEFAULT_DECISION,
+        min_math_score: float | None = None,
     ):
         self.langid = LanguageIdentifier(lid_model)
         self.math_scorer: MathScorer = math_scorer or RuleMathScorer()
-        self.decision = decision or MathDecisionConfig()
+        self.decision = decision
+        self.min_math_score = min_math_score  # the keep rule pages will face: it decides who is extracted
 
     def load_models(self) -> None:
         """Load models up front so a broken model fails the task instead of every page one by one."""
@@ -80,22 +65,22 @@ class PageAnalyser:
         self.math_scorer.score("warm up")
 
     def analyse_html(
-        self, body: bytes, content_type: str | None = None, url: str | None = None
+        self,
+        body: bytes,
+        content_type: str | None = None,
+        url: str | None = None,
+        deadline: Deadline = NO_DEADLINE,
     ) -> PageAnalysis:
-        decoded = decode_html(body, content_type)
-        decision = decide_math_page(decoded.text, url, self.math_scorer, self.decision, raw=body)
-        language = self.langid.predict(decision.text)
-        return PageAnalysis(
-            url=url,
-            charset=decoded.charset,
-            charset_source=decoded.source,
-            lang=language.lang,
-            lang_score=round(language.score, 6),
-            math_score=round(decision.final_score, 6),
-            is_math=decision.is_math,
-            stages=decision.stages(),
-            n_chars=len(decision.text),
-            text=decision.text,
+        """Everything the job decides about one page; raises `PageTimeout` once `deadline` passes."""
+        return route_page(
+            body,
+            content_type,
+            url,
+            scorer=self.math_scorer,
+            langid=self.langid,
+            decision=self.decision,
+            min_math_score=self.min_math_score,
+            deadline=deadline,
         )
 
 
@@ -113,64 +98,67 @@ class CorpusPipeline:
 
     def __init__(self, config: CorpusBuildConfig):
         self.config = config
-        self.langs = config.lang_set()
-        self.analyser = PageAnalyser(config.lid_model, math_scorer_for(config.math_model))
-
-    def keep_reason(self, page: PageAnalysis) -> str | None:
-        """None to keep the page, else the drop reason counted in the stats."""
-        if page.n_chars < max(1, self.config.min_chars):
-            return "drop:empty_text" if page.n_chars == 0 else "drop:too_short"
-        if self.langs is not None and page.lang not in self.langs:
-            return "drop:lang"
-        if page.lang_score < self.config.min_lang_score:
-            return "drop:lang_score"
-        if self.config.min_math_score is None:
-            if not page.is_math:
-                return "drop:not_math"
-        elif page.math_score < self.config.min_math_score:
-            return "drop:math_score"
-        return None
+        self.analyser = PageAnalyser(
+            config.lid_model, math_scorer_for(config.math_model), min_math_score=config.min_math_score
+        )
+        self.filters = page_filters(config)
 
     def row_for(self, response: HtmlResponse, page: PageAnalysis) -> tuple:
-        """One output row, in `jobs.corpus_schema.COLUMN_NAMES` order."""
-        return (
-            document_id(response.record_id, response.url, response.payload_digest),
-            response.url,
-            domain_of(response.url),
-            response.crawl,
-            response.warc_path,
-            response.record_id,
-            response.fetch_time,
-            page.lang,
-            page.lang_score,
-            page.math_score,
-            page.text,
-            page.is_math,
-            page.stages["math_extracted"],
-            page.n_chars,
-            text_digest(page.text),
-            page.charset,
-            page.charset_source,
+        """One output row, built by column name (`jobs.corpus_schema`)."""
+        return row_from(
+            {
+                "id": document_id(response.record_id, response.url, response.payload_digest),
+                "url": response.url,
+                "domain": domain_of(response.url),
+                "crawl": response.crawl,
+                "warc_path": response.warc_path,
+                "warc_record_id": response.record_id,
+                "fetch_time": response.fetch_time,
+                "lang": page.lang,
+                "lang_score": page.lang_score,
+                "math_score": page.math_score,
+                "text": page.text,
+                "is_math": page.is_math,
+                "extractor": page.decision.extractor,
+                "n_chars": page.n_chars,
+                "content_digest": text_digest(page.text),
+                "charset": page.charset,
+                "charset_source": page.charset_source,
+            }
         )
 
     def process_file(self, location: str, counters: Counter) -> Iterator[tuple]:
-        """Rows for the kept pages of one WARC file. A page that raises is counted and skipped, never fatal."""
+        """Rows for the kept pages of one WARC file. A page that raises or overruns its time budget is counted
+        and skipped, never fatal."""
         self.analyser.load_models()
         started = last_log = time.monotonic()
         seen = 0
         for response in read_html_responses(location, counters, max_body_bytes=self.config.max_body_bytes):
             seen += 1
+            deadline = Deadline.after(self.config.page_time_budget)
             try:
-                page = self.analyser.analyse_html(response.body, response.content_type, response.url)
+                page = self.analyser.analyse_html(
+                    response.body, response.content_type, response.url, deadline
+                )
+            except PageTimeout:
+                counters["error:page_timeout"] += 1
+                log.warning(
+                    "page over its %.1f s budget in %s (%s): skipped",
+                    self.config.page_time_budget,
+                    location,
+                    response.record_id,
+                )
+                continue
             except Exception as exc:
                 counters["error:page_failed"] += 1
                 log.warning("page failed in %s (%s): %r", location, response.record_id, exc)
                 continue
-            reason = self.keep_reason(page)
+            reason = drop_reason(self.filters, page)
             if reason:
                 counters[reason] += 1
                 continue
             counters["kept"] += 1
+            counters[f"kept_text:{page.decision.extractor}"] += 1  # which extraction kept pages' text is from
             yield self.row_for(response, page)
             now = time.monotonic()
             if now - last_log > PROGRESS_EVERY_S:

@@ -26,7 +26,11 @@ CORPUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("math_score", "float", "math score in [0, 1] (see `math_scorer` in the manifest)"),
     ("text", "string", "extracted main text"),
     ("is_math", "bool", "the two-stage math decision (prefilter + score, see classifiers/math_decision.py)"),
-    ("math_extracted", "bool", "whether `text` came from the math-aware extractor (else the fast pass)"),
+    (
+        "extractor",
+        "string",
+        "main-content extraction that gave `text`: trafilatura, resiliparse or whole_page (crawl/main_content.py)",
+    ),
     ("n_chars", "int", "characters in `text`"),
     (
         "content_digest",
@@ -38,6 +42,19 @@ CORPUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in CORPUS_COLUMNS)
+REQUIRED_COLUMNS: tuple[str, ...] = COLUMN_NAMES[:11]  # every reader and `corpus dedup` may rely on these
+_COLUMN_SET = frozenset(COLUMN_NAMES)
+
+
+def row_from(values: dict[str, Any]) -> tuple:
+    """The one place a row becomes positional: `values` keyed by column name, in `COLUMN_NAMES` order.
+    A missing or unknown column is an error here, not a silently shifted row."""
+    if values.keys() != _COLUMN_SET:
+        missing, unknown = _COLUMN_SET - values.keys(), values.keys() - _COLUMN_SET
+        raise ValueError(
+            f"row columns differ from the schema: missing {sorted(missing)}, unknown {sorted(unknown)}"
+        )
+    return tuple(values[name] for name in COLUMN_NAMES)
 
 
 def spark_schema() -> Any:

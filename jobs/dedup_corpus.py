@@ -4,6 +4,8 @@
     mathforge corpus dedup --input corpora/a --output corpora/a-dedup
 
 Same steps, survivor rule and outputs (`removed/`, `dedup_index/`, manifest, stats) as `corpus build`.
+The input may be any Parquet table with the contract's required columns (DESIGN.md): the columns dedup
+needs beyond them (`content_digest`, `n_chars`) are computed with the build's own rules when absent.
 """
 
 from __future__ import annotations
@@ -20,14 +22,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
+from classifiers.text_norm import text_digest
 from jobs.build_corpus import finish_corpus
 from jobs.config import CorpusDedupConfig
 from jobs.corpus_output import DATA_DIR, StagedOutput, render_stats_markdown, write_corpus_reports
+from jobs.corpus_schema import REQUIRED_COLUMNS
 from jobs.spark import job_main, ship_code
 
 log = logging.getLogger("mathforge.dedup_corpus")
+
+
+def with_dedup_columns(df: DataFrame, source: str) -> DataFrame:
+    """The table with what dedup reads beyond the contract, computed as the build computes it when absent;
+    a table that lacks a required column is refused with the column's name."""
+    missing = [name for name in REQUIRED_COLUMNS if name not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{source} lacks the required corpus column(s) {', '.join(missing)} "
+            f"(required: {', '.join(REQUIRED_COLUMNS)})"
+        )
+    text = F.coalesce(F.col("text"), F.lit(""))
+    if "content_digest" not in df.columns:
+        digest = F.udf(text_digest, T.StringType(), useArrow=False)  # a plain UDF: no pandas needed
+        df = df.withColumn("content_digest", digest(text))
+    if "n_chars" not in df.columns:
+        df = df.withColumn("n_chars", F.char_length(text))  # code points, as len() counts in the build
+    return df
 
 
 def dedup_corpus(spark: SparkSession, config: CorpusDedupConfig) -> dict[str, Any]:
@@ -36,10 +60,11 @@ def dedup_corpus(spark: SparkSession, config: CorpusDedupConfig) -> dict[str, An
     data = source / DATA_DIR
     if not data.is_dir():
         raise FileNotFoundError(f"{config.input} is not a corpus directory (no {DATA_DIR}/ folder)")
+    table = with_dedup_columns(spark.read.parquet(str(data)), str(data))
     staged = StagedOutput(config.output, overwrite=config.overwrite)
     ship_code(spark)
     with staged as staging:
-        summary = finish_corpus(spark, spark.read.parquet(str(data)), staging, config)
+        summary = finish_corpus(spark, table, staging, config)
         stats = {
             "run_id": staged.run_id,
             "seconds": round(time.time() - started, 2),

@@ -15,7 +15,11 @@ from typing import TypeVar
 from pyspark import AccumulatorParam
 from pyspark.sql import SparkSession
 
-REPO_PACKAGES = ("crawl", "classifiers", "jobs", "mathforge")
+from jobs.config import Preflight
+
+# What executors import: the page code and the jobs. Not `samplecrawl` (the generated crawl's text tables, used
+# by the driver-side demo only) nor `mathforge` (the command line, which runs on the driver).
+EXECUTOR_PACKAGES = ("crawl", "classifiers", "pipeline", "jobs")
 C = TypeVar("C")
 R = TypeVar("R")
 
@@ -74,7 +78,8 @@ def get_spark(master: str | None, app_name: str, extra_conf: dict[str, str] | No
 
 
 def build_pyfiles_zip(dest_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Zip our packages (not their dependencies) for `--py-files` / `addPyFile`.
+    """Zip the packages executors import (`EXECUTOR_PACKAGES`, not their dependencies) for `--py-files` /
+    `addPyFile`.
 
     On a cluster the executors do not share the driver's environment; the dependencies come from the
     executor image, our code from this zip.
@@ -82,7 +87,7 @@ def build_pyfiles_zip(dest_dir: str | os.PathLike[str] | None = None) -> Path:
     root = Path(__file__).resolve().parents[1]
     dest = Path(dest_dir or tempfile.mkdtemp(prefix="mathforge-pyfiles-")) / "mathforge_pkgs.zip"
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        for package in REPO_PACKAGES:
+        for package in EXECUTOR_PACKAGES:
             for path in sorted((root / package).rglob("*.py")):
                 zf.write(path, path.relative_to(root).as_posix())
     return dest
@@ -100,7 +105,10 @@ def launched_by_spark_submit() -> bool:
 
 
 def run_job(job: Callable[[SparkSession, C], R], config: C, app_name: str) -> R:
-    """Start a session (or join spark-submit's), run `job(spark, config)`, stop the session."""
+    """Check the config (`Preflight`), start a session (or join spark-submit's), run `job(spark, config)`,
+    stop the session."""
+    if isinstance(config, Preflight):
+        config.preflight()
     master = None if launched_by_spark_submit() else getattr(config, "master", "local[*]")
     spark = get_spark(master, getattr(config, "app_name", app_name))
     try:

@@ -60,7 +60,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _sample_crawl(args: argparse.Namespace) -> int:
-    from crawl.sample_crawl import write_sample_crawl
+    from samplecrawl.writer import write_sample_crawl
 
     paths = write_sample_crawl(
         Path(args.out), n_files=args.files, records_per_file=args.records, seed=args.seed

@@ -17,8 +17,8 @@ from classifiers.decontaminate import (
     DecontaminationConfig,
     load_benchmark_items,
 )
-from crawl.sample_math_text import MATH_LANGS
-from crawl.sample_pages import MATH_GENRES, build_page, page_text
+from samplecrawl.math_text import MATH_LANGS
+from samplecrawl.pages import MATH_GENRES, build_page, page_text
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_defaults_are_deepseekmath_settings():
 @pytest.fixture(scope="module")
 def page_texts(shared_data: Path) -> list[tuple[bool, str]]:
     return [
-        (page.is_math, extract_math_text(read_page(shared_data / page.file), page.url))
+        (page.is_math, extract_math_text(read_page(shared_data / page.file), page.url).text)
         for page in labelled_pages(shared_data)
     ]
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import lxml.html
 import pytest
 
 from crawl.math_markup import (
+    DEFAULT_DELIMITERS,
+    Delimiters,
+    DelimiterScanner,
     has_content,
     latexify_html,
     latexify_tree,
     math_tex,
     page_delimiters,
     parse_html,
+    wrap_tex,
 )
 from crawl.mathml_tex import mathml_to_tex
 
@@ -309,3 +316,50 @@ def test_latexify_tree_reports_what_it_did():
     report = latexify_tree(root)
     assert report.counts == {"delimiters": 1, "script": 1, "mathml": 1}
     assert report.total == 3
+
+
+def _regex_rewrite(text: str, delims: Delimiters) -> tuple[str, int]:
+    """The reference: one regex alternation over all pairs (what MathJax's tex2jax finds), quadratic-prone
+    on long lines but plainly right; the scanner must match it exactly."""
+    pairs = [(left, right, True) for left, right in delims.display]
+    pairs += [(left, right, False) for left, right in delims.inline]
+    pairs.sort(key=lambda p: -len(p[0]))
+    alternatives = []
+    for left, right, _ in pairs:
+        guard = r"(?<!\\)" if left.startswith("$") else ""
+        body = r"(?=\S)([^$]{1,4000}?)" if left.startswith("$") else r"([\s\S]{1,8000}?)"
+        alternatives.append(guard + re.escape(left) + body + re.escape(right))
+    count = 0
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal count
+        tex = m.group(m.lastindex)
+        if not has_content(tex):
+            return m.group(0)
+        count += 1
+        return wrap_tex(tex, pairs[m.lastindex - 1][2])
+
+    return re.compile("|".join(alternatives)).sub(repl, text), count
+
+
+DELIMITER_SETS = [
+    DEFAULT_DELIMITERS,
+    Delimiters(inline=(("\\(", "\\)"), ("$", "$")), display=(("$$", "$$"), ("\\[", "\\]"))),
+    Delimiters(inline=(("[i]", "[/i]"), ("##", "##")), display=(("$$", "$$"), ("[d]", "[/d]"))),
+]
+
+
+def test_delimiter_scanner_finds_what_the_regex_alternation_finds():
+    rng = random.Random(11)
+    atoms = ["$", "$$", "\\(", "\\)", "\\[", "\\]", "\\", "x", "\\quad", "{", "[i]", "[/i]", "##", " ", "\n", "\u00a0"]  # fmt: skip
+    for _ in range(3000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randint(0, 30)))
+        for delims in DELIMITER_SETS:
+            assert DelimiterScanner(delims).rewrite(text) == _regex_rewrite(text, delims), (text, delims)
+
+
+@pytest.mark.parametrize("length", [3999, 4000, 4001, 7999, 8000, 8001])
+def test_delimiter_scanner_honours_the_body_length_caps(length):
+    for text in (f"a ${'x' * length}$ b", f"\\({'y' * length}\\)", f"$${'z' * length}$$"):
+        for delims in DELIMITER_SETS[:2]:
+            assert DelimiterScanner(delims).rewrite(text) == _regex_rewrite(text, delims)

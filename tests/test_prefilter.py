@@ -1,4 +1,5 @@
-"""The raw-HTML prefilter and the two-stage math decision built on it."""
+"""The raw-HTML prefilter and the two-stage math decision built on it (its rules, and the page route that
+applies them)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,21 @@ from pathlib import Path
 import pytest
 
 from classifiers.math_decision import (
+    MathDecision,
     MathDecisionConfig,
-    decide_math_page,
     is_math_page,
     needs_math_extraction,
 )
 from classifiers.math_score import RuleMathScorer
 from crawl.math_eval import labelled_pages, precision_recall, read_page
 from crawl.prefilter import PrefilterResult, math_prefilter
+from pipeline.route import route_page
+
+
+def decide(html: str, url: str | None = None, scorer: RuleMathScorer | None = None) -> MathDecision:
+    """The two-stage decision the page route makes on one page (in the default keep mode)."""
+    body = html.encode("utf-8")
+    return route_page(body, "text/html; charset=utf-8", url, scorer=scorer or RuleMathScorer()).decision
 
 
 @pytest.mark.parametrize(
@@ -78,7 +86,7 @@ def test_decision_recall_and_precision_at_least_0_9(labelled):
     scorer = RuleMathScorer()
     truth, predicted, extracted = [], [], 0
     for page, html in labelled:
-        decision = decide_math_page(html, page.url, scorer)
+        decision = decide(html, page.url, scorer)
         truth.append(page.is_math)
         predicted.append(decision.is_math)
         extracted += decision.extracted
@@ -95,7 +103,7 @@ def test_prefilter_miss_is_recalled_by_the_stage_one_score():
     assert needs_math_extraction(miss, config.stage_one_threshold, config)
     html = "<html><body><article>" + "<p>Solve x² + 3x = 10: so x = 2 or x = −5, since 2² + 6 = 10.</p>" * 6
     html += "<p>The quadratic formula gives the roots; the discriminant b² − 4ac decides how many.</p></article></body></html>"
-    decision = decide_math_page(html)
+    decision = decide(html)
     assert not decision.prefilter.hit
     assert decision.stage_one_score >= config.stage_one_threshold
     assert decision.extracted and decision.is_math
@@ -113,15 +121,17 @@ def test_strong_markup_lowers_the_bar_but_does_not_decide_alone():
 
 def test_decision_stages_are_reported():
     html = '<html><body><p>Energy <script type="math/tex">E=mc^2</script> and <script type="math/tex">p=mv</script>.</p></body></html>'
-    stages = decide_math_page(html).stages()
+    stages = decide(html).stages()
     assert stages["prefilter_hit"] is True
     assert "tex_script" in stages["prefilter_signals"]
-    assert stages["math_extracted"] is True
+    assert stages["math_extracted"] is True and stages["extractor"] in {"trafilatura", "resiliparse"}
     assert set(stages) == {
         "prefilter_hit",
         "prefilter_signals",
         "stage_one_score",
         "math_extracted",
+        "extractor",
+        "extractor_reason",
         "final_score",
         "is_math",
     }

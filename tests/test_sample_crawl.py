@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from crawl.sample_crawl import BROKEN_KINDS, MANIFEST_NAME, main, plan_crawl, write_sample_crawl
-from crawl.sample_math_render import ENCODINGS
-from crawl.sample_pages import content_shingles, set_jaccard
+from samplecrawl.math_render import ENCODINGS
+from samplecrawl.pages import content_shingles, set_jaccard
+from samplecrawl.writer import BROKEN_KINDS, MANIFEST_NAME, main, plan_crawl, write_sample_crawl
 
 
 @pytest.fixture(scope="module")

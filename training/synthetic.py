@@ -14,38 +14,54 @@ from pathlib import Path
 from typing import Any
 
 
-def last_number_item(rng: random.Random) -> dict[str, Any]:
-    numbers = [rng.randint(10, 99) for _ in range(rng.randint(3, 5))]
+def last_number_item(
+    rng: random.Random, low: int = 10, high: int = 99, worked: bool = True
+) -> dict[str, Any]:
+    """One question; `worked` completions restate the last number before the boxed answer."""
+    numbers = [rng.randint(low, high) for _ in range(rng.randint(3, 5))]
     answer = numbers[-1]
+    lead = f"The list ends with {answer}. " if worked else ""
     return {
         "question": f"Which number comes last in the list {', '.join(map(str, numbers))}?",
-        "completion": f"The list ends with {answer}. The answer is \\boxed{{{answer}}}.",
+        "completion": f"{lead}The answer is \\boxed{{{answer}}}.",
         "answer": str(answer),
     }
 
 
 def write_last_number_task(
-    out_dir: str | Path, n_train: int = 2000, n_test: int = 100, seed: int = 0
+    out_dir: str | Path,
+    n_train: int = 2000,
+    n_test: int = 100,
+    seed: int = 0,
+    *,
+    low: int = 10,
+    high: int = 99,
+    worked: bool = True,
+    n_sft: int = 0,
 ) -> dict[str, Path]:
     """`train.jsonl` (prompt, completion, answer) for SFT and `test.jsonl` (question, answer) for eval; test
-    questions never appear in the training set."""
+    questions never appear in the training set. `n_sft` > 0 also writes `sft.jsonl`, the first `n_sft`
+    training rows: SFT on a few examples teaches the format and leaves the skill to GRPO on all prompts."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     test: dict[str, dict[str, Any]] = {}
     while len(test) < n_test:
-        item = last_number_item(rng)
+        item = last_number_item(rng, low, high, worked)
         test[item["question"]] = item
     train = []
     while len(train) < n_train:
-        item = last_number_item(rng)
+        item = last_number_item(rng, low, high, worked)
         if item["question"] not in test:
             train.append(item)
     paths = {"train": out / "train.jsonl", "test": out / "test.jsonl"}
+    rows = [{"prompt": i["question"], "completion": i["completion"], "answer": i["answer"]} for i in train]
     with open(paths["train"], "w") as fh:
-        for item in train:
-            row = {"prompt": item["question"], "completion": item["completion"], "answer": item["answer"]}
-            fh.write(json.dumps(row) + "\n")
+        fh.writelines(json.dumps(row) + "\n" for row in rows)
+    if n_sft > 0:
+        paths["sft"] = out / "sft.jsonl"
+        with open(paths["sft"], "w") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows[:n_sft])
     with open(paths["test"], "w") as fh:
         for item in test.values():
             fh.write(json.dumps({"question": item["question"], "answer": item["answer"]}) + "\n")

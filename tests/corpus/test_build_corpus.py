@@ -10,6 +10,7 @@ from classifiers.math_classifier import FORMAT, FORMAT_VERSION, sidecar_path_for
 from jobs.build_corpus import build_corpus
 from jobs.config import CorpusBuildConfig
 from jobs.corpus_output import OutputExistsError
+from jobs.corpus_schema import REQUIRED_COLUMNS, arrow_schema
 
 from .warcs import write_html_warc
 
@@ -74,12 +75,19 @@ def test_manifest_and_stats_describe_the_run(cc_corpus):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"] and manifest["config"]["min_math_score"] == 0.0
     assert manifest["versions"]["warcio"] == "1.8.1" and manifest["counts"]["documents"] == stats["kept"]
+    assert manifest["versions"]["resiliparse"] == "2.0.0"  # it writes every page's first-stage text
     assert {c["name"] for c in manifest["schema"]} >= set(REQUIRED)
     on_disk = json.loads((out / "stats.json").read_text())
     assert on_disk["counters"] == stats["counters"] and sum(on_disk["by_lang"].values()) == stats["kept"]
     report = (out / "STATS.md").read_text()
     assert "Where the records went" in report and "skip:request_record" in report
     assert not list(out.parent.glob("*.staging-*"))
+
+
+def test_arrow_schema_is_the_schema_the_job_writes(cc_corpus):
+    out, _ = cc_corpus
+    assert ds.dataset(out / "data", format="parquet").schema.remove_metadata() == arrow_schema()
+    assert list(REQUIRED_COLUMNS) == REQUIRED  # the schema module declares DESIGN.md's required columns
 
 
 def test_rerun_gives_the_same_rows(spark, cc_corpus, shared_data, tmp_path):

@@ -18,10 +18,10 @@ import pyarrow.dataset as ds
 import pytest
 
 from crawl.math_eval import formula_hits, gold_pages
-from crawl.sample_crawl import write_sample_crawl
 from crawl.warc import read_html_responses
 from jobs.corpus_pipeline import PageAnalyser, math_scorer_for
 from mathforge.cli import main
+from samplecrawl.writer import write_sample_crawl
 
 from .warcs import write_response_warc
 
@@ -72,6 +72,28 @@ def test_inspect_command_through_the_console_script(shared_data):
     assert (shown["charset"], shown["charset_source"]) == ("utf-8", "http-header")
     missing = mathforge("inspect", str(shared_data / "no-such-page.html"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "remote"),
+    [
+        (["corpus", "build"], "s3://commoncrawl/crawl-data/x.warc.gz"),
+        (["classifier", "train"], "https://data.commoncrawl.org/x.warc.gz"),
+    ],
+)
+def test_remote_inputs_are_refused_before_spark_starts(capsys, tmp_path, command, remote):
+    from pyspark import SparkContext
+
+    gateway, context = SparkContext._gateway, SparkContext._active_spark_context
+    paths = tmp_path / "warc.paths"
+    paths.write_text(f"{remote}\n")
+    out = tmp_path / "out"
+    assert main([*command, "--input", str(paths), "--output", str(out)]) == 2
+    scheme = remote.split("://")[0]
+    assert f"{scheme}:// inputs are not supported yet" in capsys.readouterr().err
+    # no JVM was launched for it, and a session another test holds was neither joined nor stopped
+    assert SparkContext._gateway is gateway and SparkContext._active_spark_context is context
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------- sample-crawl and classifier train

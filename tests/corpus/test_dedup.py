@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from bench.near_dup_data import make_near_dup_corpus
 from classifiers.text_norm import text_digest
 from jobs.build_corpus import build_corpus
-from jobs.config import CleaningConfig, CorpusBuildConfig
+from jobs.config import CleaningConfig, CorpusBuildConfig, CorpusDedupConfig
 from jobs.corpus_schema import arrow_schema
 from jobs.dedup import (
     clean_corpus,
@@ -30,6 +30,7 @@ from jobs.dedup import (
     near_duplicate_edges,
     signatures,
 )
+from jobs.dedup_corpus import dedup_corpus
 
 from .warcs import article_html, write_html_warc
 
@@ -288,7 +289,7 @@ def test_corpus_dedup_command_removes_planted_near_duplicates_only(solutions, tm
             "math_score": score,
             "text": text,
             "is_math": True,
-            "math_extracted": True,
+            "extractor": "trafilatura",
             "n_chars": len(text),
             "content_digest": text_digest(text),
             "charset": "utf-8",
@@ -318,3 +319,73 @@ def test_corpus_dedup_command_removes_planted_near_duplicates_only(solutions, tm
     assert "removed by near | 3 |" in result.stdout and "removed by exact | 1 |" in result.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["derived_from"] == str(raw)  # no manifest at the source: its path
+
+
+# ---------------------------------------------------------------- `corpus dedup` on any table with the contract
+
+
+CONTRACT = pa.schema(  # DESIGN.md's required columns, nothing else
+    [
+        ("id", pa.string()),
+        ("url", pa.string()),
+        ("domain", pa.string()),
+        ("crawl", pa.string()),
+        ("warc_path", pa.string()),
+        ("warc_record_id", pa.string()),
+        ("fetch_time", pa.timestamp("us", tz="UTC")),
+        ("lang", pa.string()),
+        ("lang_score", pa.float64()),
+        ("math_score", pa.float64()),
+        ("text", pa.string()),
+    ]
+)
+
+
+def _contract_table(directory: Path, texts: dict[str, str], drop: tuple[str, ...] = ()) -> Path:
+    rows = [
+        {
+            "id": doc_id,
+            "url": f"https://{doc_id}.example/p",
+            "domain": f"{doc_id}.example",
+            "crawl": "CC-MAIN-2024-22",
+            "warc_path": "/crawl/x.warc.gz",
+            "warc_record_id": f"<urn:uuid:{doc_id}>",
+            "fetch_time": T0 + timedelta(hours=i),
+            "lang": "en",
+            "lang_score": 0.9,
+            "math_score": 0.5,
+            "text": text,
+        }
+        for i, (doc_id, text) in enumerate(texts.items())
+    ]
+    schema = pa.schema([f for f in CONTRACT if f.name not in drop])
+    (directory / "data").mkdir(parents=True)
+    pq.write_table(
+        pa.Table.from_pylist([{k: r[k] for k in schema.names} for r in rows], schema=schema),
+        directory / "data" / "part-00000.parquet",
+    )
+    return directory
+
+
+def test_corpus_dedup_computes_what_a_contract_only_table_lacks(spark, tmp_path):
+    texts = {
+        "a": "Let $x^2 = 4$; then x = 2 or x = −2, the two square roots of 4 (数学).",
+        "a-copy": "let $X^2 = 4$ then X = 2 or x = −2 the two square roots of 4 数学",  # same once normalised
+        "b": "An unrelated page about the integral of sin x from 0 to pi, which equals 2.",
+    }
+    source = _contract_table(tmp_path / "raw", texts)
+    stats = dedup_corpus(spark, CorpusDedupConfig(input=str(source), output=str(tmp_path / "clean")))
+    kept = ds.dataset(tmp_path / "clean" / "data", format="parquet").to_table().to_pylist()
+    assert sorted(r["id"] for r in kept) == ["a", "b"]  # same score: the earlier fetch survives
+    for row in kept:  # the build's own rules: code points, and the digest of the normalised text
+        assert row["n_chars"] == len(texts[row["id"]]) and row["content_digest"] == text_digest(row["text"])
+    removed = ds.dataset(tmp_path / "clean" / "removed", format="parquet").to_table().to_pylist()
+    assert [(r["id"], r["step"], r["kept_id"]) for r in removed] == [("a-copy", "exact", "a")]
+    assert stats["kept_chars"] == len(texts["a"]) + len(texts["b"])
+
+
+def test_corpus_dedup_names_the_required_columns_a_table_lacks(spark, tmp_path):
+    source = _contract_table(tmp_path / "raw", {"a": "some text"}, drop=("fetch_time", "lang"))
+    with pytest.raises(ValueError, match=r"lacks the required corpus column\(s\) fetch_time, lang \("):
+        dedup_corpus(spark, CorpusDedupConfig(input=str(source), output=str(tmp_path / "clean")))
+    assert not list(tmp_path.glob("clean*"))

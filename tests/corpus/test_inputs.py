@@ -1,4 +1,5 @@
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -21,19 +22,39 @@ def test_single_file_directory_and_glob(tmp_path):
     assert resolve_inputs(str(tmp_path / "crawl" / "*.warc.gz")) == [str(a.resolve())]
 
 
-def test_paths_file_gzip_relative_and_remote(tmp_path):
+def test_paths_file_gzip_relative_and_missing(tmp_path):
     a = _touch(tmp_path / "segments" / "x.warc.gz")
+    b = _touch(tmp_path / "abs" / "z.warc")
     paths = tmp_path / "warc.paths.gz"
     with gzip.open(paths, "wt") as fh:
-        fh.write(
-            "segments/x.warc.gz\n\n# comment\ns3://commoncrawl/crawl-data/y.warc.gz\nsegments/missing.warc.gz\n"
-        )
-    resolved = resolve_inputs(str(paths))
-    # sorted, missing entries kept (counted later as failed inputs), remote entries kept verbatim
-    assert str(a.resolve()) in resolved
-    assert "s3://commoncrawl/crawl-data/y.warc.gz" in resolved
-    assert str((tmp_path / "segments" / "missing.warc.gz").resolve()) in resolved
-    assert resolved == sorted(resolved)
+        fh.write(f"segments/x.warc.gz\n\n# comment\n{b}\nsegments/missing.warc.gz\n")
+    # sorted, missing entries kept (counted later as failed inputs)
+    assert resolve_inputs(str(paths)) == sorted(
+        [str(a.resolve()), str(b), str((tmp_path / "segments" / "missing.warc.gz").resolve())]
+    )
+
+
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "s3://commoncrawl/crawl-data/y.warc.gz",
+        "https://data.commoncrawl.org/y.warc.gz",
+        "http://x.org/y.warc",
+    ],
+)
+def test_remote_inputs_are_refused_with_what_to_do(tmp_path, remote):
+    """Given directly, with a local one, or listed in a paths file: refused while resolving, naming the
+    input, so that a job never starts only to count every such input unreadable."""
+    local = _touch(tmp_path / "a.warc.gz")
+    scheme = remote.split("://")[0]
+    with pytest.raises(
+        InputError, match=rf"--input: {scheme}:// inputs are not supported yet.*copy the files"
+    ):
+        resolve_inputs(f"{local},{remote}")
+    paths = tmp_path / "warc.paths"
+    paths.write_text(f"{local}\n{remote}\n{remote}.2\n")
+    with pytest.raises(InputError, match=rf"warc\.paths.*{re.escape(remote)}\) and 1 more remote"):
+        resolve_inputs(str(paths))
 
 
 def test_comma_separated_specs_are_deduplicated(tmp_path):

@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from classifiers.math_classifier import FastTextMathScorer
-from crawl.sample_crawl import write_sample_crawl
 from jobs.build_corpus import build_corpus
 from jobs.classifier_seeds import read_seed_texts, stable_fraction
 from jobs.config import ClassifierTrainConfig, CorpusBuildConfig
 from jobs.train_math_classifier import train_classifier
+from samplecrawl.writer import write_sample_crawl
 
 pytestmark = pytest.mark.spark
 

@@ -63,3 +63,20 @@ def repeated_pattern_batch(pattern, batch_size: int, seq_len: int, generator):
     index = (offsets + torch.arange(seq_len + 1)) % period
     tokens = pattern[index]
     return tokens[:, :-1], tokens[:, 1:], torch.zeros(batch_size, seq_len, dtype=torch.long)
+
+
+def pretrained_tiny(out: Path, steps: int = 30) -> Path:
+    """The tiny preset pretrained briefly on `write_corpus` text (its tokenizer learns the digits): the
+    starting point of the post-training benchmark and of the GRPO learning test."""
+    from training.config import DataConfig, OptimConfig, PretrainConfig, RunConfig
+    from training.pretrain import run
+
+    write_corpus(out / "corpus", n_docs=600)
+    run(
+        PretrainConfig(
+            run=RunConfig(out=str(out / "pretrained"), max_steps=steps, log_every=10, device="cpu"),
+            data=DataConfig(data=str(out / "corpus"), vocab_size=512, seq_len=256, batch_size=4),
+            optim=OptimConfig(lr=3e-3),
+        )
+    )
+    return out / "pretrained"

@@ -15,9 +15,9 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 
 from classifiers.text_norm import words
-from crawl.sample_math_render import head_scripts, render_formula
-from crawl.sample_math_text import PHRASES, PROBLEMS
-from crawl.sample_text import GENRES, UI, fill
+from samplecrawl.math_render import head_scripts, render_formula
+from samplecrawl.math_text import PHRASES, PROBLEMS
+from samplecrawl.text import GENRES, UI, fill
 
 TEXT_GENRES = ("news", "recipe", "product", "forum", "blog")
 MATH_GENRES = ("math_solution", "math_lecture", "math_qa")

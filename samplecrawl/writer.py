@@ -7,7 +7,7 @@ which record, broken how). The crawl deliberately contains what real crawls thro
 charsets declared in different places (or not at all), exact and near duplicates, redirects, 404s, binary
 payloads, empty bodies, a charset lie, mangled HTML, a revisit record and a truncated final record.
 
-    python -m crawl.sample_crawl --out DIR [--files N --records N --seed S --math-share F]
+    python -m samplecrawl.writer --out DIR [--files N --records N --seed S --math-share F]
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Any
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from crawl.sample_math_render import ENCODINGS
-from crawl.sample_math_text import MATH_LANGS
-from crawl.sample_pages import (
+from mathforge.config import add_dataclass_args, dataclass_from_args
+from samplecrawl.math_render import ENCODINGS
+from samplecrawl.math_text import MATH_LANGS
+from samplecrawl.pages import (
     MATH_GENRES,
     Page,
     Site,
@@ -43,8 +44,7 @@ from crawl.sample_pages import (
     set_jaccard,
     slugify,
 )
-from crawl.sample_text import GENRES, UI
-from mathforge.config import add_dataclass_args, dataclass_from_args
+from samplecrawl.text import GENRES, UI
 
 CRAWL_ID = "CC-MAIN-2026-00-sample"
 MANIFEST_NAME = "sample_manifest.json"
@@ -543,7 +543,7 @@ def _warcinfo_record(writer: WARCWriter, filename: str, record_id: str, when: dt
     fields = (
         f"isPartOf: {CRAWL_ID}\r\npublisher: mathforge sample-crawl generator\r\n"
         f"description: Synthetic crawl for the mathforge demo (seed {seed}); see {MANIFEST_NAME}\r\n"
-        "operator: mathforge\r\nsoftware: crawl.sample_crawl (warcio)\r\n"
+        "operator: mathforge\r\nsoftware: samplecrawl.writer (warcio)\r\n"
         f"robots: checked\r\nformat: WARC File Format 1.0\r\n"
         "conformsTo: http://bibnum.bnf.fr/WARC/WARC_ISO_28500_version1_latestdraft.pdf\r\n"
     ).encode()
@@ -667,7 +667,7 @@ def write_sample_crawl(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m crawl.sample_crawl", description=__doc__.split("\n\n")[0]
+        prog="python -m samplecrawl.writer", description=__doc__.split("\n\n")[0]
     )
     add_dataclass_args(parser, SampleCrawlConfig)
     cfg = dataclass_from_args(SampleCrawlConfig, parser.parse_args(argv))

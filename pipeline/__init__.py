@@ -1,0 +1,1 @@
+"""A page's route and keep rules, above `crawl` and `classifiers` and below `jobs`: Spark-free."""
