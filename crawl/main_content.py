@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from lxml import etree
 from resiliparse.extract.html2text import extract_plain_text
 
+from crawl.deadline import NO_DEADLINE, Deadline
 from crawl.extract import trafilatura_text, whole_page_text
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,12 @@ def choose_main_text(trafilatura: str | None, resiliparse: str) -> MainText:
     return MainText(trafilatura, TRAFILATURA, "default", sum(traf_formulas.values()))
 
 
-def select_main_text(root: etree._Element, url: str | None = None) -> MainText:
+def select_main_text(
+    root: etree._Element, url: str | None = None, deadline: Deadline = NO_DEADLINE
+) -> MainText:
     """Main text of an (already math-rewritten) tree: trafilatura's, or resiliparse's where it keeps more."""
     resiliparse = resiliparse_text(root)  # serialised before trafilatura sees the tree
+    deadline.check()
     trafilatura = trafilatura_text(root, url)
     if not trafilatura and not resiliparse:
         text = whole_page_text(root)

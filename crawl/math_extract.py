@@ -104,4 +104,4 @@ def extract_math_text(html: str, url: str | None = None, deadline: Deadline = NO
     except (ValueError, etree.LxmlError) as exc:  # keep whatever was rewritten; extraction still runs
         log.warning("math markup rewrite failed on %s: %s", url, exc)
     deadline.check()
-    return select_main_text(root, url)
+    return select_main_text(root, url, deadline)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from crawl.inputs import resolve_inputs
 from crawl.warc import DEFAULT_MAX_BODY_BYTES
@@ -130,3 +131,91 @@ class ClassifierTrainConfig(WarcInputs):
         metadata={"help": "fastText n-gram hash buckets (model ~ bucket x 256 floats: 200k is ~200 MB)"},
     )
     threads: int = field(default=2, metadata={"help": "fastText training threads"})
+
+
+@dataclass(kw_only=True)
+class IterateConfig(CleaningConfig, WarcInputs):
+    """`corpus iterate`: DeepSeekMath's loop. The pool pass (extraction, language ID, dedup: `corpus build`
+    with every page kept) runs once; each round trains, scores, collects and discovers math domains."""
+
+    input: str = field(
+        metadata={
+            "help": "WARC file, directory, glob, or paths file (warc.paths[.gz]); comma-separate several"
+        }
+    )
+    seeds: str = field(metadata={"help": "seed math texts: Parquet (text column) or JSONL (text field)"})
+    output: str = field(metadata={"help": "loop directory: pool/, rounds/<n>/ and the final corpus"})
+    rounds: int = field(default=4, metadata={"help": "rounds at most (DeepSeekMath: 4)"})
+    token_budget: int | None = field(
+        default=None,
+        metadata={"help": "tokens collected per round at most (~4 characters a token); default: none"},
+    )
+    min_score: float = field(default=0.5, metadata={"help": "collect pages scoring at least this"})
+    domain_share: float = field(
+        default=0.1,
+        metadata={"help": "a domain with more than this share of its pages collected is a math candidate"},
+    )
+    accept: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto', or a file of accepted prefixes (domain/path-prefix per line) a person edits "
+            "from rounds/<n>/proposals.md"
+        },
+    )
+    accept_share: float = field(
+        default=0.1, metadata={"help": "auto: accept a prefix whose collected share reaches this"}
+    )
+    min_prefix_pages: int = field(
+        default=3, metadata={"help": "auto: accept a prefix only with at least this many collected pages"}
+    )
+    prefix_depth: int = field(default=1, metadata={"help": "URL path segments in a proposed prefix"})
+    converge_overlap: float = field(
+        default=0.98,
+        metadata={"help": "stop when this share of a round's collection was in the previous one"},
+    )
+    labels: str | None = field(
+        default=None,
+        metadata={"help": "JSONL of {url, is_math} labels: recall and precision per round"},
+    )
+    negative_ratio: float = field(default=1.0, metadata={"help": "negatives sampled from the pool per seed"})
+    max_per_class: int = field(default=500_000, metadata={"help": "cap on training texts per class"})
+    epoch: int = field(default=3, metadata={"help": "fastText epochs (DeepSeekMath: 3)"})
+    bucket: int = field(default=200_000, metadata={"help": "fastText n-gram hash buckets"})
+    threads: int = field(
+        default=1, metadata={"help": "fastText training threads (1: the same model on every run)"}
+    )
+    seed: int = field(default=0, metadata={"help": "sampling and training seed"})
+    langs: str = field(
+        default="all", metadata={"help": "pool languages (lid.176 codes, comma-separated) or 'all'"}
+    )
+    min_chars: int = field(default=1, metadata={"help": "pool pages need at least this much extracted text"})
+    lid_model: str | None = field(default=None, metadata={"help": "path to lid.176.ftz (default: bundled)"})
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={"help": "skip larger HTTP bodies"})
+    page_time_budget: float = field(
+        default=10.0, metadata={"help": "seconds one page may take in the pool pass"}
+    )
+    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
+    app_name: str = field(default="mathforge-iterate", metadata={"help": "Spark application name"})
+
+    def pool_config(self, output: str) -> CorpusBuildConfig:
+        """The pool pass: the corpus job keeping every page with main text (`--min-math-score 0`)."""
+        cleaning = {f: getattr(self, f) for f in CleaningConfig.__dataclass_fields__}
+        return CorpusBuildConfig(
+            **cleaning,
+            input=self.input,
+            output=output,
+            master=self.master,
+            lid_model=self.lid_model,
+            max_body_bytes=self.max_body_bytes,
+            page_time_budget=self.page_time_budget,
+            langs=self.langs,
+            min_chars=self.min_chars,
+            min_math_score=0.0,
+        )
+
+    def preflight(self) -> None:
+        super().preflight()
+        if self.rounds < 1:
+            raise ValueError("--rounds must be at least 1")
+        if not (self.seeds and Path(self.seeds).exists()):
+            raise FileNotFoundError(f"seed file not found: {self.seeds}")

@@ -94,9 +94,12 @@ def build_pyfiles_zip(dest_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def ship_code(spark: SparkSession) -> None:
-    """Send our packages to the executors unless they run in this very process (local mode)."""
-    if not is_local(spark.sparkContext.master):
-        spark.sparkContext.addPyFile(str(build_pyfiles_zip()))
+    """Send our packages to the executors unless they run in this very process (local mode); once per
+    context (a job that runs another job, like `corpus iterate` running `corpus build`, ships it once)."""
+    sc = spark.sparkContext
+    if not is_local(sc.master) and not getattr(sc, "_mathforge_code_shipped", False):
+        sc.addPyFile(str(build_pyfiles_zip()))
+        sc._mathforge_code_shipped = True
 
 
 def launched_by_spark_submit() -> bool:

@@ -6,7 +6,17 @@ Every public function takes `backend="triton" | "torch"` to force one (see kerne
 
 from kernels.backend import resolve_backend
 from kernels.cross_entropy import fused_linear_cross_entropy
+from kernels.distill import distill_divergence, divergence_from_logits, topk_divergence
 from kernels.logprobs import token_logprobs
 from kernels.rms_norm import rms_norm, rms_norm_torch
 
-__all__ = ["fused_linear_cross_entropy", "resolve_backend", "rms_norm", "rms_norm_torch", "token_logprobs"]
+__all__ = [
+    "distill_divergence",
+    "divergence_from_logits",
+    "fused_linear_cross_entropy",
+    "resolve_backend",
+    "rms_norm",
+    "rms_norm_torch",
+    "token_logprobs",
+    "topk_divergence",
+]

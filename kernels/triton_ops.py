@@ -1,4 +1,4 @@
-"""Triton kernels: the cross-entropy row op and RMSNorm forward/backward, with their launchers.
+"""Triton kernels: the cross-entropy and distillation row ops and RMSNorm forward/backward, with launchers.
 
 Imported lazily by `kernels.backend` (never at package import): `@triton.jit` decides at import time whether
 the kernels are compiled for the GPU or run by the interpreter (TRITON_INTERPRET=1, CPU tensors, fp32).
@@ -8,11 +8,14 @@ over each logits row (online max/sum-exp, then softmax gradient written over the
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
 
 from kernels.ce_rows import RowOptions
+from kernels.distill import DivergenceOptions
 
 INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
 
@@ -239,3 +242,142 @@ def rms_norm_bwd(
             BLOCK_H=block, num_warps=min(max(block // 256, 1), 16),
         )  # fmt: skip
     return dx, dw_partial.sum(dim=0).to(weight.dtype)
+
+
+# -- distillation: the divergence row op --------------------------------------------------------------------
+
+
+@triton.jit
+def _logaddexp(a, b):
+    top = tl.maximum(a, b)
+    return top + tl.log(tl.exp(a - top) + tl.exp(b - top))
+
+
+@triton.jit
+def _divergence_rows_kernel(
+    s_ptr,
+    stride_s,
+    t_ptr,
+    stride_t,
+    grad_scale_ptr,
+    loss_ptr,
+    V,
+    beta,
+    log_beta,
+    log_1m_beta,
+    scale,
+    KIND: tl.constexpr,
+    HAS_GRAD: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+):
+    """One row of two logits chunks: log-partitions, the divergence, and its student gradient in place.
+
+    KIND 0 forward KL(T‖S), 1 reverse KL(S‖T), 2 generalised JSD (see kernels/distill.py for the math)."""
+    row = tl.program_id(0).to(tl.int64)
+    s_base = s_ptr + row * stride_s
+    t_base = t_ptr + row * stride_t
+    cols = tl.arange(0, BLOCK_V)
+
+    # Pass 1: both log-partitions, online.
+    s_max = float("-inf")
+    s_sum = 0.0
+    t_max = float("-inf")
+    t_sum = 0.0
+    for start in range(0, V, BLOCK_V):
+        idx = start + cols
+        mask = idx < V
+        s = tl.where(mask, tl.load(s_base + idx, mask=mask, other=0.0).to(tl.float32) * scale, float("-inf"))
+        t = tl.where(mask, tl.load(t_base + idx, mask=mask, other=0.0).to(tl.float32) * scale, float("-inf"))
+        s_new = tl.maximum(s_max, tl.max(s, axis=0))
+        s_sum = s_sum * tl.exp(s_max - s_new) + tl.sum(tl.exp(s - s_new), axis=0)
+        s_max = s_new
+        t_new = tl.maximum(t_max, tl.max(t, axis=0))
+        t_sum = t_sum * tl.exp(t_max - t_new) + tl.sum(tl.exp(t - t_new), axis=0)
+        t_max = t_new
+    s_lse = s_max + tl.log(s_sum)
+    t_lse = t_max + tl.log(t_sum)
+
+    # Pass 2: the divergence, and Σ p_S·g that the gradient subtracts (g: derivative in log p_S).
+    loss = 0.0
+    dot = 0.0
+    for start in range(0, V, BLOCK_V):
+        idx = start + cols
+        mask = idx < V
+        log_s = tl.load(s_base + idx, mask=mask, other=0.0).to(tl.float32) * scale - s_lse
+        log_t = tl.load(t_base + idx, mask=mask, other=0.0).to(tl.float32) * scale - t_lse
+        p_s = tl.where(mask, tl.exp(log_s), 0.0)
+        p_t = tl.where(mask, tl.exp(log_t), 0.0)
+        if KIND == 0:
+            loss += tl.sum(p_t * (log_t - log_s), axis=0)
+        elif KIND == 1:
+            loss += tl.sum(p_s * (log_s - log_t), axis=0)
+        else:
+            log_m = _logaddexp(log_s + log_1m_beta, log_t + log_beta)
+            g = (1.0 - beta) * (log_s - log_m)
+            loss += beta * tl.sum(p_t * (log_t - log_m), axis=0)
+            dot += tl.sum(p_s * g, axis=0)
+    if KIND == 1:
+        dot = loss
+    if KIND == 2:
+        loss += dot
+    tl.store(loss_ptr + row, loss)
+
+    # Pass 3: d div / d student logits, scaled per row (and by 1/T), written over the student logits.
+    if HAS_GRAD:
+        row_scale = tl.load(grad_scale_ptr + row).to(tl.float32) * scale
+        for start in range(0, V, BLOCK_V):
+            idx = start + cols
+            mask = idx < V
+            log_s = tl.load(s_base + idx, mask=mask, other=0.0).to(tl.float32) * scale - s_lse
+            log_t = tl.load(t_base + idx, mask=mask, other=0.0).to(tl.float32) * scale - t_lse
+            p_s = tl.exp(log_s)
+            if KIND == 0:
+                grad = p_s - tl.exp(log_t)
+            elif KIND == 1:
+                grad = p_s * (log_s - log_t - dot)
+            else:
+                log_m = _logaddexp(log_s + log_1m_beta, log_t + log_beta)
+                grad = p_s * ((1.0 - beta) * (log_s - log_m) - dot)
+            tl.store(s_base + idx, (grad * row_scale).to(s_ptr.dtype.element_ty), mask=mask)
+
+
+def divergence_rows_triton(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    opts: DivergenceOptions,
+    grad_scale: torch.Tensor | None = None,
+    *,
+    block_v: int | None = None,
+) -> torch.Tensor:
+    """Same contract as `kernels.distill.divergence_rows_torch`; `block_v` overrides the vocabulary tile."""
+    if student_logits.stride(1) != 1 or teacher_logits.stride(1) != 1:
+        raise ValueError("divergence_rows_triton needs logits with contiguous rows")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} vs teacher logits {tuple(teacher_logits.shape)}"
+        )
+    n_rows, vocab = student_logits.shape
+    loss = torch.empty(n_rows, dtype=torch.float32, device=student_logits.device)
+    if n_rows == 0:
+        return loss
+    block = block_v or min(triton.next_power_of_2(vocab), MAX_BLOCK_V)
+    beta = float(opts.beta)
+    mixture = opts.kind == 2
+    _divergence_rows_kernel[(n_rows,)](
+        student_logits,
+        student_logits.stride(0),
+        teacher_logits,
+        teacher_logits.stride(0),
+        loss if grad_scale is None else grad_scale.contiguous(),
+        loss,
+        vocab,
+        beta,
+        math.log(beta) if mixture else 0.0,
+        math.log1p(-beta) if mixture else 0.0,
+        float(opts.scale),
+        KIND=opts.kind,
+        HAS_GRAD=grad_scale is not None,
+        BLOCK_V=block,
+        num_warps=8 if block >= 2048 else 4,
+    )
+    return loss

@@ -40,6 +40,12 @@ def _stats_markdown(stats: dict) -> str:
     return render_stats_markdown(stats)
 
 
+def _loop_markdown(stats: dict) -> str:
+    from jobs.iterate_corpus import render_loop_markdown
+
+    return render_loop_markdown(stats)
+
+
 def read_html_file(path: str) -> bytes:
     """Raw bytes of an .html or .html.gz file (charset decoding is the pipeline's job)."""
     p = Path(path)
@@ -70,7 +76,7 @@ def _sample_crawl(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jobs.config import ClassifierTrainConfig, CorpusBuildConfig, CorpusDedupConfig
+    from jobs.config import ClassifierTrainConfig, CorpusBuildConfig, CorpusDedupConfig, IterateConfig
     from training import cli as training_cli
 
     parser = argparse.ArgumentParser(
@@ -97,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(dedup, CorpusDedupConfig)
     dedup.set_defaults(
         handler=_spark_job("jobs.dedup_corpus:dedup_corpus", CorpusDedupConfig, _stats_markdown)
+    )
+
+    iterate = corpus_cmds.add_parser(
+        "iterate",
+        help="DeepSeekMath's loop: train, recall, discover math domains, grow the seeds, repeat",
+        description="Run jobs/iterate_corpus.py (Spark local[*] by default). Resumes at the first unfinished round.",
+    )
+    add_dataclass_args(iterate, IterateConfig)
+    iterate.set_defaults(
+        handler=_spark_job("jobs.iterate_corpus:iterate_corpus", IterateConfig, _loop_markdown)
     )
 
     classifier = commands.add_parser("classifier", help="train the fastText math classifier (Spark job)")

@@ -7,7 +7,14 @@ import argparse
 import importlib
 
 from mathforge.config import add_dataclass_args, dataclass_from_args
-from training.config import GRPOConfig, PretrainConfig, SFTConfig, add_config_args, config_from_args
+from training.config import (
+    DistillConfig,
+    GRPOConfig,
+    PretrainConfig,
+    SFTConfig,
+    add_config_args,
+    config_from_args,
+)
 
 # objective → (its module, with `run` and the torchrun entry point; its run config; help)
 OBJECTIVES = {
@@ -26,6 +33,12 @@ OBJECTIVES = {
         "training.grpo",
         GRPOConfig,
         "GRPO: group-relative policy optimisation with verifiable rewards on prompts with answers",
+    ),
+    "distill": (
+        "training.distill",
+        DistillConfig,
+        "logit distillation from a frozen teacher (forward/reverse KL, generalised JSD; off- or on-policy, or "
+        "offline from stored top-K log-probs), chunked so that neither model's full logits exist",
     ),
 }
 
@@ -82,9 +95,24 @@ def _model_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _traces(args: argparse.Namespace) -> int:
+    from training.config import TracesConfig
+    from training.traces import write_traces
+
+    summary = write_traces(dataclass_from_args(TracesConfig, args))
+    run = summary["this_run"]
+    print(
+        f"{summary['rows']} trace rows for {summary['prompts']} prompts in {summary['out']} "
+        f"({summary['chunks_resumed']} of {summary['chunks']} chunks were already done; this run: "
+        f"{run['samples']} samples, {run['accepted']} accepted, {run['duplicates']} duplicates dropped, "
+        f"{run['kept']} kept)"
+    )
+    return 0
+
+
 def register_model_commands(subparsers: argparse._SubParsersAction) -> None:
-    """`mathforge eval`, `mathforge generate` and `mathforge model import|export`."""
-    from training.config import EvalConfig, GenerateConfig
+    """`mathforge eval`, `mathforge generate`, `mathforge model import|export` and `mathforge distill traces`."""
+    from training.config import EvalConfig, GenerateConfig, TracesConfig
 
     evaluate = subparsers.add_parser(
         "eval",
@@ -115,10 +143,24 @@ def register_model_commands(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument("--out", required=True, help="Hugging Face directory to write")
     exp.set_defaults(handler=_model_export)
 
+    distill = subparsers.add_parser(
+        "distill", help="teacher traces for distillation (train with `train distill`)"
+    )
+    distill_cmds = distill.add_subparsers(dest="distill_command", required=True)
+    traces = distill_cmds.add_parser(
+        "traces",
+        help="K teacher samples per prompt, verified by the reward functions; the accepted ones → Parquet",
+        description="Sample K completions per prompt from the teacher, keep the verified-correct ones "
+        "(best-of-K or all, at most M per prompt, exact duplicates dropped) and write them as Parquet part "
+        "files that `train sft` and `train distill` read; rerun the same command to resume after a crash.",
+    )
+    add_dataclass_args(traces, TracesConfig)
+    traces.set_defaults(handler=_traces)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `train` with one subcommand per objective; handlers are stored as `handler(args) -> int`."""
-    train = subparsers.add_parser("train", help="train models: pretraining, SFT, GRPO")
+    train = subparsers.add_parser("train", help="train models: pretraining, SFT, GRPO, distillation")
     commands = train.add_subparsers(dest="train_command", required=True)
     for name, (module, config_cls, help_text) in OBJECTIVES.items():
         sub = commands.add_parser(

@@ -288,6 +288,133 @@ class GRPOConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+
+
+@dataclass
+class DistillOptions:
+    """Logit distillation: the teacher and the divergence (TRL GKDTrainer's names where they exist)."""
+
+    teacher: str = field(
+        default="",
+        metadata={
+            "help": "teacher model (run, checkpoint, mathforge or Hugging Face directory); not with --offline"
+        },
+    )
+    loss: str = field(default="forward_kl", metadata={"help": "divergence: forward_kl, reverse_kl or jsd"})
+    beta: float = field(
+        default=0.5,
+        metadata={
+            "help": "generalised JSD weight: 0 is forward KL(teacher‖student), 1 reverse KL (jsd only)"
+        },
+    )
+    temperature: float = field(
+        default=1.0, metadata={"help": "both distributions are softmax(logits / temperature)"}
+    )
+    lmbda: float = field(
+        default=0.0,
+        metadata={"help": "share of steps on the student's own samples, scored by the teacher (on-policy)"},
+    )
+    ce_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight of a cross-entropy term on the data's tokens (0: divergence only)"},
+    )
+    offline: bool = field(
+        default=False,
+        metadata={"help": "read the teacher's stored top-K log-probs (distill traces --top-k-logprobs)"},
+    )
+    max_new_tokens: int = field(default=256, metadata={"help": "on-policy completion length limit"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass of on-policy samples"})
+
+    def __post_init__(self) -> None:
+        if self.loss not in DIVERGENCES:
+            raise ValueError(f"loss must be one of {', '.join(DIVERGENCES)}, got {self.loss!r}")
+        if not 0.0 <= self.beta <= 1.0 or not 0.0 <= self.lmbda <= 1.0:
+            raise ValueError(f"beta and lmbda must be in [0, 1], got {self.beta} and {self.lmbda}")
+        if not self.temperature > 0.0 or self.ce_weight < 0.0 or self.max_new_tokens < 1:
+            raise ValueError("temperature and max_new_tokens must be positive, ce_weight >= 0")
+        if self.offline and self.teacher:
+            raise ValueError("--offline reads the teacher's stored log-probs: give no --teacher")
+        if not self.offline and not self.teacher:
+            raise ValueError("name a --teacher model (or pass --offline to read stored teacher log-probs)")
+        if self.offline and self.lmbda > 0:
+            raise ValueError("on-policy steps (--lmbda > 0) need a live --teacher to score the samples")
+
+
+@dataclass
+class DistillConfig:
+    """`train distill`: SFT's data section (the rows and how they are packed), the distillation options."""
+
+    run: RunConfig
+    data: SFTDataConfig
+    distill: DistillOptions
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class TracesConfig:
+    """`distill traces`: K teacher samples per prompt, scored by the reward functions, the accepted ones kept."""
+
+    teacher: str = field(
+        metadata={"help": "teacher model (run, checkpoint, mathforge or Hugging Face directory)"}
+    )
+    prompts: str = field(
+        metadata={"help": "JSONL/Parquet with a prompt (or question/problem) column and an answer column"}
+    )
+    out: str = field(metadata={"help": "output directory: Parquet part files, _config.json, _summary.json"})
+    samples: int = field(default=8, metadata={"help": "completions per prompt, K"})
+    reward: tuple[str, ...] = field(
+        default=("accuracy",),
+        metadata={
+            "help": "rewards NAME_OR_MODULE:FUNCTION[=WEIGHT], comma-separated: accuracy, format, overlong"
+        },
+    )
+    min_reward: float = field(
+        default=1.0, metadata={"help": "a completion is accepted when its total reward reaches this"}
+    )
+    keep: str = field(
+        default="all", metadata={"help": "all: every accepted completion; best: the best one (best-of-K)"}
+    )
+    max_per_prompt: int = field(default=0, metadata={"help": "accepted completions kept per prompt (0: all)"})
+    top_k_logprobs: int = field(
+        default=0, metadata={"help": "store the teacher's top-N log-probs per completion token (0: none)"}
+    )
+    max_new_tokens: int = field(default=512, metadata={"help": "completion length limit"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
+    logprob_temperature: float = field(
+        default=1.0, metadata={"help": "stored log-probs are of softmax(logits / this) (train distill's)"}
+    )
+    template: str = field(
+        default="stored", metadata={"help": "prompt template: stored, auto, r1, plain or a .jinja file"}
+    )
+    prompt_column: str = field(default="prompt", metadata={"help": "prompt column (else question, problem)"})
+    chunk_prompts: int = field(
+        default=64, metadata={"help": "prompts per part file (the unit of resumption)"}
+    )
+    batch_size: int = field(default=8, metadata={"help": "prompts generated together (× samples rows)"})
+    limit: int = field(default=0, metadata={"help": "first N prompts only (0: all)"})
+    seed: int = 0
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    reward_timeout: float = field(default=30.0, metadata={"help": "seconds one reward call may take"})
+    verify_workers: int = field(default=2, metadata={"help": "answer-checking worker processes"})
+    overlong_buffer: int = field(
+        default=0, metadata={"help": "DAPO soft overlong buffer in tokens (overlong)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.samples < 1 or self.max_new_tokens < 1 or self.chunk_prompts < 1 or self.batch_size < 1:
+            raise ValueError("samples, max_new_tokens, chunk_prompts and batch_size must be positive")
+        if self.keep not in ("all", "best"):
+            raise ValueError(f"keep must be all or best, got {self.keep!r}")
+        if self.max_per_prompt < 0 or self.top_k_logprobs < 0 or self.limit < 0:
+            raise ValueError("max_per_prompt, top_k_logprobs and limit must be >= 0")
+        if not self.reward:
+            raise ValueError("name at least one --reward")
+        if not self.logprob_temperature > 0.0:
+            raise ValueError("logprob_temperature must be > 0")
+
+
 @dataclass
 class EvalConfig:
     """`mathforge eval`: a model on benchmark files."""

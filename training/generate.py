@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -99,6 +100,9 @@ class Generation:
 
     tokens: list[list[int]]
     logprobs: list[list[float]]
+    # with top_k_logprobs: per completion, the K most likely ids and their log-probs at each token, [len, K]
+    top_ids: list[np.ndarray] | None = None
+    top_logprobs: list[np.ndarray] | None = None
 
 
 @torch.no_grad()
@@ -113,10 +117,17 @@ def generate(
     pad_id: int = 0,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
+    vocab_size: int | None = None,
+    top_k_logprobs: int = 0,
+    logprob_temperature: float = 1.0,
 ) -> Generation:
     """Batched sampling with the KV cache through the model's forward (plain, DDP or FSDP2): the completions
     and their sampling log-probabilities. Under FSDP2 every
-    rank must call it equally often with the same max_new_tokens (each forward is a collective)."""
+    rank must call it equally often with the same max_new_tokens (each forward is a collective).
+
+    `vocab_size` (the tokenizer's) keeps padded embedding rows out of the distribution; `top_k_logprobs` K
+    also returns, per token, the K most likely ids under softmax(logits / logprob_temperature) and their
+    log-probs (what offline distillation stores)."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
     inner = unwrap(model)
@@ -133,6 +144,7 @@ def generate(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
     step_ids, start = ids, 0
+    top_steps: list[tuple[torch.Tensor, torch.Tensor]] = []
     for step in range(max_new_tokens):
         positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
         if cache is not None:
@@ -147,7 +159,13 @@ def generate(
         else:
             mask = attention_mask(0, ids.shape[1], valid)
             logits = model(ids, positions=positions, mask=mask, readout=Logits(last_only=True))
-        token, logprob = sample_next(logits[:, -1], temperature, top_p, generator, with_logprobs=True)
+        last = logits[:, -1]
+        if vocab_size is not None and vocab_size < last.shape[-1]:
+            last = last.masked_fill(torch.arange(last.shape[-1], device=device) >= vocab_size, float("-inf"))
+        if top_k_logprobs:
+            top = torch.log_softmax(last.float() / logprob_temperature, dim=-1).topk(top_k_logprobs)
+            top_steps.append((top.indices.cpu(), top.values.cpu()))
+        token, logprob = sample_next(last, temperature, top_p, generator, with_logprobs=True)
         token = torch.where(finished, pad_id, token)
         out[:, step] = token
         out_logprobs[:, step] = torch.where(finished, 0.0, logprob)
@@ -160,7 +178,16 @@ def generate(
         step_ids = token[:, None]
     tokens = [_truncate_at_stop(row[: step + 1], stop_ids) for row in out.tolist()]
     logprobs = [row[: len(t)] for row, t in zip(out_logprobs.tolist(), tokens, strict=True)]
-    return Generation(tokens, logprobs)
+    if not top_k_logprobs:
+        return Generation(tokens, logprobs)
+    top_ids = torch.stack([i for i, _ in top_steps], dim=1).numpy()  # [B, steps, K]
+    top_values = torch.stack([v for _, v in top_steps], dim=1).numpy()
+    return Generation(
+        tokens,
+        logprobs,
+        [top_ids[row, : len(t)] for row, t in enumerate(tokens)],
+        [top_values[row, : len(t)] for row, t in enumerate(tokens)],
+    )
 
 
 def completion_logprobs(

@@ -326,13 +326,13 @@ class Transformer(nn.Module):
     def normed_token_logprobs(self, normed: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
         """log p(token_ids | normed hidden) under the main head; normed is (..., dim), token_ids (...)."""
         if self.cfg.fused_kernels:
-            normed, weight = self._head_inputs(normed)
+            normed, weight = self.head_inputs(normed)
             flat = _kernels().token_logprobs(normed.flatten(0, -2), weight, token_ids.flatten())
             return flat.view(token_ids.shape)
         logprobs = F.log_softmax(self.head(normed).float(), dim=-1)
         return logprobs.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)
 
-    def _head_inputs(self, normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def head_inputs(self, normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states and head weight in one dtype for the kernels: the autocast dtype when autocast is
         on (what nn.Linear would use), else the hidden states' dtype."""
         device_type = normed.device.type
@@ -345,7 +345,7 @@ class Transformer(nn.Module):
         """Mean cross-entropy over non-ignored targets (0 when there are none, never NaN), and their count."""
         count = (targets != IGNORE_INDEX).sum()
         if self.cfg.fused_kernels:
-            normed, weight = self._head_inputs(normed)
+            normed, weight = self.head_inputs(normed)
             total = _kernels().fused_linear_cross_entropy(
                 normed.flatten(0, 1),
                 weight,

@@ -60,6 +60,9 @@ def example_texts(
 class Example:
     tokens: np.ndarray  # prompt then completion
     prompt_len: int
+    # distillation from stored teacher log-probs: top-K ids and log-probs per completion token, [completion, K]
+    top_ids: np.ndarray | None = None
+    top_logprobs: np.ndarray | None = None
 
 
 def tokenize_examples(
@@ -149,6 +152,10 @@ class SFTLoader:
         return self
 
     def __next__(self) -> Batch:
+        return self.pack(self.next_rows())
+
+    def next_rows(self) -> list[list[Example]]:
+        """The next micro-batch's examples, row by row, each row filled greedily up to seq_len."""
         rows = []
         for _ in range(self.batch_size):
             chosen: list[Example] = []
@@ -161,8 +168,12 @@ class SFTLoader:
                 used += len(ex.tokens)
                 self.position.index += 1
                 self.stats["examples"] += 1
-            rows.append(pack_row(chosen, self.seq_len, self.pad_id))
-        ids, targets, docs = (torch.from_numpy(np.stack(parts)) for parts in zip(*rows, strict=True))
+            rows.append(chosen)
+        return rows
+
+    def pack(self, rows: list[list[Example]]) -> Batch:
+        packed = [pack_row(chosen, self.seq_len, self.pad_id) for chosen in rows]
+        ids, targets, docs = (torch.from_numpy(np.stack(parts)) for parts in zip(*packed, strict=True))
         return Batch(ids, targets, docs)
 
     def state_dict(self) -> dict[str, Any]:

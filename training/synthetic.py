@@ -66,3 +66,31 @@ def write_last_number_task(
         for item in test.values():
             fh.write(json.dumps({"question": item["question"], "answer": item["answer"]}) + "\n")
     return paths
+
+
+# Ways to write a "last number" solution: the first is the task's own; together they stand for gold solutions
+# written by many authors in mixed styles, which a teacher's best-of-K traces (one style) do not have.
+SOLUTION_STYLES = (
+    "The list ends with {x}. The answer is \\boxed{{{x}}}.",
+    "Reading the list from left to right, the final number we reach is {x}, so the answer is \\boxed{{{x}}}.",
+    "Last: {x}. \\boxed{{{x}}}",
+    "We need the number at the end of the list. It is {x}. Therefore the answer is \\boxed{{{x}}}.",
+    "\\boxed{{{x}}}",
+    "The numbers are written in order and the last one written is {x}; the answer is \\boxed{{{x}}}.",
+)
+
+
+def restyle_solutions(
+    train: str | Path, out: str | Path, styles: int = len(SOLUTION_STYLES), seed: int = 0
+) -> Path:
+    """A copy of a `write_last_number_task` training file whose solutions are each rewritten in one of the
+    first `styles` SOLUTION_STYLES at random: the same problems and answers, mixed-style gold solutions."""
+    if not 1 <= styles <= len(SOLUTION_STYLES):
+        raise ValueError(f"styles must be in [1, {len(SOLUTION_STYLES)}], got {styles}")
+    rng = random.Random(seed)
+    rows = [json.loads(line) for line in Path(train).read_text().splitlines() if line.strip()]
+    with open(out, "w") as fh:
+        for row in rows:
+            row["completion"] = SOLUTION_STYLES[rng.randrange(styles)].format(x=row["answer"])
+            fh.write(json.dumps(row) + "\n")
+    return Path(out)

@@ -7,6 +7,8 @@ they are added at fixed ids right after training so that every tokenizer we trai
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,3 +104,46 @@ def stop_token_ids(tokenizer: Tokenizer, stop_strings: Iterable[str]) -> set[int
         if token_id is not None:
             ids.add(token_id)
     return ids
+
+
+def vocabulary(tokenizer: Tokenizer) -> dict[str, int]:
+    """token string → id, added (special) tokens included."""
+    return tokenizer.get_vocab(with_added_tokens=True)
+
+
+def n_token_ids(tokenizer: Tokenizer) -> int:
+    """Ids a model can be asked for: one past the largest id (embedding rows beyond it are padding)."""
+    return max(vocabulary(tokenizer).values()) + 1
+
+
+def vocabulary_digest(tokenizer: Tokenizer) -> str:
+    """sha256 of the (token, id) pairs: equal digests mean two tokenizers map every token to the same id."""
+    pairs = sorted(vocabulary(tokenizer).items(), key=lambda item: item[1])
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()
+
+
+def check_same_vocabulary(
+    teacher: Tokenizer, student: Tokenizer, names: tuple[str, str] = ("teacher", "student")
+) -> None:
+    """Raise ValueError, saying what differs, unless both tokenizers map the same tokens to the same ids.
+
+    Distillation compares two distributions id by id; equal sizes are not enough (a reordered or extended
+    vocabulary would silently misalign them)."""
+    a, b = vocabulary(teacher), vocabulary(student)
+    if a == b:
+        return
+    only_a = sorted(set(a) - set(b), key=a.__getitem__)
+    only_b = sorted(set(b) - set(a), key=b.__getitem__)
+    moved = sorted((t for t in set(a) & set(b) if a[t] != b[t]), key=a.__getitem__)
+    parts = [f"{names[0]} has {len(a)} tokens, {names[1]} {len(b)}"]
+    if only_a:
+        parts.append(f"{len(only_a)} only in the {names[0]}'s (e.g. {only_a[:3]})")
+    if only_b:
+        parts.append(f"{len(only_b)} only in the {names[1]}'s (e.g. {only_b[:3]})")
+    if moved:
+        examples = ", ".join(f"{t!r}: {a[t]} vs {b[t]}" for t in moved[:3])
+        parts.append(f"{len(moved)} with different ids ({examples})")
+    raise ValueError(
+        f"the {names[0]} and {names[1]} tokenizers differ: {'; '.join(parts)}. Distillation compares the two "
+        "next-token distributions id by id, so both models must share one tokenizer"
+    )

@@ -180,3 +180,75 @@ def test_spark_submit_on_standalone_cluster_equals_local_mode(cluster, spark, sh
     stats_cluster = json.loads((out_cluster / "stats.json").read_text())
     stats_local = json.loads((out_local / "stats.json").read_text())
     assert stats_cluster["counters"] == stats_local["counters"]
+
+
+def test_iterate_on_standalone_cluster_equals_local_mode(cluster, spark, shared_data, tmp_path):
+    """`corpus iterate` via spark-submit: the pool pass and every round's scoring run in the executors."""
+    from jobs.config import IterateConfig
+    from jobs.iterate_corpus import iterate_corpus
+    from samplecrawl.planted_web import seed_texts
+
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"text": t}) + "\n" for t in seed_texts(30)))
+    warc = shared_data / CC
+    loop_args = [
+        "--seeds",
+        str(seeds),
+        "--rounds",
+        "2",
+        "--epoch",
+        "10",
+        "--bucket",
+        "20000",
+        "--min-score",
+        "0.3",
+    ]
+    out_cluster = tmp_path / "cluster_loop"
+    cmd = [
+        str(BIN / "spark-submit"),
+        "--master",
+        cluster["url"],
+        "--conf",
+        f"spark.pyspark.python={cluster['python']}",
+        "--conf",
+        f"spark.pyspark.driver.python={sys.executable}",
+        "--conf",
+        "spark.executor.memory=1g",
+        str(REPO / "jobs" / "iterate_corpus.py"),
+        "--input",
+        str(warc),
+        "--output",
+        str(out_cluster),
+        *loop_args,
+    ]
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    errors = [line for line in result.stderr.splitlines() if "Error" in line or "Exception" in line]
+    assert result.returncode == 0, "\n".join(errors[:30]) + result.stderr[-3000:]
+    assert json.loads((out_cluster / "manifest.json").read_text())["spark"]["master"] == cluster["url"]
+    assert (out_cluster / "rounds" / "1" / "report.json").is_file()
+
+    out_local = tmp_path / "local_loop"
+    config = IterateConfig(
+        input=str(warc),
+        output=str(out_local),
+        seeds=str(seeds),
+        rounds=2,
+        epoch=10,
+        bucket=20000,
+        min_score=0.3,
+    )
+    iterate_corpus(spark, config)
+    for n in (1, 2):
+        cluster_scores = _scores(out_cluster / "rounds" / str(n) / "scores")
+        if cluster_scores is None:  # converged after round 1
+            continue
+        assert cluster_scores == _scores(out_local / "rounds" / str(n) / "scores")
+    assert _rows(out_cluster) == _rows(out_local)
+
+
+def _scores(folder: Path) -> dict | None:
+    if not folder.is_dir():
+        return None
+    table = ds.dataset(folder, format="parquet").to_table()
+    return dict(zip(table.column("id").to_pylist(), table.column("score").to_pylist(), strict=True))

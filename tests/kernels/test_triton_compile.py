@@ -36,6 +36,9 @@ SCRIPT = textwrap.dedent(
     flags = ("HAS_GRAD", "HAS_SOFTCAP", "HAS_SMOOTHING", "HAS_Z_LOSS")
     for values in [(False,) * 4, (True, False, False, False), (True,) * 4]:
         compile_kernel(ops._ce_rows_kernel, ce_types, dict(zip(flags, values), BLOCK_V=4096))
+    div_types = ["*bf16", "i64", "*bf16", "i64", "*fp32", "*fp32", "i32", "fp32", "fp32", "fp32", "fp32"]
+    for kind, has_grad in [(0, True), (1, True), (2, True), (2, False)]:
+        compile_kernel(ops._divergence_rows_kernel, div_types, {"KIND": kind, "HAS_GRAD": has_grad, "BLOCK_V": 4096})
     compile_kernel(ops._rms_norm_fwd_kernel, ["*bf16", "*bf16", "*bf16", "*fp32", "i32", "i32", "i32", "fp32"],
                    {"BLOCK_H": 4096})
     compile_kernel(ops._rms_norm_bwd_kernel, ["*bf16", "*bf16", "*bf16", "*fp32", "*bf16", "*fp32", "i32", "i32",

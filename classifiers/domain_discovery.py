@@ -1,0 +1,262 @@
+"""The decisions of DeepSeekMath's recall loop, as pure functions over scored pages (no Spark, no models).
+
+One round of `mathforge corpus iterate` scores every page of the pool with that round's classifier; what
+it then decides is here:
+
+* `collect`: the top pages by score, at or above a score floor, up to a token budget;
+* `overlap`: how much of this round's collection the previous round had already collected (the loop stops
+  at 98%, DeepSeekMath's criterion);
+* `domain_shares`: each domain's share of pages collected; domains above `--domain-share` (10% in
+  DeepSeekMath) are math-domain candidates;
+* `propose_prefixes`: under those domains, the URL-path prefixes (`/questions/`) with their page counts,
+  collected counts and sample URLs; `auto_accept` marks the ones whose own collected share and count clear
+  a bar, `read_accept_file` reads the ones a person accepted instead;
+* `prefix_seeds`: the uncollected pages under accepted prefixes, which join the next round's seeds;
+* `label_metrics`: recall and precision of a collection against page labels, when the input has them.
+
+A page is a `ScoredPage`; ties in score are broken by id, so every decision is the same on every run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+CHARS_PER_TOKEN = 4  # token budgets count ~4 characters per token (no tokenizer is trained at this point)
+
+
+def approx_tokens(n_chars: int) -> int:
+    """Tokens of a text of `n_chars` characters, as the token budget counts them."""
+    return max(1, math.ceil(n_chars / CHARS_PER_TOKEN)) if n_chars > 0 else 0
+
+
+@dataclass(frozen=True)
+class ScoredPage:
+    """What the loop knows about one pool page in one round (the text stays in the pool)."""
+
+    id: str
+    url: str
+    domain: str
+    n_chars: int
+    score: float
+    label: bool | None = None  # True: math, False: not math, None: unlabelled
+
+
+def url_prefix(url: str, depth: int = 1) -> str:
+    """The first `depth` path segments of `url` as a prefix (`/questions/`); pages directly under the root
+    (or with fewer segments) fall under `/`."""
+    try:
+        path = urlsplit(url).path or "/"
+    except ValueError:
+        return "/"
+    segments = [s for s in path.split("/") if s]
+    if len(segments) <= depth:  # a leaf at this depth: the page itself is not a folder
+        segments = segments[: max(0, len(segments) - 1)]
+    segments = segments[:depth]
+    return "/" + "".join(f"{s}/" for s in segments)
+
+
+def under_prefix(url: str, prefix: str) -> bool:
+    """Whether `url`'s path starts with `prefix` (`/` holds every page of the domain)."""
+    try:
+        path = urlsplit(url).path or "/"
+    except ValueError:
+        return False
+    return path.startswith(prefix)
+
+
+def collect(
+    pages: Iterable[ScoredPage], min_score: float, token_budget: int | None = None
+) -> list[ScoredPage]:
+    """Pages scoring at least `min_score`, best first (ties by id), cut when the next page would pass the
+    token budget (None: no budget). The budget is a cap: a page that does not fit ends the collection."""
+    ranked = sorted((p for p in pages if p.score >= min_score), key=lambda p: (-p.score, p.id))
+    if token_budget is None:
+        return ranked
+    out: list[ScoredPage] = []
+    used = 0
+    for page in ranked:
+        tokens = approx_tokens(page.n_chars)
+        if used + tokens > token_budget:
+            break
+        out.append(page)
+        used += tokens
+    return out
+
+
+def overlap(current: Iterable[str], previous: Iterable[str] | None) -> float | None:
+    """Share of this round's collected ids that the previous round had collected (None in round 1); an
+    empty collection overlaps fully."""
+    if previous is None:
+        return None
+    cur = set(current)
+    if not cur:
+        return 1.0
+    return len(cur & set(previous)) / len(cur)
+
+
+@dataclass(frozen=True)
+class DomainShare:
+    domain: str
+    pages: int
+    collected: int
+
+    @property
+    def share(self) -> float:
+        return self.collected / self.pages if self.pages else 0.0
+
+
+def domain_shares(pages: Iterable[ScoredPage], collected_ids: set[str]) -> dict[str, DomainShare]:
+    """Per domain: pool pages, collected pages."""
+    total: Counter[str] = Counter()
+    hit: Counter[str] = Counter()
+    for page in pages:
+        total[page.domain] += 1
+        hit[page.domain] += page.id in collected_ids
+    return {d: DomainShare(d, total[d], hit[d]) for d in sorted(total)}
+
+
+@dataclass(frozen=True)
+class PrefixProposal:
+    """A URL-path prefix under a math-domain candidate, with what a person needs to judge it."""
+
+    domain: str
+    prefix: str
+    pages: int
+    collected: int
+    domain_share: float
+    sample_urls: tuple[str, ...]
+    accepted: bool = False
+
+    @property
+    def key(self) -> str:
+        """`domain/prefix`, the form a person writes in an accept file."""
+        return f"{self.domain}{self.prefix}"
+
+    @property
+    def share(self) -> float:
+        return self.collected / self.pages if self.pages else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "key": self.key,
+            "share": round(self.share, 4),
+            "sample_urls": list(self.sample_urls),
+        }
+
+
+def propose_prefixes(
+    pages: Sequence[ScoredPage],
+    collected_ids: set[str],
+    shares: Mapping[str, DomainShare],
+    min_domain_share: float,
+    depth: int = 1,
+    samples: int = 3,
+) -> list[PrefixProposal]:
+    """Prefixes holding at least one collected page, under every domain whose collected share exceeds
+    `min_domain_share`; sample URLs are collected ones first, then uncollected, each sorted."""
+    candidates = {d for d, s in shares.items() if s.share > min_domain_share}
+    groups: dict[tuple[str, str], list[ScoredPage]] = defaultdict(list)
+    for page in pages:
+        if page.domain in candidates:
+            groups[(page.domain, url_prefix(page.url, depth))].append(page)
+    proposals = []
+    for (domain, prefix), members in sorted(groups.items()):
+        hits = sorted(p.url for p in members if p.id in collected_ids)
+        if not hits:
+            continue
+        misses = sorted(p.url for p in members if p.id not in collected_ids)
+        proposals.append(
+            PrefixProposal(
+                domain=domain,
+                prefix=prefix,
+                pages=len(members),
+                collected=len(hits),
+                domain_share=round(shares[domain].share, 4),
+                sample_urls=tuple((hits + misses)[:samples]),
+            )
+        )
+    return proposals
+
+
+def auto_accept(
+    proposals: Iterable[PrefixProposal], min_share: float, min_collected: int
+) -> list[PrefixProposal]:
+    """Accept the prefixes whose own collected share reaches `min_share` with at least `min_collected`
+    collected pages (a stray false positive in a domain's `/blog/` does not open it)."""
+    return [
+        PrefixProposal(**{**asdict(p), "accepted": p.collected >= min_collected and p.share >= min_share})
+        for p in proposals
+    ]
+
+
+def read_accept_file(path: str | Path) -> set[str]:
+    """Prefix keys (`domain/prefix`, e.g. `math.stackexchange.com/questions/`) a person accepted: one per
+    line, `#` starts a comment. A missing file accepts nothing yet (the person has not written it)."""
+    p = Path(path)
+    if not p.is_file():
+        return set()
+    keys = set()
+    for line in p.read_text(encoding="utf-8").splitlines():
+        key = line.split("#", 1)[0].strip()
+        if key:
+            keys.add(key if "/" in key else key + "/")
+    return keys
+
+
+def accept_listed(proposals: Iterable[PrefixProposal], keys: set[str]) -> list[PrefixProposal]:
+    """Mark the proposals a person listed as accepted."""
+    return [PrefixProposal(**{**asdict(p), "accepted": p.key in keys}) for p in proposals]
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """`domain/prefix` → (domain, `/prefix`)."""
+    domain, _, rest = key.partition("/")
+    return domain, "/" + rest
+
+
+def prefix_seeds(
+    pages: Iterable[ScoredPage], accepted_keys: Iterable[str], collected_ids: set[str]
+) -> list[ScoredPage]:
+    """Uncollected pages under accepted prefixes, sorted by id: the next round's new seeds."""
+    by_domain: dict[str, list[str]] = defaultdict(list)
+    for key in accepted_keys:
+        domain, prefix = split_key(key)
+        by_domain[domain].append(prefix)
+    out = [
+        p
+        for p in pages
+        if p.id not in collected_ids
+        and p.domain in by_domain
+        and any(under_prefix(p.url, prefix) for prefix in by_domain[p.domain])
+    ]
+    return sorted(out, key=lambda p: p.id)
+
+
+def label_metrics(pages: Iterable[ScoredPage], collected_ids: set[str]) -> dict[str, float | int] | None:
+    """Recall and precision of the collection over labelled pages (None when no page is labelled)."""
+    tp = fp = fn = 0
+    labelled = 0
+    for page in pages:
+        if page.label is None:
+            continue
+        labelled += 1
+        hit = page.id in collected_ids
+        tp += hit and page.label
+        fp += hit and not page.label
+        fn += (not hit) and page.label
+    if not labelled:
+        return None
+    return {
+        "labelled": labelled,
+        "math": tp + fn,
+        "true_positives": tp,
+        "false_positives": fp,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
+        "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+    }
