@@ -40,14 +40,15 @@ MIN_LENGTH_RATIO = 2.0
 
 # A formula as it appears in extracted text: $$..$$, $..$, \(..\), \[..\], \begin{env}..\end{env}.
 # Inline $..$ follows pandoc's tex_math_dollars rule, which keeps prices out ("$5 and $10"): no space
-# inside either delimiter, and no digit right after the closing one.
-# Bounded lengths keep the scan linear on hostile text (thousands of unclosed delimiters).
+# inside either delimiter, and no digit right after the closing one. No body may contain its own opening or
+# closing delimiter, so each scan from an opening delimiter stops at the next one: linear in the text, even
+# with thousands of unclosed delimiters.
 _FORMULA_RE = re.compile(
-    r"\$\$[^$]{1,4000}?\$\$"
+    r"\$\$[^$]{1,4000}\$\$"
     r"|\$(?=[^\s$])[^$\n]{0,1000}?(?<=\S)\$(?!\d)"
-    r"|\\\(.{1,1000}?\\\)"
-    r"|\\\[.{1,4000}?\\\]"
-    r"|\\begin\{([a-zA-Z]+\*?)\}.{1,8000}?\\end\{\1\}",
+    r"|\\\((?:(?!\\[()]).){1,1000}\\\)"
+    r"|\\\[(?:(?!\\[\[\]]).){1,4000}\\\]"
+    r"|\\begin\{([a-zA-Z]+\*?)\}(?:(?!\\(?:begin|end)\{).){1,8000}\\end\{\1\}",
     re.S,
 )
 _WS_RE = re.compile(r"\s+")

@@ -140,6 +140,7 @@ def test_formula_counts_read_every_delimiter_and_stay_linear_on_unclosed_ones():
     assert sum(counts.values()) == 6 and counts["$x$"] == 2
     assert not formula_counts("It costs $5 and $10, or $ 7 for $3.")  # prices, not formulas
     assert sum(formula_counts("\\[" * 200_000).values()) == 0
+    assert sum(formula_counts("\\[" * 200_000 + "x\\]").values()) == 1  # only the innermost pair
 
 
 def test_a_thread_reduced_to_its_banner_keeps_every_post():
