@@ -22,13 +22,19 @@ def row_op_for(backend: Backend) -> RowOp:
     return triton_ops().ce_rows_triton if backend == "triton" else ce_rows_torch
 
 
-def chunk_rows(n_rows: int, vocab: int, backend: Backend, chunk_size: int | None) -> int:
-    """Rows per chunk: `chunk_size` if given, else balanced chunks under the backend's element budget."""
+def chunk_rows(
+    n_rows: int,
+    vocab: int,
+    backend: Backend,
+    chunk_size: int | None,
+    budget: dict[str, int] = CHUNK_ELEMENTS,
+) -> int:
+    """Rows per chunk: `chunk_size` if given, else balanced chunks under the backend's element `budget`."""
     if chunk_size is not None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         return chunk_size
-    max_rows = max(1, CHUNK_ELEMENTS[backend] // max(vocab, 1))
+    max_rows = max(1, budget[backend] // max(vocab, 1))
     n_chunks = -(-n_rows // max_rows)
     return max(1, -(-n_rows // max(n_chunks, 1)))
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from kernels.backend import Backend, resolve_backend, triton_ops
+from kernels.chunked import chunk_rows
 
 Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
 DIVERGENCES: tuple[str, ...] = ("forward_kl", "reverse_kl", "jsd")
@@ -171,17 +172,6 @@ def row_op_for(backend: Backend) -> DivergenceRowOp:
     return triton_ops().divergence_rows_triton if backend == "triton" else divergence_rows_torch
 
 
-def chunk_rows(n_rows: int, vocab: int, backend: Backend, chunk_size: int | None) -> int:
-    """Rows per chunk: `chunk_size` if given, else balanced chunks under the backend's element budget."""
-    if chunk_size is not None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        return chunk_size
-    max_rows = max(1, CHUNK_ELEMENTS[backend] // max(vocab, 1))
-    n_chunks = -(-n_rows // max_rows)
-    return max(1, -(-n_rows // max(n_chunks, 1)))
-
-
 # -- the chunked pass and its autograd Functions -----------------------------------------------------------------
 
 
@@ -217,7 +207,7 @@ def divergence_pass(
     d_weight = None
     if want and grad_weight:
         d_weight = torch.empty_like(student_weight) if n_rows else torch.zeros_like(student_weight)
-    step = chunk_rows(n_rows, vocab, backend, chunk_size)
+    step = chunk_rows(n_rows, vocab, backend, chunk_size, CHUNK_ELEMENTS)
     for start in range(0, n_rows, step):
         rows = slice(start, min(start + step, n_rows))
         h = student_hidden[rows]
@@ -416,7 +406,7 @@ def topk_divergence(
     dtype = torch.promote_types(student_hidden.dtype, torch.float32)
     teacher = bucket_logprobs(teacher_logprobs.to(dtype))
     n = student_hidden.shape[0]
-    step = chunk_rows(n, vocab, "torch", chunk_size)
+    step = chunk_rows(n, vocab, "torch", chunk_size, CHUNK_ELEMENTS)
     parts = []
     for start in range(0, n, step):
         rows = slice(start, min(start + step, n))
