@@ -65,3 +65,28 @@ def test_dockerfile_copies_exist_and_cover_every_installed_package():
     packages = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     for pattern in packages:
         assert pattern.rstrip("*") in copied, f"package {pattern} is installed but not copied into the image"
+
+
+@pytest.mark.parametrize("script", sorted(INFRA.rglob("*.sh")), ids=lambda p: p.name)
+def test_shell_scripts_parse(script: Path):
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_training_job_passes_flags_the_trainer_accepts():
+    """The torchrun command in the training Job, parsed by the trainer's own argument parser."""
+    import argparse
+    import shlex
+
+    from training.config import PretrainConfig, add_config_args, config_from_args
+
+    job = next(
+        d for d in yaml.safe_load_all((INFRA / "k8s" / "train-job.yaml").read_text()) if d["kind"] == "Job"
+    )
+    command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    argv = shlex.split(command)
+    module_args = argv[argv.index("training.pretrain") + 1 :]
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_config_args(parser, PretrainConfig)
+    config = config_from_args(PretrainConfig, parser.parse_args(module_args))
+    assert config.run.out.startswith("/data/") and config.data.data.startswith("/data/")
