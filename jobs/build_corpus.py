@@ -38,6 +38,8 @@ from jobs.spark import CounterParam, ListParam, job_main, ship_code
 log = logging.getLogger("mathforge.build_corpus")
 
 TARGET_SHARD_CHARS = 250_000_000  # ~250 MB of text per shard before compression
+REPORT_DOMAINS = 20  # top domains in stats.json (and report.html)
+REPORT_SAMPLES = 5  # sample documents in stats.json (and report.html), first SNIPPET_CHARS of their text
 
 
 def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any]:
@@ -133,6 +135,46 @@ def finish_corpus(
         "cleaning": cleaning_report,
         "by_lang": dict(sorted(by_lang.items())),
         "math_score_histogram": [(b / 10, hist.get(b, 0)) for b in range(10)],
+        **report_extras(written),
+    }
+
+
+def report_extras(df: DataFrame) -> dict[str, Any]:
+    """What report.html shows beyond the counts: the top domains with their math share, aggregated in Spark,
+    and a few sample documents (a fixed pseudo-random pick: the smallest hashes of their ids), text clipped
+    in Spark; only top-N rows reach the driver."""
+    from jobs.corpus_report import SNIPPET_CHARS
+
+    if "is_math" in df.columns:  # a table handed to `corpus dedup` may lack it
+        math_by, is_math = "is_math", F.coalesce(F.col("is_math"), F.lit(False))
+    else:
+        math_by, is_math = "math_score >= 0.5", F.col("math_score") >= 0.5
+    domains = (
+        df.groupBy("domain")
+        .agg(F.count(F.lit(1)).alias("documents"), F.sum(is_math.cast("long")).alias("math"))
+        .orderBy(F.desc("documents"), F.asc("domain"))
+        .limit(REPORT_DOMAINS)
+        .collect()
+    )
+    samples = (
+        df.select(
+            "id",
+            "url",
+            "domain",
+            "lang",
+            "math_score",
+            F.substring("text", 1, SNIPPET_CHARS + 1).alias("text"),
+        )
+        .orderBy(F.xxhash64("id"), "id")
+        .limit(REPORT_SAMPLES)
+        .collect()
+    )
+    return {
+        "top_domains": [
+            {"domain": r["domain"], "documents": r["documents"], "math": int(r["math"] or 0)} for r in domains
+        ],
+        "top_domains_math_by": math_by,
+        "samples": [r.asDict() for r in samples],
     }
 
 

@@ -1,7 +1,8 @@
 """Committing a corpus directory atomically, with its manifest and stats report.
 
 A run writes everything into a sibling staging directory (`<output>.staging-<run id>`) and renames it into
-place only after the Parquet shards, `manifest.json`, `stats.json` and `STATS.md` are all written. A failed
+place only after the Parquet shards, `manifest.json`, `stats.json`, `STATS.md` and `report.html` are all
+written. A failed
 or killed run therefore never leaves a directory at `<output>` that looks finished.
 """
 
@@ -160,7 +161,7 @@ def write_corpus_reports(
     stats: dict[str, Any],
     **manifest_extra: Any,
 ) -> None:
-    """manifest.json (what made this corpus), stats.json and STATS.md into the staging directory."""
+    """manifest.json (what made this corpus), stats.json, STATS.md and report.html into the staging directory."""
     manifest = {
         "run_id": staged.run_id,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -178,3 +179,22 @@ def write_corpus_reports(
     write_json(staging / "manifest.json", manifest)
     write_json(staging / "stats.json", stats)
     (staging / "STATS.md").write_text(render_stats_markdown(stats), encoding="utf-8")
+    write_report_html(staging, stats, manifest)
+
+
+def write_report_html(
+    corpus: Path, stats: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None
+) -> Path:
+    """`corpus/report.html` from the stats and manifest given, or from the directory's JSON files."""
+    from jobs.corpus_report import render_report_html  # matplotlib: only where a report is drawn
+
+    if stats is None:
+        stats = json.loads((corpus / "stats.json").read_text(encoding="utf-8"))
+    if manifest is None:
+        path = corpus / "manifest.json"
+        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    out = corpus / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(render_report_html(stats, manifest), encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -46,6 +46,16 @@ def _loop_markdown(stats: dict) -> str:
     return render_loop_markdown(stats)
 
 
+def _corpus_report(args: argparse.Namespace) -> int:
+    from jobs.corpus_output import write_report_html
+
+    corpus = Path(args.corpus)
+    if not (corpus / "stats.json").is_file():
+        raise FileNotFoundError(f"{corpus} is not a corpus directory (no stats.json)")
+    print(write_report_html(corpus))
+    return 0
+
+
 def read_html_file(path: str) -> bytes:
     """Raw bytes of an .html or .html.gz file (charset decoding is the pipeline's job)."""
     p = Path(path)
@@ -114,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     iterate.set_defaults(
         handler=_spark_job("jobs.iterate_corpus:iterate_corpus", IterateConfig, _loop_markdown)
     )
+
+    report = corpus_cmds.add_parser(
+        "report",
+        help="re-render a corpus's report.html from its stats.json and manifest.json",
+        description="Write DIR/report.html (what `corpus build` and `corpus dedup` write) from DIR/stats.json "
+        "and DIR/manifest.json; no Spark.",
+    )
+    report.add_argument("--corpus", required=True, help="the corpus directory")
+    report.set_defaults(handler=_corpus_report)
 
     classifier = commands.add_parser("classifier", help="train the fastText math classifier (Spark job)")
     classifier_cmds = classifier.add_subparsers(dest="classifier_command", required=True)

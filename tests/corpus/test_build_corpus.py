@@ -12,6 +12,7 @@ from jobs.config import CorpusBuildConfig
 from jobs.corpus_output import OutputExistsError
 from jobs.corpus_schema import REQUIRED_COLUMNS, arrow_schema
 
+from .conftest import CC  # the cc_corpus fixture's input
 from .warcs import write_html_warc
 
 pytestmark = pytest.mark.spark
@@ -29,20 +30,10 @@ REQUIRED = [
     "math_score",
     "text",
 ]
-CC = "commoncrawl/resiliparse_CC-MAIN-2020-34_sample.warc.gz"
 
 
 def _rows(out: Path) -> list[dict]:
     return sorted(ds.dataset(out / "data", format="parquet").to_table().to_pylist(), key=lambda r: r["id"])
-
-
-@pytest.fixture(scope="module")
-def cc_corpus(spark, shared_data, tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("cc") / "corpus"
-    cfg = CorpusBuildConfig(
-        input=str(shared_data / "warc" / CC), output=str(out), langs="all", min_math_score=0.0
-    )
-    return out, build_corpus(spark, cfg)
 
 
 def test_every_html_response_yields_a_row_with_the_contract_columns(cc_corpus, shared_data):
