@@ -1,13 +1,12 @@
 """Hostile pages cost what their size costs, never crash, and stop at the page's deadline (issue 11).
 
-Timings here are process CPU time (other processes on the machine do not count) and compare a page with one
-four times its size: linear work grows about 4x, the quadratic rewrite this replaced grew 15-17x.
+How their cost grows with size is measured by bench/hostile_pages.py (timings belong in benchmarks); here,
+what they produce and that a page's deadline stops every stage.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import lxml.html
 import pytest
@@ -15,10 +14,8 @@ from lxml import etree
 
 from bench.hostile_pages import (
     deep_mathml,
-    huge_table,
     katex_formulas,
     long_line,
-    long_script,
     math_scripts,
 )
 from classifiers.math_score import RuleMathScorer
@@ -27,12 +24,6 @@ from crawl.math_extract import extract_math_text
 from crawl.math_markup import latexify_html, latexify_tree, parse_html
 from crawl.mathml_tex import MAX_DEPTH, mathml_to_tex
 from pipeline.route import route_page
-
-
-def _cpu_seconds(fn: Callable[[], object]) -> float:
-    started = time.process_time()
-    fn()
-    return time.process_time() - started
 
 
 def _visible_text(html: str) -> str:
@@ -51,23 +42,11 @@ def test_formulas_sharing_a_wrapper_keep_their_own_text():
     assert _visible_text(out) == "$x+0$ and $x+1$ and $x+2$"
 
 
-@pytest.mark.parametrize(
-    ("make", "n"),
-    [(math_scripts, 5_000), (katex_formulas, 500), (huge_table, 500), (long_line, 256), (long_script, 64)],
-    ids=["math_scripts", "katex_formulas", "huge_table", "long_line", "long_script"],
-)
-def test_rewrite_cost_grows_linearly_with_the_page(make, n):
-    small, large = make(n), make(4 * n)
-    _cpu_seconds(lambda: latexify_html(small))  # warm up: first calls compile regexes
-    ratio = _cpu_seconds(lambda: latexify_html(large)) / _cpu_seconds(lambda: latexify_html(small))
-    assert ratio < 8, ratio
-
-
-def test_a_megabyte_line_of_unclosed_openings_is_cheap_and_left_as_written():
+def test_a_megabyte_line_of_unclosed_openings_is_left_as_written():
+    """(Its cost, and the linear growth of every hostile kind, is measured by bench/hostile_pages.py: timing
+    belongs in benchmarks, not in unit tests.)"""
     html = long_line(1024)
     assert len(html) > 1_000_000
-    seconds = _cpu_seconds(lambda: latexify_tree(parse_html(html)))
-    assert seconds < 2.0  # ~0.15 s here; a regex looking 8,000 characters ahead of each \( took 8-10 s
     root = parse_html(html)
     latexify_tree(root)
     assert root.find(".//p").text == lxml.html.document_fromstring(html).find(".//p").text
