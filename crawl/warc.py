@@ -34,6 +34,7 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ARC2WARCHeadersParser
 
 from crawl.inputs import open_input
+from crawl.remote import RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -271,12 +272,13 @@ class GunzipStream(io.RawIOBase):
             data = tail + chunk
 
 
-def open_decompressed(location: str, resume_after: int = -1) -> BinaryIO:
+def open_decompressed(location: str, resume_after: int = -1, counters: Counter | None = None) -> BinaryIO:
     """The file's bytes with gzip removed, whatever its member layout; plain files pass through.
 
     `resume_after`: read on past a corrupt member that ends the stream at or before this uncompressed offset.
+    `counters`: where a remote file's retries and resumes are counted.
     """
-    raw = open_input(location)
+    raw = open_input(location, counters)
     if raw.peek(2)[:2] == b"\x1f\x8b":
         return GunzipStream(raw, resume_after)  # type: ignore[return-value]
     return raw
@@ -308,10 +310,12 @@ class _GzipDamage:
             self._truncated = True
 
 
-def _resync(location: str, restart: int, damage: _GzipDamage) -> tuple[BinaryIO, int] | None:
+def _resync(
+    location: str, restart: int, damage: _GzipDamage, counters: Counter
+) -> tuple[BinaryIO, int] | None:
     """A stream positioned at the first WARC header at or after uncompressed offset `restart`, if any."""
     while True:
-        plain = open_decompressed(location, resume_after=restart)
+        plain = open_decompressed(location, resume_after=restart, counters=counters)
         found = _scan_to_next_header(plain, restart)
         damage.add(plain)
         if found is not None:
@@ -330,7 +334,7 @@ def iter_archive_records(location: str, counters: Counter) -> Iterator:
     archive and a resync can scan forward from the last good record whatever the gzip layout was.
     """
     damage = _GzipDamage(counters)
-    stream: BinaryIO | None = open_decompressed(location)
+    stream: BinaryIO | None = open_decompressed(location, counters=counters)
     base = 0  # uncompressed offset at which `stream` starts
     while stream is not None:
         iterator = _archive_iterator(stream)
@@ -342,6 +346,9 @@ def iter_archive_records(location: str, counters: Counter) -> Iterator:
                 last_start = iterator.get_record_offset()  # known only once the record is consumed
         except ArchiveLoadFailed as exc:
             reason, message = "archive_load_failed", str(exc)
+        except RemoteError:  # the remote file itself is gone (retries used up, or it changed): not damage
+            stream.close()
+            raise
         except Exception as exc:  # warcio raises assorted errors on malformed headers
             reason, message = "malformed_record", f"{type(exc).__name__}: {exc}"
         damage.add(stream)
@@ -359,7 +366,7 @@ def iter_archive_records(location: str, counters: Counter) -> Iterator:
             return
         else:
             restart = base + (last_start if last_start is not None else 0) + 1
-        found = _resync(location, restart, damage)
+        found = _resync(location, restart, damage, counters)
         if found is None:
             return
         stream, base = found
@@ -371,10 +378,11 @@ def read_html_responses(
 ) -> Iterator[HtmlResponse]:
     """Yield HTTP 200 HTML responses from one WARC/ARC file, counting every record that is not one.
 
-    A missing or unreadable file counts `error:input_missing` / `error:input_unreadable` and yields nothing.
+    A missing or unreadable file counts `error:input_missing` / `error:input_unreadable` and yields nothing;
+    a remote file that breaks off for good (`crawl.remote`) counts `error:input_broken_off` and ends there.
     """
     try:
-        open_input(location).close()
+        open_input(location, counters).close()
     except FileNotFoundError:
         counters["error:input_missing"] += 1
         log.warning("input missing: %s", location)
@@ -384,6 +392,14 @@ def read_html_responses(
         log.warning("input unreadable: %s (%s)", location, exc)
         return
 
+    try:
+        yield from _html_responses(location, counters, max_body_bytes)
+    except RemoteError as exc:  # retries used up mid-file: what was read stands, the rest is not read
+        counters["error:input_broken_off"] += 1
+        log.warning("input %s broke off for good: %s", location, exc)
+
+
+def _html_responses(location: str, counters: Counter, max_body_bytes: int) -> Iterator[HtmlResponse]:
     part_of: str | None = None
     for record in iter_archive_records(location, counters):
         rec_type = record.rec_type
@@ -417,6 +433,8 @@ def read_html_responses(
         except EOFError:  # the file ends inside this record's gzip member
             counters["error:truncated_record"] += 1
             continue
+        except RemoteError:
+            raise
         except Exception as exc:  # bad chunking, bad content-encoding
             counters["error:bad_payload"] += 1
             log.warning("bad payload in %s %s: %s", location, record_id, exc)

@@ -21,15 +21,24 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crawl.inputs import resolve_inputs
 from jobs.config import CleaningConfig, CorpusBuildConfig
-from jobs.corpus_output import DATA_DIR, StagedOutput, render_stats_markdown, write_corpus_reports
+from jobs.corpus_output import (
+    DATA_DIR,
+    REMOVED_DIR,
+    SNAPSHOT,
+    StagedOutput,
+    link_snapshots,
+    render_stats_markdown,
+    snapshot_dir,
+    write_corpus_reports,
+)
 from jobs.corpus_pipeline import CorpusPipeline
 from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
 from jobs.dedup import clean_corpus
@@ -39,6 +48,9 @@ log = logging.getLogger("mathforge.build_corpus")
 
 TARGET_SHARD_CHARS = 250_000_000  # ~250 MB of text per shard before compression
 REPORT_DOMAINS = 20  # top domains in stats.json (and report.html)
+# Per-file errors after which the file was not read to its end: the manifest lists it as unfinished, not as
+# seen, so the next refresh reads it again (what it did give is then removed as exact duplicates).
+UNFINISHED_INPUT = frozenset({"input_missing", "input_unreadable", "input_broken_off"})
 REPORT_SAMPLES = 5  # sample documents in stats.json (and report.html), first SNIPPET_CHARS of their text
 
 
@@ -56,15 +68,22 @@ def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any
 
 def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, Any]:
     """Run the job; returns the stats dict (also written as stats.json next to the shards)."""
-    started = time.time()
-    inputs = resolve_inputs(config.input)
+    inputs = config.warc_locations()
+    pipeline = CorpusPipeline(config)  # loads and checks the models before anything is written
     staged = StagedOutput(config.output, overwrite=config.overwrite)
+    with staged:
+        return write_version(spark, pipeline, inputs, staged)
+
+
+def extract_pages(
+    spark: SparkSession, pipeline: CorpusPipeline, inputs: list[str], out: Path
+) -> tuple[DataFrame, dict[str, int], list[dict[str, Any]]]:
+    """Run the page route over `inputs`, one task per WARC file, into Parquet at `out`; returns the rows
+    (read back), the counters and one summary per input file."""
     sc = spark.sparkContext
     ship_code(spark)
     counters_acc = sc.accumulator({}, CounterParam())
     files_acc = sc.accumulator([], ListParam())
-    pipeline = CorpusPipeline(config)
-    log.info("building corpus from %d input files into %s", len(inputs), staged.final)
 
     def run_partition(paths: Iterable[str]) -> Iterator[tuple]:
         for path in paths:
@@ -77,52 +96,100 @@ def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, An
                 files_acc.add([_file_summary(path, counters, time.monotonic() - t0)])
 
     rows = sc.parallelize(inputs, max(1, len(inputs))).mapPartitions(run_partition)
-    with staged as staging:
-        extracted = staging / "extracted-pages"  # Spark ignores paths starting with _ or .
-        spark.createDataFrame(rows, spark_schema()).write.parquet(str(extracted))
-        summary = finish_corpus(spark, spark.read.parquet(str(extracted)), staging, config)
-        shutil.rmtree(extracted)
-        counters = dict(sorted(counters_acc.value.items()))
-        files = sorted(files_acc.value, key=lambda f: f["path"])
-        stats = {
-            "run_id": staged.run_id,
-            "seconds": round(time.time() - started, 2),
-            **summary,
-            "counters": counters,
-            "inputs": {"total": len(inputs), "failed": [f for f in files if f["errors"]]},
-            "per_file": files,
-        }
-        scorer = pipeline.analyser.math_scorer
-        write_corpus_reports(
-            staging,
-            staged,
-            config,
-            {"master": sc.master, "version": spark.version},
-            stats,
-            inputs=inputs,
-            lid_model=pipeline.analyser.langid.model_path,
-            math_scorer={"name": scorer.name, "version": scorer.version},
-            schema=[{"name": n, "type": t, "description": d} for n, t, d in CORPUS_COLUMNS],
-        )
+    spark.createDataFrame(rows, spark_schema()).write.parquet(str(out))
+    files = sorted(files_acc.value, key=lambda f: f["path"])
+    return spark.read.parquet(str(out)), dict(sorted(counters_acc.value.items())), files
+
+
+def write_version(
+    spark: SparkSession,
+    pipeline: CorpusPipeline,
+    inputs: list[str],
+    staged: StagedOutput,
+    history: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The next version of the corpus at `staged`, inside its staging folder: the pages of `inputs` routed by
+    `pipeline` and cleaned (against its `config.index`) into a new snapshot, next to the snapshots of `staged.base` (a refresh) linked
+    in, with a manifest that extends `history` (the base's manifest) and reports over the whole corpus."""
+    started = time.time()
+    staging, snapshot = staged.staging, staged.run_id
+    log.info("building snapshot %s from %d input files into %s", snapshot, len(inputs), staged.final)
+    extracted_dir = staging / "extracted-pages"  # Spark ignores paths starting with _ or .
+    config = pipeline.config
+    extracted, counters, files = extract_pages(spark, pipeline, inputs, extracted_dir)
+    added = write_snapshot(spark, extracted, staging, config, snapshot)
+    shutil.rmtree(extracted_dir)
+    if staged.base is not None and history is not None:
+        for table in (DATA_DIR, REMOVED_DIR):
+            link_snapshots(staged.base / table, staging / table)
+    summary = summarise_corpus(spark, staging / DATA_DIR)
+    seconds = round(time.time() - started, 2)
+    stats = {
+        "run_id": snapshot,
+        "seconds": seconds,
+        **summary,
+        **added,
+        "counters": counters,
+        "inputs": {"total": len(inputs), "failed": [f for f in files if f["errors"]]},
+        "per_file": files,
+        "cleaned_up": staged.cleaned,
+    }
+    run = {
+        "run_id": snapshot,
+        "kind": "refresh" if history else "build",
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input": config.input or f"--crawl {config.crawl} under {config.crawl_base}",
+        "inputs": len(inputs),
+        "documents": added["added"],
+        "seconds": seconds,
+    }
+    history = history or {}
+    unfinished = {f["path"] for f in files if UNFINISHED_INPUT.intersection(f["errors"])}
+    scorer = pipeline.analyser.math_scorer
+    write_corpus_reports(
+        staging,
+        staged,
+        config if not history else history["config"],
+        {"master": spark.sparkContext.master, "version": spark.version},
+        stats,
+        inputs=[*history.get("inputs", []), *(f for f in inputs if f not in unfinished)],
+        inputs_unfinished=sorted(unfinished),
+        runs=[*history.get("runs", []), run],
+        lid_model=pipeline.analyser.langid.model_path,
+        math_scorer={"name": scorer.name, "version": scorer.version},
+        schema=[{"name": n, "type": t, "description": d} for n, t, d in CORPUS_COLUMNS],
+    )
     log.info(
-        "corpus committed at %s: %d documents kept of %d HTML pages",
-        staged.final,
+        "corpus version %s written: %d documents added (%d in all) from %d HTML pages",
+        snapshot,
+        added["added"],
         stats["kept"],
         counters.get("html_responses", 0),
     )
     return stats
 
 
-def finish_corpus(
-    spark: SparkSession, df: DataFrame, staging: Path, cleaning: CleaningConfig
+def write_snapshot(
+    spark: SparkSession, df: DataFrame, staging: Path, cleaning: CleaningConfig, snapshot: str
 ) -> dict[str, Any]:
-    """Dedup and decontaminate `df`, write the shards (sorted by id) and summarise what was written."""
-    df, cleaning_report = clean_corpus(spark, df, cleaning, staging)
+    """Dedup and decontaminate `df`, write it as `data/snapshot=<snapshot>/` (shards sorted by id)."""
+    df, cleaning_report = clean_corpus(spark, df, cleaning, staging, snapshot)
     total_chars = df.agg(F.sum("n_chars")).collect()[0][0] or 0
     shards = max(1, math.ceil(total_chars / TARGET_SHARD_CHARS))
-    data_dir = staging / DATA_DIR
-    df.repartitionByRange(shards, "id").sortWithinPartitions("id").write.parquet(str(data_dir))
-    written = spark.read.parquet(str(data_dir))
+    out = snapshot_dir(staging / DATA_DIR, snapshot)
+    df.repartitionByRange(shards, "id").sortWithinPartitions("id").write.parquet(str(out))
+    return {
+        "snapshot": snapshot,
+        "added": spark.read.parquet(str(out)).count(),
+        "added_chars": int(total_chars),
+        "shards": shards,
+        "cleaning": cleaning_report,
+    }
+
+
+def summarise_corpus(spark: SparkSession, data: Path) -> dict[str, Any]:
+    """What the stats and report.html say of the whole corpus (every snapshot under `data`)."""
+    written = spark.read.parquet(str(data))
     by_lang = {r["lang"]: r["count"] for r in written.groupBy("lang").count().collect()}
     bucket = F.least(F.floor(F.col("math_score") * 10), F.lit(9)).cast("int")
     hist = {
@@ -130,9 +197,8 @@ def finish_corpus(
     }
     return {
         "kept": sum(by_lang.values()),
-        "kept_chars": int(total_chars),
-        "shards": shards,
-        "cleaning": cleaning_report,
+        "kept_chars": int(written.agg(F.sum("n_chars")).collect()[0][0] or 0),
+        "snapshots": sorted(r[0] for r in written.select(SNAPSHOT).distinct().collect()),
         "by_lang": dict(sorted(by_lang.items())),
         "math_score_histogram": [(b / 10, hist.get(b, 0)) for b in range(10)],
         **report_extras(written),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crawl.inputs import resolve_inputs
+from crawl.inputs import DEFAULT_CRAWL_BASE, InputError, crawl_locations, resolve_inputs, take_part
 from crawl.warc import DEFAULT_MAX_BODY_BYTES
 from pipeline.filters import PageFilterConfig
 
@@ -18,13 +18,41 @@ class Preflight:
         """Raise on a config the job would refuse anyway; nothing to check by default."""
 
 
+@dataclass(kw_only=True)
 class WarcInputs(Preflight):
-    """Configs whose `input` names WARC files: the spec must resolve (exist, hold WARCs, be local)."""
+    """Configs that read WARC files: named by `--input`, or by `--crawl` (a Common Crawl id resolved under
+    `--crawl-base`), then cut by `--limit` and `--shard`. The driver resolves them before Spark starts."""
 
-    input: str
+    input: str | None = field(
+        default=None,
+        metadata={
+            "help": "WARC file, directory, glob, or paths file (warc.paths[.gz]), local, s3:// or https://; "
+            "comma-separate several"
+        },
+    )
+    crawl: str | None = field(
+        default=None, metadata={"help": "a Common Crawl crawl (CC-MAIN-YYYY-WW) instead of --input"}
+    )
+    crawl_base: str = field(
+        default=DEFAULT_CRAWL_BASE,
+        metadata={
+            "help": "where --crawl's files live: https://data.commoncrawl.org/, s3://commoncrawl/ or a mirror"
+        },
+    )
+    limit: int | None = field(default=None, metadata={"help": "take only the first N input files (sorted)"})
+    shard: str | None = field(
+        default=None, metadata={"help": "take shard i of n of the inputs (i/n, 0-based), after --limit"}
+    )
+
+    def warc_locations(self) -> list[str]:
+        """The WARC files this run reads, sorted."""
+        if bool(self.input) == bool(self.crawl):
+            raise InputError("give exactly one of --input and --crawl")
+        found = resolve_inputs(self.input) if self.input else crawl_locations(self.crawl, self.crawl_base)
+        return take_part(found, self.limit, self.shard)
 
     def preflight(self) -> None:
-        resolve_inputs(self.input)
+        self.warc_locations()
 
 
 @dataclass(kw_only=True)
@@ -78,11 +106,6 @@ class CorpusDedupConfig(CleaningConfig):
 class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs):
     """`corpus build`: the inputs, the keep rules (`PageFilterConfig`), cleaning, and how to run."""
 
-    input: str = field(
-        metadata={
-            "help": "WARC file, directory, glob, or paths file (warc.paths[.gz]); comma-separate several"
-        }
-    )
     output: str = field(metadata={"help": "corpus directory to create (Parquet shards + manifest + stats)"})
     master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     math_model: str | None = field(
@@ -106,9 +129,23 @@ class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs):
     app_name: str = field(default="mathforge-build-corpus", metadata={"help": "Spark application name"})
 
 
+@dataclass(kw_only=True)
+class CorpusRefreshConfig(WarcInputs):
+    """`corpus refresh`: the inputs to add; every other setting is the corpus's own (its manifest's), so new
+    files go through exactly the route, keep rules and cleaning the corpus was built with."""
+
+    corpus: str = field(metadata={"help": "corpus directory to refresh (from corpus build)"})
+    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
+    app_name: str = field(default="mathforge-refresh-corpus", metadata={"help": "Spark application name"})
+
+    def preflight(self) -> None:
+        super().preflight()
+        if not (Path(self.corpus) / "manifest.json").is_file():
+            raise FileNotFoundError(f"no corpus at {self.corpus} (no manifest.json): build it first")
+
+
 @dataclass
 class ClassifierTrainConfig(WarcInputs):
-    input: str = field(metadata={"help": "crawl to sample from: WARC file, directory, glob or paths file"})
     output: str = field(metadata={"help": "model file to write (its JSON sidecar goes next to it)"})
     positives: str | None = field(
         default=None,
@@ -138,11 +175,6 @@ class IterateConfig(CleaningConfig, WarcInputs):
     """`corpus iterate`: DeepSeekMath's loop. The pool pass (extraction, language ID, dedup: `corpus build`
     with every page kept) runs once; each round trains, scores, collects and discovers math domains."""
 
-    input: str = field(
-        metadata={
-            "help": "WARC file, directory, glob, or paths file (warc.paths[.gz]); comma-separate several"
-        }
-    )
     seeds: str = field(metadata={"help": "seed math texts: Parquet (text column) or JSONL (text field)"})
     output: str = field(metadata={"help": "loop directory: pool/, rounds/<n>/ and the final corpus"})
     rounds: int = field(default=4, metadata={"help": "rounds at most (DeepSeekMath: 4)"})
@@ -202,7 +234,7 @@ class IterateConfig(CleaningConfig, WarcInputs):
         cleaning = {f: getattr(self, f) for f in CleaningConfig.__dataclass_fields__}
         return CorpusBuildConfig(
             **cleaning,
-            input=self.input,
+            **{f: getattr(self, f) for f in WarcInputs.__dataclass_fields__},
             output=output,
             master=self.master,
             lid_model=self.lid_model,

@@ -35,11 +35,13 @@ from pyspark.sql import types as T
 from classifiers.decontaminate import ContaminationIndex, DecontaminationConfig
 from classifiers.minhash import MinHashConfig, MinHasher, band_hash_matrix, lsh_params
 from jobs.config import CleaningConfig
+from jobs.corpus_output import INDEX_DIR, REMOVED_DIR, link_snapshots, snapshot_dir
 
 log = logging.getLogger(__name__)
 
 REMOVED_SCHEMA = "id string, url string, step string, reason string, kept_id string"
 INDEX_META = "index.json"
+EXACT_TABLE = "exact"  # (id, content_digest, url) of indexed documents
 MAX_CC_ITERATIONS = 64
 
 
@@ -201,7 +203,37 @@ def read_index(spark: SparkSession, index_dir: str, expected: dict[str, Any]) ->
             f"dedup index {index_dir} was built with {meta}, this run uses {expected}: "
             "signatures are only comparable with identical MinHash settings"
         )
-    return spark.read.parquet(str(root / "bands")), spark.read.parquet(str(root / "signatures"))
+    bands = spark.read.parquet(str(root / "bands")).select("hash", "id")
+    return bands, spark.read.parquet(str(root / "signatures")).select("id", "sig")
+
+
+def read_exact_index(spark: SparkSession, index_dir: str) -> DataFrame | None:
+    """(id, content_digest, url) of the documents an index covers; None for an index from before it kept them."""
+    root = Path(index_dir) / EXACT_TABLE
+    if not root.is_dir():
+        log.warning(
+            "dedup index %s keeps no exact keys (made by an older version): exact dedup against it skipped",
+            index_dir,
+        )
+        return None
+    return spark.read.parquet(str(root)).select("id", "content_digest", "url")
+
+
+def drop_indexed_exact(df: DataFrame, indexed: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Remove documents whose normalised text or URL an indexed (already published) document has; the
+    indexed one always survives, so a refresh never changes what earlier snapshots hold."""
+    removed_parts = []
+    for key, reason in (
+        ("content_digest", "same normalised text as an indexed document"),
+        ("url", "same URL as an indexed document"),
+    ):
+        first = indexed.groupBy(key).agg(F.min("id").alias("kept_id"))
+        removed = df.join(first, key).select(
+            "id", "url", F.lit("exact").alias("step"), F.lit(reason).alias("reason"), "kept_id"
+        )
+        removed_parts.append(removed)
+        df = df.join(first.select(key), key, "left_anti")
+    return df, removed_parts[0].unionByName(removed_parts[1])
 
 
 def lsh_bands(cfg: CleaningConfig) -> tuple[int, int]:
@@ -232,9 +264,10 @@ def near_duplicate_edges(
 
 
 def near_dedup(
-    spark: SparkSession, df: DataFrame, cfg: CleaningConfig, index_out: Path | None
+    spark: SparkSession, df: DataFrame, cfg: CleaningConfig, index_out: Path | None, snapshot: str
 ) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
-    """Remove near duplicates (within the corpus and against `cfg.index`); write this corpus's index."""
+    """Remove near duplicates (within the corpus and against `cfg.index`); write the kept documents' band
+    hashes and signatures as snapshot `snapshot` of the index at `index_out`."""
     mh = minhash_config(cfg)
     bands, rows = lsh_bands(cfg)
     meta = _index_meta(mh, bands, rows, cfg.threshold)
@@ -284,14 +317,9 @@ def near_dedup(
 
     if index_out is not None:
         kept_sigs = sigs.join(kept.select("id"), "id", "left_semi")
-        new_bands = kept_sigs.select("id", F.explode("bands").alias("hash"))
-        all_bands = new_bands.select("hash", "id")
-        all_sigs = kept_sigs.select("id", "sig")
-        if old_bands is not None:
-            all_bands = all_bands.unionByName(old_bands.select("hash", "id"))
-            all_sigs = all_sigs.unionByName(old_sigs.select("id", "sig"))
-        all_bands.write.parquet(str(index_out / "bands"))
-        all_sigs.write.parquet(str(index_out / "signatures"))
+        new_bands = kept_sigs.select(F.explode("bands").alias("hash"), "id")
+        new_bands.write.parquet(str(snapshot_dir(index_out / "bands", snapshot)))
+        kept_sigs.select("id", "sig").write.parquet(str(snapshot_dir(index_out / "signatures", snapshot)))
         (index_out / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n")
     removed = removed_parts[0]
     for part in removed_parts[1:]:
@@ -334,18 +362,28 @@ def decontaminate(
 
 
 def clean_corpus(
-    spark: SparkSession, df: DataFrame, cfg: CleaningConfig, out_dir: Path
+    spark: SparkSession, df: DataFrame, cfg: CleaningConfig, out_dir: Path, snapshot: str
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """Run the enabled steps in order; writes `removed/` and (with near dedup) `dedup_index/` into out_dir."""
+    """Run the enabled steps in order, as snapshot `snapshot` of the corpus at `out_dir`: writes its part of
+    `removed/` and of `dedup_index/` (exact keys always; band hashes and signatures with near dedup). With
+    `cfg.index`, documents that index holds are removed first and its snapshots are linked into this one's."""
     report: dict[str, Any] = {"input_documents": df.count(), "steps": {}}
     removed_all = spark.createDataFrame([], REMOVED_SCHEMA)
+    index_out = out_dir / INDEX_DIR
     if cfg.exact_dedup:
+        removed_indexed = None
+        indexed = read_exact_index(spark, cfg.index) if cfg.index else None
+        if indexed is not None:
+            df, removed_indexed = drop_indexed_exact(df, indexed)
+            df = df.localCheckpoint()
         df, removed = exact_dedup(df)
+        if removed_indexed is not None:
+            removed = removed_indexed.unionByName(removed)
         df = df.localCheckpoint()
         removed_all = removed_all.unionByName(removed)
         report["steps"]["exact"] = {"removed": removed.count()}
     if cfg.near_dedup:
-        df, removed, info = near_dedup(spark, df, cfg, out_dir / "dedup_index")
+        df, removed, info = near_dedup(spark, df, cfg, index_out, snapshot)
         df = df.localCheckpoint()
         removed_all = removed_all.unionByName(removed)
         report["steps"]["near"] = {"removed": removed.count(), **info}
@@ -356,6 +394,24 @@ def clean_corpus(
         report["steps"]["decontamination"] = {"removed": removed.count(), **info}
     elif cfg.decontaminate:
         report["steps"]["decontamination"] = {"removed": 0, "skipped": "no --benchmarks given"}
-    removed_all.coalesce(1).write.parquet(str(out_dir / "removed"))
+    removed_all.coalesce(1).write.parquet(str(snapshot_dir(out_dir / REMOVED_DIR, snapshot)))
+    exact_keys = df.select("id", "content_digest", "url").repartition(1)
+    exact_keys.write.parquet(str(snapshot_dir(index_out / EXACT_TABLE, snapshot)))
+    if cfg.index:
+        report["index_snapshots"] = inherit_index(Path(cfg.index), index_out)
     report["output_documents"] = df.count()
     return df, report
+
+
+def inherit_index(old: Path, new: Path) -> list[str]:
+    """Link an earlier index's snapshots into this corpus's index, so it covers both corpora."""
+    names = sorted(
+        {
+            name
+            for table in (EXACT_TABLE, "bands", "signatures")
+            for name in link_snapshots(old / table, new / table)
+        }
+    )
+    if (old / INDEX_META).is_file() and not (new / INDEX_META).exists():
+        (new / INDEX_META).write_text((old / INDEX_META).read_text())
+    return names

@@ -27,9 +27,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from classifiers.text_norm import text_digest
-from jobs.build_corpus import finish_corpus
+from jobs.build_corpus import summarise_corpus, write_snapshot
 from jobs.config import CorpusDedupConfig
-from jobs.corpus_output import DATA_DIR, StagedOutput, render_stats_markdown, write_corpus_reports
+from jobs.corpus_output import DATA_DIR, SNAPSHOT, StagedOutput, render_stats_markdown, write_corpus_reports
 from jobs.corpus_schema import REQUIRED_COLUMNS
 from jobs.spark import job_main, ship_code
 
@@ -61,14 +61,18 @@ def dedup_corpus(spark: SparkSession, config: CorpusDedupConfig) -> dict[str, An
     if not data.is_dir():
         raise FileNotFoundError(f"{config.input} is not a corpus directory (no {DATA_DIR}/ folder)")
     table = with_dedup_columns(spark.read.parquet(str(data)), str(data))
+    if SNAPSHOT in table.columns:  # the source's partition column; the output is one new snapshot
+        table = table.drop(SNAPSHOT)
     staged = StagedOutput(config.output, overwrite=config.overwrite)
     ship_code(spark)
-    with staged as staging:
-        summary = finish_corpus(spark, table, staging, config)
+    with staged:
+        staging = staged.staging
+        added = write_snapshot(spark, table, staging, config, staged.run_id)
         stats = {
             "run_id": staged.run_id,
             "seconds": round(time.time() - started, 2),
-            **summary,
+            **summarise_corpus(spark, staging / DATA_DIR),
+            **added,
             "counters": {},
             "inputs": {"total": 1, "failed": []},
             "source": str(source),

@@ -15,6 +15,7 @@ from typing import TypeVar
 from pyspark import AccumulatorParam
 from pyspark.sql import SparkSession
 
+from crawl import remote
 from jobs.config import Preflight
 
 # What executors import: the page code and the jobs. Not `samplecrawl` (the generated crawl's text tables, used
@@ -52,7 +53,8 @@ def is_local(master: str) -> bool:
 
 
 def get_spark(master: str | None, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
-    """A session with the settings the jobs rely on (UTC timestamps, zstd Parquet, this Python on executors).
+    """A session with the settings the jobs rely on (UTC timestamps, zstd Parquet, this Python on executors,
+    this environment's `crawl.remote` settings on executors).
 
     Under spark-submit the master is already set; pass `master=None` to keep it.
     """
@@ -69,6 +71,8 @@ def get_spark(master: str | None, app_name: str, extra_conf: dict[str, str] | No
         "spark.python.worker.reuse": "true",
         "spark.task.maxFailures": "2",
     }
+    # the remote-reading settings (retries, timeouts, S3 endpoint and anonymity) reach cluster executors
+    conf.update({f"spark.executorEnv.{k}": v for k, v in remote.settings_env().items()})
     conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.math_classifier import TrainingOptions, train_math_classifier
-from crawl.inputs import resolve_inputs
 from jobs.classifier_seeds import SeedSampler, read_seed_texts, stable_fraction
 from jobs.config import ClassifierTrainConfig
 from jobs.spark import CounterParam, job_main, ship_code
@@ -45,7 +44,7 @@ def sample_partition(paths: Iterable[str], sampler: SeedSampler, counters_acc) -
 
 
 def train_classifier(spark, config: ClassifierTrainConfig) -> dict[str, Any]:
-    inputs = resolve_inputs(config.input)
+    inputs = config.warc_locations()
     user_positives = read_seed_texts(config.positives) if config.positives else None
     sampler = SeedSampler(
         want_positives=user_positives is None, negative_fraction=config.negative_fraction, seed=config.seed

@@ -86,7 +86,13 @@ def _sample_crawl(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jobs.config import ClassifierTrainConfig, CorpusBuildConfig, CorpusDedupConfig, IterateConfig
+    from jobs.config import (
+        ClassifierTrainConfig,
+        CorpusBuildConfig,
+        CorpusDedupConfig,
+        CorpusRefreshConfig,
+        IterateConfig,
+    )
     from training import cli as training_cli
 
     parser = argparse.ArgumentParser(
@@ -105,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(build, CorpusBuildConfig)
     build.set_defaults(
         handler=_spark_job("jobs.build_corpus:build_corpus", CorpusBuildConfig, _stats_markdown)
+    )
+
+    refresh = corpus_cmds.add_parser(
+        "refresh",
+        help="add the WARC files a corpus has not seen as a new snapshot (incremental, idempotent)",
+        description="Run jobs/refresh_corpus.py: inputs the manifest does not list are processed with the "
+        "corpus's own settings, deduplicated against its index and committed as data/snapshot=<run id>/ of "
+        "its next version. One refresh per corpus at a time (a lock refuses a second).",
+    )
+    add_dataclass_args(refresh, CorpusRefreshConfig)
+    refresh.set_defaults(
+        handler=_spark_job("jobs.refresh_corpus:refresh_corpus", CorpusRefreshConfig, _stats_markdown)
     )
 
     dedup = corpus_cmds.add_parser(

@@ -276,7 +276,13 @@ def test_corpus_build_command_honours_every_option(option_pages, texts, trained,
     result = mathforge(*argv, "--overwrite")  # (refused without it: test_build_corpus.py)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (out / "data" / "part-stale.parquet").exists()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("corpus")) == ["corpus"]
+    # the plain directory an older version wrote is replaced by the link to the one version (and the lock)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("corpus")) == [
+        "corpus",
+        "corpus.lock",
+        "corpus.versions",
+    ]
+    assert out.is_symlink() and [out.resolve()] == list((tmp_path / "corpus.versions").iterdir())
 
     rows = ds.dataset(out / "data", format="parquet").to_table().to_pylist()
     assert {r["url"]: (r["charset"], r["charset_source"]) for r in rows} == CHARSETS

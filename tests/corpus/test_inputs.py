@@ -34,27 +34,29 @@ def test_paths_file_gzip_relative_and_missing(tmp_path):
     )
 
 
-@pytest.mark.parametrize(
-    "remote",
-    [
-        "s3://commoncrawl/crawl-data/y.warc.gz",
-        "https://data.commoncrawl.org/y.warc.gz",
-        "http://x.org/y.warc",
-    ],
-)
-def test_remote_inputs_are_refused_with_what_to_do(tmp_path, remote):
+@pytest.mark.parametrize("remote", ["gs://commoncrawl/crawl-data/y.warc.gz", "hdfs://namenode/y.warc"])
+def test_unsupported_remote_inputs_are_refused_with_what_to_do(tmp_path, remote):
     """Given directly, with a local one, or listed in a paths file: refused while resolving, naming the
-    input, so that a job never starts only to count every such input unreadable."""
+    input and the schemes that work, so that a job never starts only to count every such input unreadable."""
     local = _touch(tmp_path / "a.warc.gz")
     scheme = remote.split("://")[0]
     with pytest.raises(
-        InputError, match=rf"--input: {scheme}:// inputs are not supported yet.*copy the files"
+        InputError,
+        match=rf"--input: {scheme}:// inputs are not supported \(remote inputs can be s3://.*https://",
     ):
         resolve_inputs(f"{local},{remote}")
     paths = tmp_path / "warc.paths"
     paths.write_text(f"{local}\n{remote}\n{remote}.2\n")
-    with pytest.raises(InputError, match=rf"warc\.paths.*{re.escape(remote)}\) and 1 more remote"):
+    with pytest.raises(InputError, match=rf"warc\.paths.*{re.escape(remote)}\) and 1 more unsupported"):
         resolve_inputs(str(paths))
+
+
+def test_supported_remote_entries_of_a_local_paths_file_are_kept_as_they_are(tmp_path):
+    local = _touch(tmp_path / "a.warc.gz")
+    remote = ["s3://commoncrawl/y.warc.gz", "https://data.commoncrawl.org/y.warc.gz", "http://x.org/y.warc"]
+    paths = tmp_path / "warc.paths"
+    paths.write_text("".join(f"{entry}\n" for entry in [local, *remote]))
+    assert resolve_inputs(str(paths)) == sorted([str(local), *remote])
 
 
 def test_comma_separated_specs_are_deduplicated(tmp_path):
@@ -77,6 +79,6 @@ def test_empty_directory_and_empty_paths_file(tmp_path):
         resolve_inputs(str(tmp_path / "warc.paths"))
 
 
-def test_remote_inputs_say_what_is_missing():
-    with pytest.raises(NotImplementedError, match="s3://"):
-        open_input("s3://bucket/file.warc.gz")
+def test_unsupported_remote_inputs_say_what_is_missing():
+    with pytest.raises(NotImplementedError, match=r"gs:// inputs are not supported.*s3://"):
+        open_input("gs://bucket/file.warc.gz")
