@@ -34,6 +34,7 @@ from jobs.corpus_output import (
     REMOVED_DIR,
     SNAPSHOT,
     StagedOutput,
+    crash_point,
     link_snapshots,
     render_stats_markdown,
     snapshot_dir,
@@ -117,6 +118,7 @@ def write_version(
     extracted_dir = staging / "extracted-pages"  # Spark ignores paths starting with _ or .
     config = pipeline.config
     extracted, counters, files = extract_pages(spark, pipeline, inputs, extracted_dir)
+    crash_point("extracted")
     added = write_snapshot(spark, extracted, staging, config, snapshot)
     shutil.rmtree(extracted_dir)
     if staged.base is not None and history is not None:

@@ -25,6 +25,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import socket
 import uuid
 from datetime import UTC, datetime
@@ -166,6 +167,13 @@ class CorpusLock:
             self._fd = None
 
 
+def crash_point(name: str) -> None:
+    """Fault injection for the kill -9 tests: `MATHFORGE_CRASH_AT=<name>` kills this process here with
+    SIGKILL, as an operator's kill -9 or the OOM killer would. Names: extracted, versioned, swapped."""
+    if os.environ.get("MATHFORGE_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class StagedOutput:
     """`with StagedOutput(path) as staging:` write the next version of a corpus into `staging`; it becomes
     the corpus when the block ends without an exception (see the module docstring).
@@ -281,6 +289,7 @@ class StagedOutput:
         self.versions.mkdir(exist_ok=True)
         version = self.versions / self.run_id
         os.rename(self.staging, version)
+        crash_point("versioned")
         link = self.final.with_name(f"{self.final.name}.link-{self.run_id}")
         os.symlink(os.path.relpath(version, self.final.parent), link)
         legacy = None
@@ -288,6 +297,7 @@ class StagedOutput:
             legacy = self.final.with_name(f"{self.final.name}.old-{self.run_id}")
             os.rename(self.final, legacy)
         os.replace(link, self.final)
+        crash_point("swapped")
         if legacy is not None:
             shutil.rmtree(legacy, ignore_errors=True)
         self._prune_versions()

@@ -9,8 +9,10 @@ Every step is DataFrame in → DataFrame out, distributed, with no single-machin
    is kept when the exact Jaccard of the two shingle sets reaches `threshold` (the signature estimate is a
    coin flip near the threshold, the exact check is not); connected components by iterated min-label
    propagation over the kept pairs; one survivor per component. With a dedup index of an earlier corpus,
-   documents matching an indexed one are removed first; the old corpus is never re-read, only its band
-   hashes and signatures, so that check uses the signature estimate;
+   documents matching an indexed one are removed first: by exact key, then by band hash and the exact
+   Jaccard against the indexed candidates' text, read from the index's own corpus (only the candidates;
+   an index copied without its corpus falls back to the signature estimate). An indexed document always
+   survives, so a refresh never changes published snapshots;
 3. decontamination: documents quoting a benchmark question (n-gram match) are removed and reported.
 
 Survivor rule, the same whatever the partitioning: highest `math_score`, then earliest `fetch_time`
@@ -236,6 +238,15 @@ def drop_indexed_exact(df: DataFrame, indexed: DataFrame) -> tuple[DataFrame, Da
     return df, removed_parts[0].unionByName(removed_parts[1])
 
 
+def indexed_texts(spark: SparkSession, index_dir: str, ids: DataFrame) -> DataFrame | None:
+    """(id, text) of the indexed documents in `ids`, read from the corpus the index belongs to (its parent
+    folder) when that corpus is there; None when the index travels alone."""
+    data = Path(index_dir).parent / "data"
+    if not data.is_dir():
+        return None
+    return spark.read.parquet(str(data)).select("id", "text").join(ids, "id", "left_semi")
+
+
 def lsh_bands(cfg: CleaningConfig) -> tuple[int, int]:
     """Bands tuned for `threshold - recall_margin`: more candidates (recall), which the exact check filters."""
     return lsh_params(max(cfg.threshold - cfg.recall_margin, 0.05), cfg.num_perm)
@@ -282,7 +293,13 @@ def near_dedup(
         cand = band_rows.join(old_bands.withColumnRenamed("id", "b"), "hash").select(
             F.col("id").alias("a"), "b"
         )
-        hits = verified_edges(spark, cand.distinct(), sigs, old_sigs, "sig", cfg.threshold)
+        cand = cand.distinct().localCheckpoint()
+        old_texts = indexed_texts(spark, cfg.index, cand.select(F.col("b").alias("id")).distinct())
+        if old_texts is not None:  # the exact Jaccard, as a build over both corpora would decide it
+            old_shingles = signatures(spark, old_texts, mh, bands, rows)
+            hits = verified_edges(spark, cand, sigs, old_shingles, "shingles", cfg.threshold)
+        else:
+            hits = verified_edges(spark, cand, sigs, old_sigs, "sig", cfg.threshold)
         first = hits.groupBy("a").agg(F.min("b").alias("kept_id"))
         removed_index = df.join(first, df["id"] == first["a"]).select(
             "id",

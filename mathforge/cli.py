@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the corpus; try again later
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -204,8 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from jobs.corpus_output import CorpusLockedError
+
     try:
         return args.handler(args)
+    except CorpusLockedError as exc:  # not a failure of this run: cron may simply try again later
+        print(f"mathforge: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (FileNotFoundError, FileExistsError, ValueError, NotImplementedError) as exc:
         print(f"mathforge: error: {exc}", file=sys.stderr)
         return 2
