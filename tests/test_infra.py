@@ -35,7 +35,8 @@ def test_manifest_validates_against_the_kubernetes_schema(manifest: Path):
 
 def test_an_invalid_manifest_is_caught():
     """The check above can fail: a misspelt field in a copy of a real manifest is rejected."""
-    document = next(d for d in yaml.safe_load_all((INFRA / "k8s" / "refresh-cronjob.yaml").read_text()) if d)
+    documents = yaml.safe_load_all((INFRA / "k8s" / "refresh-cronjob.yaml").read_text())
+    document = next(d for d in documents if d and d["kind"] == "CronJob")
     document["spec"]["schedul"] = document["spec"].pop("schedule")
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
@@ -90,3 +91,32 @@ def test_training_job_passes_flags_the_trainer_accepts():
     add_config_args(parser, PretrainConfig)
     config = config_from_args(PretrainConfig, parser.parse_args(module_args))
     assert config.run.out.startswith("/data/") and config.data.data.startswith("/data/")
+
+
+def test_refresh_cronjob_submits_the_refresh_job_with_flags_it_accepts():
+    """The CronJob's spark-submit runs jobs/refresh_corpus.py; its flags (the ConfigMap's values put in for
+    the variables) are parsed by the job's own parser and name a crawl the resolver accepts."""
+    import argparse
+    import shlex
+
+    from crawl.inputs import crawl_paths_file
+    from jobs.config import CorpusRefreshConfig
+    from mathforge.config import add_dataclass_args, dataclass_from_args
+
+    documents = [d for d in yaml.safe_load_all((INFRA / "k8s" / "refresh-cronjob.yaml").read_text()) if d]
+    config_map = next(d for d in documents if d["kind"] == "ConfigMap")
+    settings = config_map["data"]
+    cron = next(d for d in documents if d["kind"] == "CronJob")
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"][0]["configMapRef"]["name"] == config_map["metadata"]["name"]
+    command = container["args"][0]
+    for name, value in settings.items():
+        command = command.replace(f'"${name}"', shlex.quote(value))
+    argv = shlex.split(command)
+    script = next(a for a in argv if a.startswith("local://"))
+    assert (REPO / script.removeprefix("local:///opt/mathforge/")).is_file()
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_dataclass_args(parser, CorpusRefreshConfig)
+    config = dataclass_from_args(CorpusRefreshConfig, parser.parse_args(argv[argv.index(script) + 1 :]))
+    assert config.corpus.startswith("/data/") and config.crawl_base == "s3://commoncrawl/"
+    assert crawl_paths_file(config.crawl, config.crawl_base).endswith(f"/{config.crawl}/warc.paths.gz")
