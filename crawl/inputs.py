@@ -175,9 +175,14 @@ def crawl_locations(crawl: str, base: str = DEFAULT_CRAWL_BASE) -> list[str]:
     if not is_remote(paths_file) and not Path(paths_file).is_file():
         raise InputError(f"crawl {crawl}: no paths file at {paths_file} (check --crawl-base)")
     root = base.rstrip("/")
+    try:
+        lines = paths_file_lines(paths_file)
+    except FileNotFoundError as exc:
+        raise InputError(f"crawl {crawl}: no paths file at {paths_file} (check --crawl-base): {exc}") from exc
+    except (OSError, EOFError) as exc:  # crawl.remote's errors are OSErrors; EOFError: a cut gzip
+        raise InputError(f"crawl {crawl}: {paths_file} cannot be read: {exc}") from exc
     entries = [
-        line if is_remote(line) or os.path.isabs(line) else f"{root}/{line.lstrip('/')}"
-        for line in paths_file_lines(paths_file)
+        line if is_remote(line) or os.path.isabs(line) else f"{root}/{line.lstrip('/')}" for line in lines
     ]
     if not entries:
         raise InputError(f"crawl {crawl}: {paths_file} lists no WARC files")

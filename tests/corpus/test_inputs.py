@@ -82,3 +82,63 @@ def test_empty_directory_and_empty_paths_file(tmp_path):
 def test_unsupported_remote_inputs_say_what_is_missing():
     with pytest.raises(NotImplementedError, match=r"gs:// inputs are not supported.*s3://"):
         open_input("gs://bucket/file.warc.gz")
+
+
+def _mirror(root: Path, crawl: str, names: list[str]) -> list[str]:
+    keys = [f"crawl-data/{crawl}/segments/{i % 2}/warc/{name}" for i, name in enumerate(names)]
+    for key in keys:
+        _touch(root / key)
+    with gzip.open(root / "crawl-data" / crawl / "warc.paths.gz", "wt") as fh:
+        fh.write("\n".join(reversed(keys)) + "\n")
+    return keys
+
+
+def test_a_crawl_id_resolves_its_paths_file_under_the_base(tmp_path):
+    from crawl.inputs import crawl_locations, crawl_paths_file
+
+    keys = _mirror(tmp_path, "CC-MAIN-2024-10", [f"f{i}.warc.gz" for i in range(5)])
+    # keys are relative to the crawl's root, not to the paths file's folder; sorted
+    assert crawl_locations("CC-MAIN-2024-10", str(tmp_path) + "/") == sorted(f"{tmp_path}/{k}" for k in keys)
+    assert (
+        crawl_paths_file("CC-MAIN-2024-10", "s3://commoncrawl/")
+        == "s3://commoncrawl/crawl-data/CC-MAIN-2024-10/warc.paths.gz"
+    )
+    with pytest.raises(InputError, match="CC-MAIN-2024-10"):
+        crawl_paths_file("2024-10")
+    with pytest.raises(InputError, match=r"no paths file .*CC-MAIN-2024-11.*--crawl-base"):
+        crawl_locations("CC-MAIN-2024-11", str(tmp_path))
+
+
+def test_limit_and_shards_partition_the_inputs():
+    from crawl.inputs import take_part
+
+    files = [f"f{i:02d}" for i in range(10)]
+    assert take_part(files, limit=4) == files[:4]
+    shards = [take_part(files, limit=7, shard=f"{i}/3") for i in range(3)]
+    assert shards[0] == ["f00", "f03", "f06"]  # strided: each shard spans the crawl's segments
+    assert sorted(f for shard in shards for f in shard) == files[:7]  # and the shards of one limit partition it
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        with pytest.raises(InputError, match="--shard"):
+            take_part(files, shard=bad)
+    with pytest.raises(InputError, match="--limit"):
+        take_part(files, limit=0)
+
+
+def test_a_file_is_known_by_its_crawl_key_whatever_the_mirror():
+    from crawl.inputs import input_key
+
+    key = "crawl-data/CC-MAIN-2024-10/segments/1/warc/x.warc.gz"
+    assert input_key(f"https://data.commoncrawl.org/{key}") == input_key(f"s3://commoncrawl/{key}") == key
+    assert input_key(f"/mnt/cc/{key}") == key and input_key("/data/x.warc.gz") == "/data/x.warc.gz"
+
+
+def test_exactly_one_of_input_and_crawl(tmp_path):
+    from jobs.config import CorpusBuildConfig
+
+    _mirror(tmp_path, "CC-MAIN-2024-10", ["a.warc.gz", "b.warc.gz", "c.warc.gz"])
+    for kwargs in ({}, {"input": str(tmp_path), "crawl": "CC-MAIN-2024-10"}):
+        with pytest.raises(InputError, match="exactly one of --input and --crawl"):
+            CorpusBuildConfig(output="o", **kwargs).warc_locations()
+    config = CorpusBuildConfig(output="o", crawl="CC-MAIN-2024-10", crawl_base=str(tmp_path), shard="1/2")
+    # sorted by location: segments/0/{a,c}, segments/1/b; shard 1 of 2 is the second of those
+    assert [Path(p).name for p in config.warc_locations()] == ["c.warc.gz"]
