@@ -13,12 +13,14 @@ supported ones. Remote files are read by `crawl.remote`: streamed, with retries 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import io
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -81,18 +83,25 @@ def _looks_like_paths_file(name: str) -> bool:
     return name.endswith(PATHS_SUFFIXES) or "paths" in name
 
 
+@contextlib.contextmanager
+def _unreadable_as_input_error(what: str) -> Iterator[None]:
+    """A listing that cannot be read refuses the run on the driver, saying which listing and why."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise InputError(f"{what} does not exist ({exc})") from exc
+    except (OSError, EOFError) as exc:  # crawl.remote's errors are OSErrors; EOFError: a cut gzip
+        raise InputError(f"{what} cannot be read: {exc}") from exc
+
+
 def _resolve_remote(item: str) -> list[str]:
     """A remote `--input` item: a paths file's entries, or the one WARC location it names."""
     if item.endswith("/"):
         raise InputError(f"input {item!r}: remote folders cannot be listed; give a paths file or the files")
     if not _looks_like_paths_file(PurePosixPath(item.split("?", 1)[0]).name):
         return [item]
-    try:
+    with _unreadable_as_input_error(f"paths file {item!r}"):
         entries = _read_paths_file(item)
-    except FileNotFoundError as exc:
-        raise InputError(f"paths file {item!r} does not exist ({exc})") from exc
-    except (OSError, EOFError) as exc:  # crawl.remote's errors are OSErrors; EOFError: a cut gzip
-        raise InputError(f"paths file {item!r} cannot be read: {exc}") from exc
     if not entries:
         raise InputError(f"paths file {item!r} lists no inputs")
     _refuse_unsupported(entries, f"paths file {item!r}")
@@ -172,15 +181,9 @@ def crawl_locations(crawl: str, base: str = DEFAULT_CRAWL_BASE) -> list[str]:
     crawl's root (`crawl-data/...`), so they are joined to `base` (a mirror directory, an HTTPS host or an
     S3 bucket), not to the paths file's folder."""
     paths_file = crawl_paths_file(crawl, base)
-    if not is_remote(paths_file) and not Path(paths_file).is_file():
-        raise InputError(f"crawl {crawl}: no paths file at {paths_file} (check --crawl-base)")
     root = base.rstrip("/")
-    try:
+    with _unreadable_as_input_error(f"crawl {crawl}: paths file {paths_file} (check --crawl-base)"):
         lines = paths_file_lines(paths_file)
-    except FileNotFoundError as exc:
-        raise InputError(f"crawl {crawl}: no paths file at {paths_file} (check --crawl-base): {exc}") from exc
-    except (OSError, EOFError) as exc:  # crawl.remote's errors are OSErrors; EOFError: a cut gzip
-        raise InputError(f"crawl {crawl}: {paths_file} cannot be read: {exc}") from exc
     entries = [
         line if is_remote(line) or os.path.isabs(line) else f"{root}/{line.lstrip('/')}" for line in lines
     ]
