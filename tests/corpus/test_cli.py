@@ -77,11 +77,11 @@ def test_inspect_command_through_the_console_script(shared_data):
 @pytest.mark.parametrize(
     ("command", "remote"),
     [
-        (["corpus", "build"], "s3://commoncrawl/crawl-data/x.warc.gz"),
-        (["classifier", "train"], "https://data.commoncrawl.org/x.warc.gz"),
+        (["corpus", "build"], "gs://commoncrawl/crawl-data/x.warc.gz"),
+        (["classifier", "train"], "hdfs://namenode/crawl/x.warc.gz"),
     ],
 )
-def test_remote_inputs_are_refused_before_spark_starts(capsys, tmp_path, command, remote):
+def test_unsupported_remote_inputs_are_refused_before_spark_starts(capsys, tmp_path, command, remote):
     from pyspark import SparkContext
 
     gateway, context = SparkContext._gateway, SparkContext._active_spark_context
@@ -90,7 +90,7 @@ def test_remote_inputs_are_refused_before_spark_starts(capsys, tmp_path, command
     out = tmp_path / "out"
     assert main([*command, "--input", str(paths), "--output", str(out)]) == 2
     scheme = remote.split("://")[0]
-    assert f"{scheme}:// inputs are not supported yet" in capsys.readouterr().err
+    assert f"{scheme}:// inputs are not supported (remote inputs can be s3://" in capsys.readouterr().err
     # no JVM was launched for it, and a session another test holds was neither joined nor stopped
     assert SparkContext._gateway is gateway and SparkContext._active_spark_context is context
     assert not out.exists()
