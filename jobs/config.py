@@ -44,12 +44,15 @@ class WarcInputs(Preflight):
         default=None, metadata={"help": "take shard i of n of the inputs (i/n, 0-based), after --limit"}
     )
 
-    def warc_locations(self) -> list[str]:
-        """The WARC files this run reads, sorted."""
+    def named_locations(self) -> list[str]:
+        """Every WARC file `--input` or `--crawl` names, sorted, before `--limit` and `--shard`."""
         if bool(self.input) == bool(self.crawl):
             raise InputError("give exactly one of --input and --crawl")
-        found = resolve_inputs(self.input) if self.input else crawl_locations(self.crawl, self.crawl_base)
-        return take_part(found, self.limit, self.shard)
+        return resolve_inputs(self.input) if self.input else crawl_locations(self.crawl, self.crawl_base)
+
+    def warc_locations(self) -> list[str]:
+        """The WARC files this run reads, sorted."""
+        return take_part(self.named_locations(), self.limit, self.shard)
 
     def preflight(self) -> None:
         self.warc_locations()
@@ -135,6 +138,7 @@ class CorpusRefreshConfig(WarcInputs):
     files go through exactly the route, keep rules and cleaning the corpus was built with."""
 
     corpus: str = field(metadata={"help": "corpus directory to refresh (from corpus build)"})
+    # --limit and --shard apply to the files the corpus has not seen: `--limit 100` adds 100 new files a run
     master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     app_name: str = field(default="mathforge-refresh-corpus", metadata={"help": "Spark application name"})
 

@@ -3,7 +3,8 @@
     spark-submit jobs/refresh_corpus.py --corpus /data/corpus --crawl CC-MAIN-2024-10 --crawl-base s3://commoncrawl/
     mathforge corpus refresh --corpus DIR --input warc.paths.gz      # same job, Spark local[*] by default
 
-Only inputs whose key (`crawl.inputs.input_key`) the manifest does not list are read. Their pages go through
+Only inputs whose key (`crawl.inputs.input_key`) the manifest does not list are read; `--limit` and
+`--shard` apply to those, so `--limit 100` adds at most 100 new files a run (a crawl caught up in steps). Their pages go through
 the corpus's own settings (its manifest's config: route, keep rules, cleaning), are deduplicated against the
 corpus's dedup index (an indexed document always survives: published snapshots never change) and become
 `data/snapshot=<run id>/` of the corpus's next version, committed with its manifest, index and reports by
@@ -27,7 +28,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from crawl.inputs import input_key
+from crawl.inputs import input_key, take_part
 from jobs.build_corpus import write_version
 from jobs.config import CorpusBuildConfig, CorpusRefreshConfig, WarcInputs
 from jobs.corpus_output import INDEX_DIR, StagedOutput, render_stats_markdown
@@ -50,7 +51,7 @@ def build_config_for(recorded: dict[str, Any], refresh: CorpusRefreshConfig) -> 
 def refresh_corpus(spark: SparkSession, config: CorpusRefreshConfig) -> dict[str, Any]:
     """Add the unseen inputs as a new snapshot; returns the stats of the new version (or of the current one,
     with `refresh` saying why nothing changed)."""
-    wanted = config.warc_locations()
+    wanted = config.named_locations()
     staged = StagedOutput(config.corpus, update=True)
     recorded = json.loads((staged.final / "manifest.json").read_text(encoding="utf-8"))["config"]
     pipeline = CorpusPipeline(build_config_for(recorded, config))  # models checked before the lock
@@ -58,8 +59,15 @@ def refresh_corpus(spark: SparkSession, config: CorpusRefreshConfig) -> dict[str
         assert staged.base is not None  # update=True refuses a corpus without versions
         manifest = json.loads((staged.base / "manifest.json").read_text(encoding="utf-8"))
         seen = {input_key(location) for location in manifest.get("inputs", [])}
-        new = [location for location in wanted if input_key(location) not in seen]
-        log.info("refresh of %s: %d inputs given, %d not seen yet", staged.final, len(wanted), len(new))
+        unseen = [location for location in wanted if input_key(location) not in seen]
+        new = take_part(unseen, config.limit, config.shard) if unseen else []
+        log.info(
+            "refresh of %s: %d inputs named, %d not seen yet, %d read now",
+            staged.final,
+            len(wanted),
+            len(unseen),
+            len(new),
+        )
         if not new:
             staged.abandon()
             stats = json.loads((staged.base / "stats.json").read_text(encoding="utf-8"))

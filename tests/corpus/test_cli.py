@@ -310,3 +310,7 @@ def test_corpus_build_command_honours_every_option(option_pages, texts, trained,
         str(tmp_path / "gone.warc.gz"): {"input_missing=1"},
         str(clipped): {"truncated_record=1", "truncated_gzip=1"},
     }
+    # the missing file is not "seen": a refresh reads it once it is there; the damaged one was read to its end
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs_unfinished"] == [str(tmp_path / "gone.warc.gz")]
+    assert sorted(manifest["inputs"]) == sorted([str(warc), str(clipped)])

@@ -181,5 +181,8 @@ def test_a_concurrent_refresh_is_refused(spark, mirror, corpora, tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    # the lock is the kernel's: once its holder has exited, the refresh goes ahead
-    assert refresh_corpus(spark, _refresh_config(mirror, corpus))["inputs"]["total"] == 2
+    # the lock is the kernel's: once its holder has exited, the refresh goes ahead; --limit counts new files
+    config = _refresh_config(mirror, corpus)
+    config.limit = 1
+    assert refresh_corpus(spark, config)["inputs"]["total"] == 1
+    assert len(json.loads((corpus / "manifest.json").read_text())["inputs"]) == 3
