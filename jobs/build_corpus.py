@@ -109,9 +109,9 @@ def write_version(
     staged: StagedOutput,
     history: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The next version of the corpus at `staged`, inside its staging folder: the pages of `inputs` routed by
-    `pipeline` and cleaned (against its `config.index`) into a new snapshot, next to the snapshots of `staged.base` (a refresh) linked
-    in, with a manifest that extends `history` (the base's manifest) and reports over the whole corpus."""
+    """The next version of the corpus at `staged`, in its staging folder: the pages of `inputs`, routed by
+    `pipeline` and cleaned (against its `config.index`), as a new snapshot beside the snapshots of
+    `staged.base` (a refresh), with a manifest extending `history` (the base's) and reports over it all."""
     started = time.time()
     staging, snapshot = staged.staging, staged.run_id
     log.info("building snapshot %s from %d input files into %s", snapshot, len(inputs), staged.final)
@@ -155,7 +155,7 @@ def write_version(
         {"master": spark.sparkContext.master, "version": spark.version},
         stats,
         inputs=[*history.get("inputs", []), *(f for f in inputs if f not in unfinished)],
-        inputs_unfinished=sorted(unfinished),
+        inputs_unfinished=sorted(unfinished | (set(history.get("inputs_unfinished", [])) - set(inputs))),
         runs=[*history.get("runs", []), run],
         lid_model=pipeline.analyser.langid.model_path,
         math_scorer={"name": scorer.name, "version": scorer.version},
