@@ -303,21 +303,6 @@ class StagedOutput:
         self._prune_versions()
 
 
-def remove_corpus(path: str | os.PathLike[str]) -> None:
-    """Delete a corpus: its link, its versions, its lock and any staging left behind."""
-    final = Path(os.path.abspath(path))
-    if final.is_symlink():
-        final.unlink()
-    elif final.exists():
-        shutil.rmtree(final)
-    for sibling in final.parent.glob(f"{final.name}.*"):
-        if sibling.name.split(".", 1)[1].split("-", 1)[0] in ("versions", "staging", "link", "lock", "old"):
-            if sibling.is_dir() and not sibling.is_symlink():
-                shutil.rmtree(sibling, ignore_errors=True)
-            else:
-                sibling.unlink(missing_ok=True)
-
-
 def write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
