@@ -98,15 +98,18 @@ def link_tree(src: Path, dst: Path) -> int:
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
-        linked += 1
+        if not target.exists():
+            _link_file(path, target)
+            linked += 1
     return linked
+
+
+def _link_file(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # no hard links here (another filesystem, or none at all)
+        shutil.copy2(src, dst)
 
 
 def link_snapshots(src_table: Path, dst_table: Path) -> list[str]:
@@ -118,13 +121,9 @@ def link_snapshots(src_table: Path, dst_table: Path) -> list[str]:
     loose = [p for p in src_table.iterdir() if p.is_file() and p.suffix == ".parquet"]
     if loose:
         dest = snapshot_dir(dst_table, "legacy")
-        dest.mkdir(parents=True, exist_ok=True)
         for path in loose:
             if not (dest / path.name).exists():
-                try:
-                    os.link(path, dest / path.name)
-                except OSError:
-                    shutil.copy2(path, dest / path.name)
+                _link_file(path, dest / path.name)
         names.append(dest.name)
     for part in sorted(p for p in src_table.iterdir() if p.is_dir() and p.name.startswith(f"{SNAPSHOT}=")):
         link_tree(part, dst_table / part.name)
