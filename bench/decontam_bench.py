@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from classifiers.decontaminate import ContaminationIndex, load_benchmark_items  # noqa: E402
 from classifiers.text_norm import words  # noqa: E402
-from mathforge.config import add_dataclass_args, dataclass_from_args  # noqa: E402
+from typedconfig import add_dataclass_args, dataclass_from_args  # noqa: E402
 
 BENCHMARKS = REPO.parent / "shared" / "data" / "math_benchmarks"
 

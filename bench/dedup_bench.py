@@ -42,7 +42,7 @@ from classifiers.minhash import (  # noqa: E402
     shingle_set,
     shingles,
 )
-from mathforge.config import add_dataclass_args, dataclass_from_args  # noqa: E402
+from typedconfig import add_dataclass_args, dataclass_from_args  # noqa: E402
 
 
 @dataclass

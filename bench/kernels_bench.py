@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels import fused_linear_cross_entropy, rms_norm, rms_norm_torch, token_logprobs
-from mathforge.config import add_dataclass_args, dataclass_from_args, to_dict
+from typedconfig import add_dataclass_args, dataclass_from_args, to_dict
 
 KERNELS = ("linear_ce", "token_logprobs", "rms_norm")
 SMALL_SHAPE = {"tokens": 512, "hidden": 128, "vocab": 8003}

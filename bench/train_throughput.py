@@ -24,7 +24,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mathforge.config import add_dataclass_args, dataclass_from_args, to_dict
 from training.config import (
     PRESETS,
     DataConfig,
@@ -40,6 +39,7 @@ from training.metrics import flops_per_token, mfu, peak_flops
 from training.model import Transformer
 from training.pretrain import PretrainObjective
 from training.trainer import Trainer
+from typedconfig import add_dataclass_args, dataclass_from_args, to_dict
 
 
 @dataclass

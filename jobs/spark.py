@@ -134,7 +134,7 @@ def job_main(
     render: Callable[[R], str],
 ) -> None:
     """The `spark-submit jobs/<name>.py ...` entry point shared by every job."""
-    from mathforge.config import add_dataclass_args, dataclass_from_args
+    from typedconfig import add_dataclass_args, dataclass_from_args
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mathforge.config import add_dataclass_args, dataclass_from_args
+from typedconfig import add_dataclass_args, dataclass_from_args
 
 
 def _spark_job(

@@ -30,7 +30,6 @@ from typing import Any
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from mathforge.config import add_dataclass_args, dataclass_from_args
 from samplecrawl.math_render import ENCODINGS
 from samplecrawl.math_text import MATH_LANGS
 from samplecrawl.pages import (
@@ -45,6 +44,7 @@ from samplecrawl.pages import (
     slugify,
 )
 from samplecrawl.text import GENRES, UI
+from typedconfig import add_dataclass_args, dataclass_from_args
 
 CRAWL_ID = "CC-MAIN-2026-00-sample"
 MANIFEST_NAME = "sample_manifest.json"

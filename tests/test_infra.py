@@ -101,7 +101,7 @@ def test_refresh_cronjob_submits_the_refresh_job_with_flags_it_accepts():
 
     from crawl.inputs import crawl_paths_file
     from jobs.config import CorpusRefreshConfig
-    from mathforge.config import add_dataclass_args, dataclass_from_args
+    from typedconfig import add_dataclass_args, dataclass_from_args
 
     documents = [d for d in yaml.safe_load_all((INFRA / "k8s" / "refresh-cronjob.yaml").read_text()) if d]
     config_map = next(d for d in documents if d["kind"] == "ConfigMap")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from mathforge.config import add_dataclass_args, dataclass_from_args
 from training.config import (
     DistillConfig,
     GRPOConfig,
@@ -15,6 +14,7 @@ from training.config import (
     add_config_args,
     config_from_args,
 )
+from typedconfig import add_dataclass_args, dataclass_from_args
 
 # objective → (its module, with `run` and the torchrun entry point; its run config; help)
 OBJECTIVES = {

@@ -1,6 +1,6 @@
 """Training configuration: model presets and the run, data and optimiser settings.
 
-Plain dataclasses without torch imports, so that the CLI can build its flags (via mathforge.config) without
+Plain dataclasses without torch imports, so that the CLI can build its flags (via typedconfig) without
 paying for `import torch`. A run's config is a few sections (the trainer's `run` and `optim`, then the
 objective's own); field names are unique across the sections of one run config because they share one flat
 parser.
@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mathforge.config import add_dataclass_args, dataclass_from_args
+from typedconfig import add_dataclass_args, dataclass_from_args
 
 # Shapes of the named presets; vocab_size comes from the tokenizer and max_seq_len from the run.
 # Parameters with a 32k vocabulary, without MTP: tiny 4M, small 56M, 125m 125M, 350m 350M, 1b 0.89B
@@ -481,7 +481,7 @@ def config_from_args(config_cls: type[C], ns: argparse.Namespace) -> C:
 
 
 def config_from_dict(config_cls: type[C], values: dict[str, dict[str, Any]]) -> C:
-    """Inverse of mathforge.config.to_dict for a run config (as stored in a run directory)."""
+    """Inverse of typedconfig.to_dict for a run config (as stored in a run directory)."""
     return config_cls(
         **{
             section.name: _section_type(config_cls, section.name)(**values[section.name])

@@ -21,13 +21,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mathforge.config import to_dict
 from training.benchmarks import BenchmarkItem, benchmark_name, load_benchmark
 from training.config import EvalConfig
 from training.generate import generate
 from training.model_io import LoadedModel, load_model
 from training.tokenizer import encode_prompt, special_ids, stop_token_ids
 from training.verify import Verdict, Verifier
+from typedconfig import to_dict
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm import tqdm
 
-from mathforge.config import to_dict
 from training.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import OptimConfig, RunConfig, add_config_args, config_from_args
 from training.distributed import Dist, barrier, gather_objects, param_digest, setup_distributed, wrap_model
 from training.metrics import METRICS_FILE, MetricsLogger, flops_per_token, mfu, peak_flops, plot_curves
 from training.model import Transformer
 from training.schedule import lr_at
+from typedconfig import to_dict
 
 log = logging.getLogger(__name__)
 

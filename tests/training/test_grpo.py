@@ -127,7 +127,7 @@ def test_reward_flag_is_repeatable_and_comma_separated() -> None:
     """`--reward accuracy --reward format=0.2,overlong` (the README's form) keeps every reward; the first use
     replaces the default."""
     from mathforge.cli import build_parser
-    from mathforge.config import dataclass_from_args
+    from typedconfig import dataclass_from_args
 
     base = ["train", "grpo", "--prompts", "p.jsonl", "--init", "m", "--out", "r"]
     args = build_parser().parse_args([*base, "--reward", "accuracy", "--reward", "format=0.2,overlong"])
