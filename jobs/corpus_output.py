@@ -48,6 +48,7 @@ TRACKED_PACKAGES = (
     "mathforge",
     "pyspark",
     "warcio",
+    "brotli",  # decodes `Content-Encoding: br` bodies (crawl/warc.py)
     "charset-normalizer",
     "lxml",
     "lxml-html-clean",
