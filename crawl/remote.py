@@ -21,6 +21,12 @@ What happened is counted in the per-file Counter the job already passes down, so
 `remote:retries` (requests sent again after a failed one), `remote:resumes` (Range requests after a broken
 body), `remote:throttled` (429 / 503 / SlowDown answers), `remote:bytes` (bytes delivered).
 
+Redirects are followed by this module, not by urllib3, and only within the host (the same host name and
+port, or http upgraded to https on the default ports): a redirect elsewhere is refused (`RemoteError`), so a
+location can never send the job's requests (and the Basic credentials of a `https://user:pass@host/`
+location) to another host, such as a cloud metadata endpoint. Error messages and log lines name locations
+through `crawl.redact`: signatures, tokens and userinfo never appear in them.
+
 S3 (`s3://bucket/key`, `s3a://` alike) goes through boto3 with botocore's own retries off, so that the loop
 and its counters here are the only ones. Credentials come from boto3's usual chain (environment, profile,
 instance role); requests are unsigned (anonymous) when `MATHFORGE_S3_ANONYMOUS=1` or when no credentials are
@@ -56,10 +62,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urljoin
 
 import urllib3
 
-log = logging.getLogger(__name__)
+from crawl.redact import redact_logs, redact_text, redact_url
+
+log = redact_logs(logging.getLogger(__name__))
 
 HTTP_SCHEMES = ("https://", "http://")
 S3_SCHEMES = ("s3://", "s3a://")
@@ -71,10 +80,17 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
 _THROTTLE_CODES = ("SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests")
 _MISSING_CODES = ("NoSuchKey", "NoSuchBucket", "NotFound", "404")
+_REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class RemoteError(OSError):
-    """A remote object cannot be read: a refusal (4xx), a bad answer, or retries used up."""
+    """A remote object cannot be read: a refusal (4xx), a bad answer, or retries used up. Its message is
+    redacted (`crawl.redact.redact_text`) whatever the raiser put in it."""
+
+    def __init__(self, *args: object):
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 class RemoteNotFoundError(RemoteError, FileNotFoundError):
@@ -149,6 +165,24 @@ def location_root(location: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}/"
 
 
+def http_origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host name, port) of an http(s) URL, the port defaulted by scheme; no userinfo."""
+    parsed = urllib3.util.parse_url(url)
+    scheme = (parsed.scheme or "http").lower()
+    return scheme, (parsed.host or "").lower(), parsed.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def same_host_redirect(source: str, target: str) -> bool:
+    """Whether a redirect from `source` to `target` stays on the host: the same host name and port, or http
+    upgraded to https on the default ports. Nothing else is followed (not even https → http)."""
+    (s_scheme, s_host, s_port), (t_scheme, t_host, t_port) = http_origin(source), http_origin(target)
+    if not s_host or s_host != t_host or t_scheme not in _DEFAULT_PORTS:
+        return False
+    if (s_scheme, s_port) == (t_scheme, t_port):
+        return True
+    return (s_scheme, s_port, t_scheme, t_port) == ("http", 80, "https", 443)
+
+
 def split_s3(location: str) -> tuple[str, str]:
     """`s3://bucket/key` (or `s3a://`) → (bucket, key)."""
     rest = location.split("://", 1)[1]
@@ -217,41 +251,65 @@ def _answer_range(
 
 
 class _Http:
-    """HTTP(S) through one urllib3 pool manager per process; urllib3's own retries off but redirects."""
+    """HTTP(S) through one urllib3 pool manager per process; urllib3's own retries and redirects off (the
+    loop here retries; `_get` follows same-host redirects only). Userinfo becomes a Basic Authorization
+    header and never goes into a request line."""
 
     _pools: ClassVar[dict[tuple, urllib3.PoolManager]] = {}
     _lock = threading.Lock()
 
     def __init__(self, location: str, policy: RetryPolicy):
         self.location = location
+        self.shown = redact_url(location)
         self.policy = policy
+        parsed = urllib3.util.parse_url(location)
+        self.url = parsed._replace(auth=None).url if parsed.auth else location
+        self.auth = urllib3.util.make_headers(basic_auth=parsed.auth) if parsed.auth else {}
         key = (os.getpid(),)
         with self._lock:
             if key not in self._pools:
                 self._pools[key] = urllib3.PoolManager(num_pools=32, maxsize=8)
             self.pool = self._pools[key]
 
+    def _get(self, headers: dict[str, str]) -> Any:
+        """The answer to a GET of the location, after same-host redirects (refused elsewhere)."""
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = self.pool.request(
+                    "GET",
+                    url,
+                    headers={**headers, **self.auth},
+                    preload_content=False,
+                    decode_content=False,
+                    redirect=False,
+                    retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=0),
+                    timeout=urllib3.Timeout(
+                        connect=self.policy.connect_timeout, read=self.policy.read_timeout
+                    ),
+                )
+            except urllib3.exceptions.MaxRetryError as exc:
+                raise _Failed(redact_text(f"{type(exc.reason).__name__}: {exc.reason}")) from exc
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+                raise _Failed(redact_text(f"{type(exc).__name__}: {exc}")) from exc
+            target = response.headers.get("Location") if response.status in _REDIRECTS else None
+            if not target:
+                return response
+            _discard(response)
+            target = urllib3.util.parse_url(urljoin(url, target)).url
+            if not same_host_redirect(url, target):
+                raise RemoteError(
+                    f"{self.shown}: HTTP {response.status} redirect to another host ({redact_url(target)}) "
+                    "refused: remote inputs are read from the host they name only"
+                )
+            url = target
+        raise RemoteError(f"{self.shown}: more than {MAX_REDIRECTS} redirects")
+
     def open(self, offset: int) -> _Answer:
         headers = {"Accept-Encoding": "identity"}  # ranges count bytes of the object as stored
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        try:
-            response = self.pool.request(
-                "GET",
-                self.location,
-                headers=headers,
-                preload_content=False,
-                decode_content=False,
-                redirect=True,
-                retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
-                timeout=urllib3.Timeout(connect=self.policy.connect_timeout, read=self.policy.read_timeout),
-            )
-        except urllib3.exceptions.MaxRetryError as exc:
-            if isinstance(exc.reason, urllib3.exceptions.ResponseError):  # too many redirects
-                raise RemoteError(f"{self.location}: {exc.reason}") from exc
-            raise _Failed(f"{type(exc.reason).__name__}: {exc.reason}") from exc
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-            raise _Failed(f"{type(exc).__name__}: {exc}") from exc
+        response = self._get(headers)
         status = response.status
         if status in (200, 206):
             start, size = _answer_range(
@@ -404,6 +462,7 @@ class RemoteStream(io.RawIOBase):
     def __init__(self, location: str, counters: Counter | None = None, policy: RetryPolicy | None = None):
         super().__init__()
         self.location = location
+        self.shown = redact_url(location)  # what messages and logs name
         self.counters = counters if counters is not None else Counter()
         self.policy = policy or RetryPolicy.from_env()
         self._position = 0
@@ -472,7 +531,7 @@ class RemoteStream(io.RawIOBase):
         self._backend.close(self._body)
         self._body = None
         self._fail(cause)
-        log.info("resuming %s at byte %d after: %s", self.location, self._position, cause)
+        log.info("resuming %s at byte %d after: %s", self.shown, self._position, cause)
         self._request(resume=True)
 
     def _fail(self, cause: str) -> None:
@@ -496,7 +555,7 @@ class RemoteStream(io.RawIOBase):
                     self.counters["remote:throttled"] += 1
                 self._fail(str(exc))
                 self.counters["remote:retries"] += 1
-                log.info("retrying %s (attempt %d): %s", self.location, self._failures + 1, exc)
+                log.info("retrying %s (attempt %d): %s", self.shown, self._failures + 1, exc)
                 _sleep(self.policy.delay(self._failures, exc.retry_after))
                 continue
             self._accept(answer, first=not resume)
