@@ -1,9 +1,15 @@
 """Checkpoints as safetensors plus one small JSON, written atomically.
 
-Layout: `<root>/step_00000042/{model,optimizer,rng}.safetensors` and `meta.json`, plus a `latest` file naming
+Layout: `<root>/step_00000042/{model,optimizer,rng}.safetensors` and `meta.json` (and
+`objective.safetensors` when the objective keeps tensors of its own), plus a `latest` file naming
 the newest complete one. A checkpoint is written into a hidden temporary directory and renamed into place, so
 a crash mid-write never leaves something that looks finished. This module knows files, not processes: the
 training loop gathers full (unsharded) state and per-rank state before calling `save_checkpoint`.
+
+A model with tied embeddings (`model_config.tie_embeddings` in the meta) is stored with `embed.weight` only,
+as Hugging Face stores it: safetensors refuses two names for one buffer (one process), and a gathered FSDP2
+state holds two equal copies that would double the file. `load_checkpoint` puts `head.weight` back as the
+very same tensor, so that loaders see the state a tied model's `state_dict()` has.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
 _LATEST = "latest"
+_OBJECTIVE = "objective.safetensors"
 
 
 @dataclass
@@ -29,6 +36,22 @@ class Checkpoint:
     optimizer: dict[str, Any]  # torch optimiser state dict keyed by parameter name (FQN)
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # JSON-ready: config, loader states, ...
+    # tensors an objective keeps besides the model (GRPO's synced reference), the same on every rank
+    objective: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+TIED_HEAD, TIED_EMBED = "head.weight", "embed.weight"
+
+
+def _tied(meta: dict[str, Any]) -> bool:
+    return bool((meta.get("model_config") or {}).get("tie_embeddings"))
+
+
+def stored_model_state(model: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors to write: a tied model's head is its embedding, stored once under `embed.weight`."""
+    if _tied(meta):
+        return {k: v for k, v in model.items() if k != TIED_HEAD}
+    return dict(model)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -82,9 +105,12 @@ def save_checkpoint(root: str | Path, ckpt: Checkpoint, keep: int = 2) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     optim_tensors, optim_rest = _flatten_optimizer(ckpt.optimizer)
-    save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.model.items()}, tmp / "model.safetensors")
+    model = stored_model_state(ckpt.model, ckpt.meta)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.items()}, tmp / "model.safetensors")
     save_file(optim_tensors, tmp / "optimizer.safetensors")
     save_file({k: v.cpu().contiguous() for k, v in ckpt.rng.items()}, tmp / "rng.safetensors")
+    if ckpt.objective:
+        save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.objective.items()}, tmp / _OBJECTIVE)
     meta = {"format": FORMAT_VERSION, "step": ckpt.step, "optimizer": optim_rest, **ckpt.meta}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     for path in tmp.iterdir():
@@ -130,10 +156,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {meta.get('format')}, this code reads {FORMAT_VERSION}")
     optimizer = _unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta.pop("optimizer"))
+    model = load_file(path / "model.safetensors")
+    if _tied(meta) and TIED_HEAD not in model:
+        model[TIED_HEAD] = model[TIED_EMBED]  # the same tensor: the head is the embedding
     return Checkpoint(
         step=meta.pop("step"),
-        model=load_file(path / "model.safetensors"),
+        model=model,
         optimizer=optimizer,
         rng=load_file(path / "rng.safetensors"),
+        objective=load_file(path / _OBJECTIVE) if (path / _OBJECTIVE).is_file() else {},
         meta={k: v for k, v in meta.items() if k != "format"},
     )

@@ -108,6 +108,9 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    """AdamW and its schedule, with pretraining's defaults (a model trained from scratch). The fine-tuning
+    objectives use the subclasses below, whose defaults suit a pretrained model; `--help` shows each one's."""
+
     lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     min_lr_ratio: float = field(
         default=0.1, metadata={"help": "final learning rate as a fraction of the peak"}
@@ -115,11 +118,45 @@ class OptimConfig:
     warmup_frac: float = field(
         default=0.05, metadata={"help": "fraction of max_steps spent in linear warmup"}
     )
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay on matrices"})
-    beta1: float = 0.9
-    beta2: float = 0.95
+    weight_decay: float = field(
+        default=0.1,
+        metadata={"help": "AdamW weight decay on weight matrices (never on embeddings, norms or biases)"},
+    )
+    beta1: float = field(default=0.9, metadata={"help": "AdamW beta1"})
+    beta2: float = field(default=0.95, metadata={"help": "AdamW beta2"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global gradient norm (0: no clipping)"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+
+
+# Fine-tuning a pretrained model: TRL's defaults (transformers' TrainingArguments: weight_decay 0.0,
+# adam_beta2 0.999; SFTConfig learning_rate 2e-5, GRPOConfig 1e-6). Pretraining's lr 1e-3 would wreck a
+# pretrained model in a few steps, and β2 0.95 is a large-batch pretraining choice.
+_FINE_TUNE_DECAY = "AdamW weight decay on weight matrices (never on embeddings, norms or biases); TRL: 0"
+
+
+@dataclass
+class SFTOptimConfig(OptimConfig):
+    lr: float = field(default=2e-5, metadata={"help": "peak learning rate (TRL SFTConfig: 2e-5)"})
+    weight_decay: float = field(default=0.0, metadata={"help": _FINE_TUNE_DECAY})
+    beta2: float = field(default=0.999, metadata={"help": "AdamW beta2 (TRL: 0.999)"})
+
+
+@dataclass
+class GRPOOptimConfig(OptimConfig):
+    lr: float = field(
+        default=1e-6, metadata={"help": "peak learning rate (TRL GRPOConfig and DeepSeekMath: 1e-6)"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": _FINE_TUNE_DECAY})
+    beta2: float = field(default=0.999, metadata={"help": "AdamW beta2 (TRL: 0.999)"})
+
+
+@dataclass
+class DistillOptimConfig(OptimConfig):
+    lr: float = field(
+        default=2e-5, metadata={"help": "peak learning rate (TRL GKDConfig, inheriting SFTConfig's: 2e-5)"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": _FINE_TUNE_DECAY})
+    beta2: float = field(default=0.999, metadata={"help": "AdamW beta2 (TRL: 0.999)"})
 
 
 @dataclass
@@ -214,7 +251,7 @@ class SFTDataConfig:
 class SFTConfig:
     run: RunConfig
     sft: SFTDataConfig
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: SFTOptimConfig = field(default_factory=SFTOptimConfig)
 
 
 @dataclass
@@ -285,7 +322,7 @@ class GRPODataConfig:
 class GRPOConfig:
     run: RunConfig
     grpo: GRPODataConfig
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: GRPOOptimConfig = field(default_factory=GRPOOptimConfig)
 
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
@@ -348,7 +385,7 @@ class DistillConfig:
     run: RunConfig
     data: SFTDataConfig
     distill: DistillOptions
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: DistillOptimConfig = field(default_factory=DistillOptimConfig)
 
 
 @dataclass

@@ -102,6 +102,15 @@ class Objective(Protocol):
     def summary(self) -> dict[str, Any]: ...
 
 
+class TensorState(Protocol):
+    """Optional for an objective: tensors it keeps besides the model and must get back on resume (GRPO's
+    synced reference), the same on every rank; rank 0's are written with the checkpoint."""
+
+    def tensor_state(self) -> dict[str, torch.Tensor]: ...
+
+    def load_tensor_state(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
 class LoaderObjective:
     """Plumbing shared by objectives whose data is one resumable loader with a `stats` Counter (pretraining,
     SFT): batches, data state for checkpoints and the summary come from the loader."""
@@ -124,11 +133,15 @@ class LoaderObjective:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Matrices decay; norm gains and biases do not."""
+    """Weight matrices decay; embeddings (a tied head with them), norm gains and biases do not. Decay pulls
+    the rows of tokens a batch never shows towards zero, which erodes a pretrained vocabulary (nanoGPT,
+    Megatron and OLMo keep embeddings out of decay too)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     params = [p for p in model.parameters() if p.requires_grad]
+    decays = lambda p: p.ndim >= 2 and id(p) not in embeddings  # noqa: E731
     return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        {"params": [p for p in params if decays(p)], "weight_decay": weight_decay},
+        {"params": [p for p in params if not decays(p)], "weight_decay": 0.0},
     ]
 
 
@@ -270,16 +283,18 @@ class Trainer:
                 "tokens": self.tokens,
                 "scheduler": {"step": self.step, "next_lr": lr_at(self.step, self.optim, self.run.max_steps)},
             }
+            tensors = self.objective.tensor_state() if hasattr(self.objective, "tensor_state") else {}
             path = save_checkpoint(
                 Path(self.run.out) / CHECKPOINT_DIR,
-                Checkpoint(self.step, model_sd, optim_sd, rng, {**self.meta, **per_rank}),
+                Checkpoint(self.step, model_sd, optim_sd, rng, {**self.meta, **per_rank}, tensors),
                 keep=self.run.keep_checkpoints,
             )
             log.info("checkpoint %s", path)
         barrier(self.d)
 
     def restore(self, path: Path) -> None:
-        """Weights, optimiser state, this rank's data position and RNG, the step and the token count."""
+        """Weights, optimiser state, the objective's data position and tensors, this rank's RNG, the step and
+        the token count."""
         ckpt = load_checkpoint(path)
         d = self.d
         if ckpt.meta["world_size"] != d.world_size:
@@ -298,6 +313,8 @@ class Trainer:
             options=StateDictOptions(full_state_dict=True),
         )
         self.objective.load_state_dict(ckpt.meta["data"][d.rank])
+        if hasattr(self.objective, "load_tensor_state"):
+            self.objective.load_tensor_state(ckpt.objective)
         version, internal, gauss = ckpt.meta["python_rng"][d.rank]
         random.setstate((version, tuple(internal), gauss))
         torch.set_rng_state(ckpt.rng[f"rank{d.rank}.rng_cpu"])

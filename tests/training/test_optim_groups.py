@@ -1,6 +1,7 @@
-"""Parameters: AdamW groups (matrices decay, norm gains and biases do not; shared weights are listed once), a
-pretraining run's optimizer (built by the trainer) really applying decay that way; and the trainer's step
-and loop around the optimizer (clipping, schedule, cadence, logged values)."""
+"""Parameters: AdamW groups (matrices decay; embeddings, norm gains and biases do not; shared weights are listed
+once), a pretraining run's optimizer (built by the trainer) really applying decay that way; the per-objective
+optimiser defaults; and the trainer's step and loop around the optimizer (clipping, schedule, cadence, logged
+values)."""
 
 from __future__ import annotations
 
@@ -37,12 +38,14 @@ def test_groups_for_a_tied_model_with_qkv_biases() -> None:
     matrices |= {"ffn.w1.weight", "ffn.w2.weight", "ffn.w3.weight"}
     gains_and_biases = {"attn_norm.weight", "ffn_norm.weight", "attn.wq.bias", "attn.wk.bias", "attn.wv.bias"}
     blocks = ["layers.0", "layers.1", "mtp.0.block"]
-    want_decay = {"embed.weight", "mtp.0.eh_proj.weight"} | {f"{b}.{m}" for b in blocks for m in matrices}
-    want_no_decay = {"norm.weight", "mtp.0.enorm.weight", "mtp.0.hnorm.weight", "mtp.0.norm.weight"}
+    want_decay = {"mtp.0.eh_proj.weight"} | {f"{b}.{m}" for b in blocks for m in matrices}
+    want_no_decay = {"embed.weight", "norm.weight", "mtp.0.enorm.weight", "mtp.0.hnorm.weight"}
+    want_no_decay |= {"mtp.0.norm.weight"}
     want_no_decay |= {f"{b}.{g}" for b in blocks for g in gains_and_biases}
-    assert _names(model, decay) == want_decay  # the tied head is the embedding: no "head.weight" of its own
+    # the tied head is the embedding (no "head.weight" of its own), and embeddings never decay
+    assert _names(model, decay) == want_decay
     assert _names(model, no_decay) == want_no_decay
-    assert (len(decay["params"]), len(no_decay["params"])) == (23, 19)
+    assert (len(decay["params"]), len(no_decay["params"])) == (22, 20)
 
     # every trainable tensor exactly once, so AdamW accepts the groups (it refuses a tensor listed twice)
     ids = [id(p) for g in (decay, no_decay) for p in g["params"]]
@@ -52,9 +55,11 @@ def test_groups_for_a_tied_model_with_qkv_biases() -> None:
 
 def test_untied_model_decays_its_head_and_frozen_tensors_are_left_out() -> None:
     model = Transformer(model_config("tiny", 64, max_seq_len=16, mtp_depth=0))
+    decay, no_decay = param_groups(model, 0.3)
+    assert "head.weight" in _names(model, decay) and "embed.weight" in _names(model, no_decay)
+    assert [p.ndim for p in no_decay["params"] if p.ndim >= 2] == [2]  # the embedding, nothing else
     model.embed.weight.requires_grad_(False)
     decay, no_decay = param_groups(model, 0.3)
-    assert "head.weight" in _names(model, decay)
     assert "embed.weight" not in _names(model, decay) | _names(model, no_decay)
     assert not any(p.ndim >= 2 for p in no_decay["params"]) and all(p.ndim >= 2 for p in decay["params"])
 
@@ -70,7 +75,8 @@ def _pretrain_config(data, out, **run) -> PretrainConfig:
 @pytest.mark.timeout(120)
 def test_a_pretraining_run_decays_matrices_and_leaves_gains_alone(corpus_dir, tmp_path) -> None:
     """With zero gradients an AdamW step moves a parameter only through decoupled weight decay,
-    p ← p · (1 - lr · wd): the matrices shrink by exactly that factor, gains and biases do not move."""
+    p ← p · (1 - lr · wd): the matrices shrink by exactly that factor; the embedding, gains and biases do not
+    move."""
     cfg = _pretrain_config(corpus_dir, tmp_path / "run")
     trainer = Trainer.build(cfg.run, cfg.optim, PretrainObjective(cfg), cfg)
     model, opt = trainer.model, trainer.opt
@@ -90,11 +96,11 @@ def test_a_pretraining_run_decays_matrices_and_leaves_gains_alone(corpus_dir, tm
     opt.step()
     shrink = 1 - 0.1 * 0.5
     for name, param in model.named_parameters():
-        if param.ndim >= 2:
+        if param.ndim >= 2 and name != "embed.weight":
             assert torch.allclose(param, before[name] * shrink, rtol=1e-6, atol=0), name
         else:
             assert torch.equal(param, before[name]), name
-    assert {"norm.weight", "mtp.0.norm.weight", "layers.0.attn_norm.weight"} <= set(before)
+    assert {"norm.weight", "mtp.0.norm.weight", "layers.0.attn_norm.weight", "embed.weight"} <= set(before)
 
 
 @pytest.mark.timeout(120)

@@ -1,0 +1,94 @@
+"""Models with tied input/output embeddings (Qwen2.5-0.5B/1.5B, Llama 3.2 1B) and untied ones go the whole way:
+a tiny random transformers Qwen2 → `mathforge model import` → `train sft` with the fine-tuning defaults →
+stopped at a checkpoint → resumed → `model export` → `AutoModelForCausalLM.from_pretrained`, whose greedy
+continuation equals mathforge's. A checkpoint stores the tied matrix once (safetensors refuses one buffer
+under two names, which is how the single-process path used to die at its first checkpoint)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors import safe_open
+from test_hf import CHATML, TEXTS, hf_model, save_hf
+
+from mathforge.cli import main as mathforge
+from training.checkpoint import latest_checkpoint
+from training.generate import generate
+from training.metrics import read_metrics
+from training.model_io import load_model
+
+VOLATILE = {"tokens_per_s", "mfu"}
+
+
+def _keys(path: Path) -> set[str]:
+    with safe_open(path, framework="pt") as fh:
+        return set(fh.keys())
+
+
+def _sft_rows(path: Path) -> Path:
+    rows = [{"prompt": text.split(". ", 1)[0], "completion": text.split(". ", 1)[1]} for text in TEXTS]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in read_metrics(run / "metrics.jsonl")]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("tied", [True, False])
+def test_import_sft_stop_resume_export_reload(tmp_path, tied: bool) -> None:
+    save_hf(hf_model("qwen2", tied), tmp_path / "hf", sharded=False, chat_template=CHATML)
+    assert (
+        mathforge(["model", "import", "--from", str(tmp_path / "hf"), "--out", str(tmp_path / "model")]) == 0
+    )
+    data = _sft_rows(tmp_path / "sft.jsonl")
+    sft = ["train", "sft", "--data", str(data), "--init", str(tmp_path / "model"), "--seq-len", "64",
+           "--batch-size", "2", "--max-steps", "6", "--device", "cpu", "--log-every", "1"]  # fmt: skip
+
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    assert mathforge([*sft, "--out", str(straight), "--ckpt-every", "3"]) == 0
+    assert mathforge([*sft, "--out", str(cut), "--ckpt-every", "3", "--stop-at", "3"]) == 0
+
+    # the checkpoint holds the tied matrix once, in the weights and in the Adam state
+    checkpoint = latest_checkpoint(cut / "checkpoints")
+    assert checkpoint is not None and checkpoint.name == "step_00000003"
+    weights, adam = _keys(checkpoint / "model.safetensors"), _keys(checkpoint / "optimizer.safetensors")
+    assert "embed.weight" in weights and ("head.weight" in weights) != tied
+    assert "embed.weight/exp_avg" in adam and ("head.weight/exp_avg" in adam) != tied
+
+    assert mathforge([*sft, "--out", str(cut), "--ckpt-every", "3", "--resume"]) == 0
+    assert _metrics(cut) == _metrics(straight)  # the resumed run is the uninterrupted one
+
+    loaded = load_model(cut)
+    model = loaded.model
+    assert model.cfg.tie_embeddings == tied and (model.head.weight is model.embed.weight) == tied
+    init = load_model(tmp_path / "model").model
+    assert not torch.equal(model.layers[0].attn.wq.weight, init.layers[0].attn.wq.weight)  # it trained
+    straight_model = load_model(straight).model
+    for (name, a), b in zip(model.state_dict().items(), straight_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+    assert mathforge(["model", "export", "--from", str(cut), "--out", str(tmp_path / "export")]) == 0
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["tie_word_embeddings"] == tied
+    assert ("lm_head.weight" in _keys(tmp_path / "export" / "model.safetensors")) != tied
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+    assert (reloaded.lm_head.weight is reloaded.model.embed_tokens.weight) == tied
+    assert torch.equal(reloaded.model.embed_tokens.weight, model.embed.weight.detach())
+
+    prompt = loaded.tokenizer.encode(TEXTS[3]).ids[:8]
+    ours = generate(model, [prompt], 12, temperature=0).tokens[0]
+    theirs = reloaded.generate(
+        torch.tensor([prompt]),
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        max_new_tokens=12,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+    )[0, len(prompt) :]
+    assert ours == theirs.tolist()
