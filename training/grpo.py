@@ -190,7 +190,8 @@ class GRPOObjective:
             for item in items
         ]
         repeated = [ids for ids in prompt_ids for _ in range(g.num_generations)]
-        room = unwrap(model).cfg.max_seq_len + 1 - max(len(p) for p in repeated)
+        # the log-prob pass feeds prompt + whole completion, so together they must fit in max_seq_len
+        room = unwrap(model).cfg.max_seq_len - max(len(p) for p in repeated)
         if room < 1:
             raise ValueError(f"a prompt of {max(len(p) for p in repeated)} tokens leaves no room to generate")
         autocast = (
@@ -213,11 +214,13 @@ class GRPOObjective:
                  for c in out.tokens]  # fmt: skip
         columns = {key: [item.columns.get(key) for item in items for _ in range(g.num_generations)]
                    for key in {k for item in items for k in item.columns}}  # fmt: skip
+        truncated = [not (c and c[-1] in self.stop_ids) for c in out.tokens]
         scored = self.rewards.score(
             [template.render_prompt(item.text) for item in items for _ in range(g.num_generations)],
             texts,
             columns,
             [len(c) for c in out.tokens],
+            truncated,
         )
         return {
             "items": items,
@@ -229,7 +232,7 @@ class GRPOObjective:
             "timeouts": scored.timeouts,
             "errors": scored.errors,
             "seconds": seconds,
-            "truncated": [not (c and c[-1] in self.stop_ids) for c in out.tokens],
+            "truncated": truncated,
         }
 
     def _rollout(self, step: int, model: nn.Module) -> Rollouts:
@@ -452,6 +455,27 @@ class GRPOObjective:
         self.rollouts = Rollouts(saved["micro"], saved["metrics"], saved["uses"]) if saved else None
         if self.rewards is not None:
             self.rewards.stats.update(state.get("reward_stats", {}))
+
+    def tensor_state(self) -> dict[str, torch.Tensor]:
+        """A synced reference is a past policy that nothing else keeps: it goes into the checkpoint (without
+        ref-sync the reference is the init model, which a resumed run loads again)."""
+        if self.ref is None or not self.g.ref_sync_every:
+            return {}
+        return {f"ref.{name}": param.detach() for name, param in self.ref.named_parameters()}
+
+    def load_tensor_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.ref is None or not self.g.ref_sync_every:
+            return
+        params = dict(self.ref.named_parameters())  # a tied head is the embedding: one tensor
+        stored = {name.removeprefix("ref."): t for name, t in state.items() if name.startswith("ref.")}
+        if set(stored) != set(params):
+            raise ValueError(
+                "the checkpoint holds no synced GRPO reference (written without --ref-sync-every?): "
+                f"expected {len(params)} tensors, found {len(stored)}"
+            )
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(stored[name])
 
     def position(self) -> dict[str, Any]:
         return {"epoch": self.cursor.epoch, "index": self.cursor.index}
