@@ -11,8 +11,8 @@ ever exist. The trainer normalises by the number of distilled positions.
   wrapper, replicated on every rank. Its tokenizer must equal the student's (ids compared token by token), and
   head rows beyond the tokenizer (Hugging Face padding) are left out of both distributions.
 - `--lmbda λ`: each step is on-policy with probability λ (drawn from the run seed and the step, so a resumed
-  run draws the same): the step's prompts are completed by the student itself (through the wrapped model, at
-  `--temperature`) and the teacher scores those samples (GKD).
+  run draws the same): `--batch-size` prompts per micro-batch are completed by the student itself (through the
+  wrapped model, at `--temperature`), one sample per row, and the teacher scores those samples (GKD).
 - `--ce-weight w` adds w × cross-entropy on the data's completion tokens; it is 0 by default, so the logged
   `loss` is the divergence alone.
 - `--offline`: no teacher model; the rows carry the teacher's top-K log-probs per completion token (written by
@@ -252,21 +252,23 @@ class DistillObjective(LoaderObjective):
         on_policy = self.on_policy(step)
         self.pending = []
         for _ in range(self.cfg.optim.grad_accum):
-            rows = self.loader.next_rows()
-            if on_policy:
-                self.pending.append(self._student_samples(model, rows))
+            if on_policy:  # batch_size prompts: a sample may fill its row, so one sample per row
+                examples = self.loader.next_examples(self.cfg.data.batch_size)
+                self.pending.append(self._student_samples(model, examples))
             else:
-                self.pending.append(self.loader.pack_distill(rows))
+                self.pending.append(self.loader.pack_distill(self.loader.next_rows()))
         return {}
 
     def next_batch(self) -> DistillBatch:
         return self.pending.pop(0)
 
     @torch.no_grad()
-    def _student_samples(self, model: nn.Module, rows: list[list[Example]]) -> DistillBatch:
-        """The rows' prompts completed by the student (through the wrapped model), packed one per row."""
+    def _student_samples(self, model: nn.Module, examples: list[Example]) -> DistillBatch:
+        """The examples' prompts completed by the student (through the wrapped model), one per row: at most
+        batch_size rows of seq_len, the same bound as an off-policy batch (taking every prompt of packed rows
+        would give one full-length row per example, tens of them for short examples)."""
         assert self.loader is not None
-        prompts = [ex.tokens[: ex.prompt_len].tolist() for chosen in rows for ex in chosen]
+        prompts = [ex.tokens[: ex.prompt_len].tolist() for ex in examples]
         room = self.seq_len - max(len(p) for p in prompts)
         if room < 1:
             raise ValueError(

@@ -171,6 +171,16 @@ class SFTLoader:
             rows.append(chosen)
         return rows
 
+    def next_examples(self, n: int) -> list[Example]:
+        """The next `n` trainable examples, one for each row (on-policy distillation completes their prompts
+        itself, and a completion may take a whole row)."""
+        out = []
+        for _ in range(n):
+            out.append(self._peek())
+            self.position.index += 1
+            self.stats["examples"] += 1
+        return out
+
     def pack(self, rows: list[list[Example]]) -> Batch:
         packed = [pack_row(chosen, self.seq_len, self.pad_id) for chosen in rows]
         ids, targets, docs = (torch.from_numpy(np.stack(parts)) for parts in zip(*packed, strict=True))
