@@ -145,7 +145,8 @@ def spark_near_dedup(corpus: NearDupCorpus, cfg: BenchConfig) -> dict:
         bands, band_rows_n = lsh_bands(clean)
         sigs = signatures(spark, df, minhash_config(clean), bands, band_rows_n).localCheckpoint()
         band_rows = sigs.select("id", F.explode("bands").alias("hash"))
-        edges, n_candidates = near_duplicate_edges(spark, sigs, band_rows, clean)
+        edges, found = near_duplicate_edges(spark, sigs, band_rows, clean)
+        n_candidates = found["candidate_pairs"]
         components = connected_components(edges).collect()
         pairs = {(int(r["a"]), int(r["b"])) for r in edges.collect()}
         seconds = time.perf_counter() - start

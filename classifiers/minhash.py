@@ -28,7 +28,7 @@ datasketch gives an empty `MinHash` (drop empty texts before near-dedup, or they
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -266,3 +266,60 @@ def candidate_pairs(band_matrix: np.ndarray) -> set[tuple[int, int]]:
         if len(rows) > 1:
             pairs.update((a, b) for i, a in enumerate(rows) for b in rows[i + 1 :])
     return pairs
+
+
+# ---------------------------------------------------------------- large LSH buckets
+
+
+def sorted_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard of two sorted arrays of distinct shingle hashes (1.0 for two empty sets)."""
+    if len(a) == 0 and len(b) == 0:
+        return 1.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
+
+
+def bucket_links(
+    members: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    threshold: float,
+    max_representatives: int,
+    estimate_floor: float = 0.0,
+) -> Iterator[tuple[str, str | None, float]]:
+    """Near-duplicate links inside one LSH bucket too large to check all its pairs, in bounded work.
+
+    `members` are (id, signature, sorted distinct shingle hashes), streamed in id order. Each document is
+    checked against the bucket's representatives, the first document of each duplicate family met so far,
+    and linked to every one whose exact Jaccard reaches `threshold` (yielded as (a, b, similarity), a < b).
+    A document linked to none becomes a representative itself while fewer than `max_representatives` exist;
+    past that it is yielded as (id, None, 0.0), unchecked, for the caller to count. So every family in the
+    bucket is found, however many there are up to the cap, and a bucket of n documents costs at most
+    n * max_representatives checks (n - 1 for a bucket of copies of one page), never n**2 / 2.
+    Representatives whose signature estimate is below `estimate_floor` are not checked exactly (the LSH
+    margin: an estimate that far below a true duplicate's Jaccard is many standard deviations off).
+    Missed, as with any leader clustering: a pair whose two documents duplicate different representatives
+    and not each other's representative (two families bridged by non-representatives).
+    """
+    rep_ids: list[str] = []
+    rep_sigs: np.ndarray | None = None
+    rep_shingles: list[np.ndarray] = []
+    for doc_id, sig, doc_shingles in members:
+        linked = False
+        if rep_ids:
+            assert rep_sigs is not None
+            estimates = np.count_nonzero(rep_sigs[: len(rep_ids)] == sig, axis=1) / len(sig)
+            for i in np.flatnonzero(estimates >= estimate_floor).tolist():
+                similarity = sorted_jaccard(rep_shingles[i], doc_shingles)
+                if similarity >= threshold:
+                    a, b = sorted((rep_ids[i], doc_id))
+                    yield a, b, similarity
+                    linked = True
+        if linked:
+            continue
+        if len(rep_ids) >= max_representatives:
+            yield doc_id, None, 0.0
+            continue
+        if rep_sigs is None:
+            rep_sigs = np.empty((max_representatives, len(sig)), dtype=sig.dtype)
+        rep_sigs[len(rep_ids)] = sig
+        rep_ids.append(doc_id)
+        rep_shingles.append(doc_shingles)

@@ -21,7 +21,8 @@ class Preflight:
 @dataclass(kw_only=True)
 class WarcInputs(Preflight):
     """Configs that read WARC files: named by `--input`, or by `--crawl` (a Common Crawl id resolved under
-    `--crawl-base`), then cut by `--limit` and `--shard`. The driver resolves them before Spark starts."""
+    `--crawl-base`), then cut by `--limit` and `--shard`. The driver resolves them before Spark starts. A
+    remote paths file may name only its own host or bucket, and those `--allow-hosts` lists."""
 
     input: str | None = field(
         default=None,
@@ -39,6 +40,13 @@ class WarcInputs(Preflight):
             "help": "where --crawl's files live: https://data.commoncrawl.org/, s3://commoncrawl/ or a mirror"
         },
     )
+    allow_hosts: str | None = field(
+        default=None,
+        metadata={
+            "help": "hosts or buckets a remote paths file may name besides its own (comma-separated); "
+            "entries naming any other are refused"
+        },
+    )
     limit: int | None = field(default=None, metadata={"help": "take only the first N input files (sorted)"})
     shard: str | None = field(
         default=None, metadata={"help": "take shard i of n of the inputs (i/n, 0-based), after --limit"}
@@ -48,7 +56,10 @@ class WarcInputs(Preflight):
         """Every WARC file `--input` or `--crawl` names, sorted, before `--limit` and `--shard`."""
         if bool(self.input) == bool(self.crawl):
             raise InputError("give exactly one of --input and --crawl")
-        return resolve_inputs(self.input) if self.input else crawl_locations(self.crawl, self.crawl_base)
+        allow = self.allow_hosts or ()
+        if self.input:
+            return resolve_inputs(self.input, allow)
+        return crawl_locations(self.crawl, self.crawl_base, allow)
 
     def warc_locations(self) -> list[str]:
         """The WARC files this run reads, sorted."""
@@ -56,6 +67,9 @@ class WarcInputs(Preflight):
 
     def preflight(self) -> None:
         self.warc_locations()
+
+
+URL_DEDUP = ("first", "changed", "off")  # CleaningConfig.url_dedup; README "Dedup and decontamination"
 
 
 @dataclass(kw_only=True)
@@ -79,7 +93,19 @@ class CleaningConfig:
     minhash_seed: int = field(default=1, metadata={"help": "MinHash permutation seed (datasketch's default)"})
     max_pairs_bucket: int = field(
         default=50,
-        metadata={"help": "LSH buckets larger than this link their documents as a star instead of all pairs"},
+        metadata={
+            "help": "LSH buckets up to this size check all their pairs; larger ones check each document "
+            "against at most this many representatives (documents past that are counted as unchecked)"
+        },
+    )
+    url_dedup: str = field(
+        default="changed",
+        metadata={
+            "help": f"one of {URL_DEDUP}: 'first' and 'changed' keep one document per URL in a build or "
+            "refresh (the survivor; empty URLs never match); against --index, 'first' drops every recrawl "
+            "of an indexed URL, 'changed' keeps one whose content is new (no exact or near duplicate "
+            "indexed); 'off' dedups by content only"
+        },
     )
     index: str | None = field(
         default=None,
@@ -94,6 +120,10 @@ class CleaningConfig:
         default=None, metadata={"help": "benchmark JSONL files or folders, comma-separated (question field)"}
     )
     decontam_ngram: int = field(default=13, metadata={"help": "words per n-gram matched against benchmarks"})
+
+    def __post_init__(self) -> None:
+        if self.url_dedup not in URL_DEDUP:
+            raise ValueError(f"--url-dedup must be one of {', '.join(URL_DEDUP)}, got {self.url_dedup!r}")
 
 
 @dataclass(kw_only=True)

@@ -2,18 +2,23 @@
 
 Every step is DataFrame in → DataFrame out, distributed, with no single-machine collect of the corpus:
 
-1. exact: one row per normalised-text digest, then one per URL;
+1. exact: one row per normalised-text digest, then one per URL (`url_dedup`; rows without a URL never
+   match by URL);
 2. near: MinHash signatures and LSH band hashes per document (numpy, in the executors), with bands chosen
    for `threshold - recall_margin` so that few true pairs are missed; documents sharing a band hash become
-   candidate pairs (all pairs of a bucket, or a star from its smallest id when the bucket is large); a pair
-   is kept when the exact Jaccard of the two shingle sets reaches `threshold` (the signature estimate is a
-   coin flip near the threshold, the exact check is not); connected components by iterated min-label
-   propagation over the kept pairs; one survivor per component. With a dedup index of an earlier corpus,
-   documents matching an indexed one are removed first: by exact key, then by band hash and the exact
-   Jaccard against the indexed candidates' text, read from the index's own corpus (only the candidates;
-   an index copied without its corpus falls back to the signature estimate). An indexed document always
-   survives, so a refresh never changes published snapshots;
+   candidate pairs (all pairs of a bucket of at most `max_pairs_bucket`; in a larger one each document
+   against at most that many representatives, `classifiers.minhash.bucket_links`); a pair is kept when the
+   exact Jaccard of the two shingle sets reaches `threshold` (the signature estimate is a coin flip near
+   the threshold, the exact check is not); connected components by iterated min-label propagation over the
+   kept pairs; one survivor per component. With a dedup index of an earlier corpus, documents matching an
+   indexed one are removed first: by exact key, then by band hash and the exact Jaccard against the
+   indexed candidates' text, read from the index's own corpus (only the candidates; an index copied without
+   its corpus falls back to the signature estimate). An indexed document always survives, so a refresh
+   never changes published snapshots;
 3. decontamination: documents quoting a benchmark question (n-gram match) are removed and reported.
+
+The index (`dedup_index/`) is written last, from the rows the snapshot keeps: a document removed by any step
+is in no snapshot, so it must not make a later document a duplicate.
 
 Survivor rule, the same whatever the partitioning: highest `math_score`, then earliest `fetch_time`
 (missing last), then smallest `id`. Removed documents are listed with the step, the reason and the id they
@@ -22,6 +27,7 @@ duplicate in the corpus's `removed/` table.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -30,12 +36,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from classifiers.decontaminate import ContaminationIndex, DecontaminationConfig
-from classifiers.minhash import MinHashConfig, MinHasher, band_hash_matrix, lsh_params
+from classifiers.minhash import (
+    MinHashConfig,
+    MinHasher,
+    band_hash_matrix,
+    bucket_links,
+    lsh_params,
+    sorted_jaccard,
+)
 from jobs.config import CleaningConfig
 from jobs.corpus_output import INDEX_DIR, REMOVED_DIR, link_snapshots, snapshot_dir
 
@@ -67,13 +80,21 @@ def _split_by_rank(ranked: DataFrame, key: str, step: str, reason: str) -> tuple
     return ranked.where("_rank = 1").drop("_rank"), removed
 
 
-def exact_dedup(df: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """One document per normalised-text digest, then per URL."""
+def has_url() -> Column:
+    """True for a row whose URL can identify a page: a missing or blank URL never deduplicates by URL (rows
+    without one would otherwise all collapse into one)."""
+    return F.coalesce(F.trim(F.col("url")) != "", F.lit(False))
+
+
+def exact_dedup(df: DataFrame, url_dedup: str = "changed") -> tuple[DataFrame, DataFrame]:
+    """One document per normalised-text digest, then (unless `url_dedup` is "off") one per non-empty URL."""
     kept, by_text = _split_by_rank(
         _survivors(df, "content_digest"), "content_digest", "exact", "same normalised text"
     )
-    kept, by_url = _split_by_rank(_survivors(kept, "url"), "url", "exact", "same URL")
-    return kept, by_text.unionByName(by_url)
+    if url_dedup == "off":
+        return kept, by_text
+    with_url, by_url = _split_by_rank(_survivors(kept.where(has_url()), "url"), "url", "exact", "same URL")
+    return with_url.unionByName(kept.where(~has_url())), by_text.unionByName(by_url)
 
 
 # ---------------------------------------------------------------- MinHash in the executors
@@ -124,21 +145,25 @@ def signature_similarity(sig_a: bytes, sig_b: bytes) -> float:
 
 def shingle_similarity(shingles_a: bytes, shingles_b: bytes) -> float:
     """Exact Jaccard of two sorted distinct shingle-hash sets."""
-    a = np.frombuffer(shingles_a, dtype="<u4")
-    b = np.frombuffer(shingles_b, dtype="<u4")
-    common = len(np.intersect1d(a, b, assume_unique=True))
-    return common / (len(a) + len(b) - common)
+    return sorted_jaccard(np.frombuffer(shingles_a, dtype="<u4"), np.frombuffer(shingles_b, dtype="<u4"))
 
 
-def _bucket_edges(ids: list[str], max_pairs_bucket: int) -> Iterator[tuple[str, str]]:
+def _all_pairs(ids: list[str]) -> Iterator[tuple[str, str]]:
     ids = sorted(set(ids))
-    if len(ids) <= max_pairs_bucket:
-        for i, a in enumerate(ids):
-            for b in ids[i + 1 :]:
-                yield a, b
-    else:  # a huge bucket (boilerplate pages): a star keeps it connected in linear size
-        for b in ids[1:]:
-            yield ids[0], b
+    for i, a in enumerate(ids):
+        for b in ids[i + 1 :]:
+            yield a, b
+
+
+def _large_bucket_links(rows: Iterable, threshold: float, floor: float, cap: int) -> Iterator[tuple]:
+    """`bucket_links` over a partition sorted by (hash, id): one bucket at a time, only its representatives
+    in memory."""
+    for _, group in itertools.groupby(rows, key=lambda r: r["hash"]):
+        members = (
+            (r["id"], np.frombuffer(r["sig"], dtype="<u4"), np.frombuffer(r["shingles"], dtype="<u4"))
+            for r in group
+        )
+        yield from bucket_links(members, threshold, cap, floor)
 
 
 def verified_edges(
@@ -221,21 +246,26 @@ def read_exact_index(spark: SparkSession, index_dir: str) -> DataFrame | None:
     return spark.read.parquet(str(root)).select("id", "content_digest", "url")
 
 
-def drop_indexed_exact(df: DataFrame, indexed: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """Remove documents whose normalised text or URL an indexed (already published) document has; the
-    indexed one always survives, so a refresh never changes what earlier snapshots hold."""
-    removed_parts = []
-    for key, reason in (
-        ("content_digest", "same normalised text as an indexed document"),
-        ("url", "same URL as an indexed document"),
-    ):
-        first = indexed.groupBy(key).agg(F.min("id").alias("kept_id"))
-        removed = df.join(first, key).select(
+def drop_indexed_exact(
+    df: DataFrame, indexed: DataFrame, url_dedup: str = "changed"
+) -> tuple[DataFrame, DataFrame]:
+    """Remove documents whose normalised text an indexed (already published) document has, and with
+    `url_dedup` "first" those whose (non-empty) URL one has; the indexed one always survives, so a refresh
+    never changes what earlier snapshots hold. With "changed" a recrawl of an indexed URL goes on to near
+    dedup like any page: kept when its content is new."""
+    keys = [("content_digest", "same normalised text as an indexed document", indexed)]
+    if url_dedup == "first":
+        keys.append(("url", "same URL as an indexed document", indexed.where(has_url())))
+    removed = None
+    for key, reason, index_rows in keys:
+        first = index_rows.groupBy(key).agg(F.min("id").alias("kept_id"))
+        part = df.join(first, key).select(
             "id", "url", F.lit("exact").alias("step"), F.lit(reason).alias("reason"), "kept_id"
         )
-        removed_parts.append(removed)
+        removed = part if removed is None else removed.unionByName(part)
         df = df.join(first.select(key), key, "left_anti")
-    return df, removed_parts[0].unionByName(removed_parts[1])
+    assert removed is not None
+    return df, removed
 
 
 def indexed_texts(spark: SparkSession, index_dir: str, ids: DataFrame) -> DataFrame | None:
@@ -258,27 +288,56 @@ def minhash_config(cfg: CleaningConfig) -> MinHashConfig:
 
 def near_duplicate_edges(
     spark: SparkSession, sigs: DataFrame, band_rows: DataFrame, cfg: CleaningConfig
-) -> tuple[DataFrame, int]:
-    """Verified near-duplicate pairs (a < b, similarity) among documents, and the number of candidates."""
-    buckets = band_rows.groupBy("hash").agg(F.collect_list("id").alias("ids")).where(F.size("ids") > 1)
-    max_pairs = cfg.max_pairs_bucket
+) -> tuple[DataFrame, dict[str, int]]:
+    """Verified near-duplicate pairs (a < b, similarity) among documents, and what finding them took.
+
+    A bucket of at most `max_pairs_bucket` documents checks all its pairs. A larger one (boilerplate shared by
+    many pages) streams its documents in id order through `bucket_links`: each is checked against at most
+    `max_pairs_bucket` representatives, so every duplicate family in the bucket is found in at most
+    n * max_pairs_bucket checks; documents left over once the representatives are full are counted
+    (`large_bucket_unchecked`), and still meet their duplicates through their other bands.
+    """
+    cap = cfg.max_pairs_bucket
+    buckets = band_rows.groupBy("hash").agg(F.count(F.lit(1)).alias("n")).where("n > 1").localCheckpoint()
+    small = band_rows.join(buckets.where(f"n <= {cap}").select("hash"), "hash")
+    small_ids = small.groupBy("hash").agg(F.collect_list("id").alias("ids"))
     cand = (
-        spark.createDataFrame(
-            buckets.select("ids").rdd.flatMap(lambda r: _bucket_edges(r["ids"], max_pairs)),
-            "a string, b string",
-        )
+        spark.createDataFrame(small_ids.rdd.flatMap(lambda r: _all_pairs(r["ids"])), "a string, b string")
         .distinct()
         .localCheckpoint()
     )
-    edges = verified_edges(spark, cand, sigs, sigs, "shingles", cfg.threshold).localCheckpoint()
-    return edges, cand.count()
+    edges = verified_edges(spark, cand, sigs, sigs, "shingles", cfg.threshold)
+    large = (
+        band_rows.join(buckets.where(f"n > {cap}").select("hash"), "hash")
+        .join(sigs.select("id", "sig", "shingles"), "id")
+        .repartition("hash")
+        .sortWithinPartitions("hash", "id")
+    )
+    threshold, floor = cfg.threshold, max(cfg.threshold - cfg.recall_margin, 0.0)
+    linked = spark.createDataFrame(
+        large.rdd.mapPartitions(lambda it: _large_bucket_links(it, threshold, floor, cap)),
+        "a string, b string, similarity double",
+    ).localCheckpoint()
+    edges = (
+        edges.unionByName(linked.where(F.col("b").isNotNull()))
+        .groupBy("a", "b")
+        .agg(F.max("similarity").alias("similarity"))
+        .localCheckpoint()
+    )
+    info = {
+        "candidate_pairs": cand.count(),
+        "large_buckets": buckets.where(f"n > {cap}").count(),
+        "large_bucket_unchecked": linked.where(F.col("b").isNull()).select("a").distinct().count(),
+    }
+    return edges, info
 
 
 def near_dedup(
-    spark: SparkSession, df: DataFrame, cfg: CleaningConfig, index_out: Path | None, snapshot: str
-) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
-    """Remove near duplicates (within the corpus and against `cfg.index`); write the kept documents' band
-    hashes and signatures as snapshot `snapshot` of the index at `index_out`."""
+    spark: SparkSession, df: DataFrame, cfg: CleaningConfig
+) -> tuple[DataFrame, DataFrame, dict[str, Any], DataFrame]:
+    """Remove near duplicates (within the corpus and against `cfg.index`); returns the kept rows, the removed
+    table, the step's report and the signatures (id, sig, bands, shingles) of the documents checked, which
+    `write_index` restricts to the rows kept once decontamination has had its say."""
     mh = minhash_config(cfg)
     bands, rows = lsh_bands(cfg)
     meta = _index_meta(mh, bands, rows, cfg.threshold)
@@ -290,9 +349,15 @@ def near_dedup(
     old_bands = old_sigs = None
     if cfg.index:
         old_bands, old_sigs = read_index(spark, cfg.index, meta)
-        cand = band_rows.join(old_bands.withColumnRenamed("id", "b"), "hash").select(
-            F.col("id").alias("a"), "b"
-        )
+        # indexed documents are mutually distinct, each a representative of its family: as in a large
+        # bucket of a build, a new document is checked against at most max_pairs_bucket of them per bucket
+        cap = cfg.max_pairs_bucket
+        ranked = old_bands.withColumn("_n", F.row_number().over(Window.partitionBy("hash").orderBy("id")))
+        cand = band_rows.join(
+            ranked.where(f"_n <= {cap}").select("hash", F.col("id").alias("b")), "hash"
+        ).select(F.col("id").alias("a"), "b")
+        over_cap = ranked.where(f"_n = {cap + 1}").select("hash")
+        info["index_bucket_unchecked"] = band_rows.join(over_cap, "hash").select("id").distinct().count()
         cand = cand.distinct().localCheckpoint()
         old_texts = indexed_texts(spark, cfg.index, cand.select(F.col("b").alias("id")).distinct())
         if old_texts is not None:  # the exact Jaccard, as a build over both corpora would decide it
@@ -313,7 +378,8 @@ def near_dedup(
         sigs = sigs.join(first, sigs["id"] == first["a"], "left_anti")
         band_rows = band_rows.join(first, band_rows["id"] == first["a"], "left_anti")
 
-    edges, info["candidate_pairs"] = near_duplicate_edges(spark, sigs, band_rows, cfg)
+    edges, found = near_duplicate_edges(spark, sigs, band_rows, cfg)
+    info.update(found)
     components = connected_components(edges)
     ranked = _survivors(df.join(components, "id"), "component")
     keeper = ranked.where("_rank = 1").select("component", F.col("id").alias("kept_id"))
@@ -332,16 +398,35 @@ def near_dedup(
     kept = df.join(removed_near.select("id"), "id", "left_anti")
     info["verified_pairs"] = edges.count()
 
-    if index_out is not None:
-        kept_sigs = sigs.join(kept.select("id"), "id", "left_semi")
-        new_bands = kept_sigs.select(F.explode("bands").alias("hash"), "id")
-        new_bands.write.parquet(str(snapshot_dir(index_out / "bands", snapshot)))
-        kept_sigs.select("id", "sig").write.parquet(str(snapshot_dir(index_out / "signatures", snapshot)))
-        (index_out / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n")
     removed = removed_parts[0]
     for part in removed_parts[1:]:
         removed = removed.unionByName(part)
-    return kept, removed, info
+    return kept, removed, info, sigs
+
+
+def write_index(
+    index_out: Path,
+    snapshot: str,
+    kept: DataFrame,
+    sigs: DataFrame | None,
+    cfg: CleaningConfig,
+) -> None:
+    """Snapshot `snapshot` of the dedup index at `index_out`: exact keys of exactly the rows the corpus keeps
+    (after decontamination: a document no snapshot holds must not make a later one a duplicate), with their
+    band hashes and signatures when near dedup ran (`sigs`, restricted here to `kept`)."""
+    kept.select("id", "content_digest", "url").repartition(1).write.parquet(
+        str(snapshot_dir(index_out / EXACT_TABLE, snapshot))
+    )
+    if sigs is None:
+        return
+    kept_sigs = sigs.join(kept.select("id"), "id", "left_semi")
+    kept_sigs.select(F.explode("bands").alias("hash"), "id").write.parquet(
+        str(snapshot_dir(index_out / "bands", snapshot))
+    )
+    kept_sigs.select("id", "sig").write.parquet(str(snapshot_dir(index_out / "signatures", snapshot)))
+    bands, rows = lsh_bands(cfg)
+    meta = _index_meta(minhash_config(cfg), bands, rows, cfg.threshold)
+    (index_out / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def decontaminate(
@@ -382,25 +467,27 @@ def clean_corpus(
     spark: SparkSession, df: DataFrame, cfg: CleaningConfig, out_dir: Path, snapshot: str
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Run the enabled steps in order, as snapshot `snapshot` of the corpus at `out_dir`: writes its part of
-    `removed/` and of `dedup_index/` (exact keys always; band hashes and signatures with near dedup). With
+    `removed/` and, from the rows finally kept, of `dedup_index/` (exact keys always; band hashes and
+    signatures with near dedup). With
     `cfg.index`, documents that index holds are removed first and its snapshots are linked into this one's."""
     report: dict[str, Any] = {"input_documents": df.count(), "steps": {}}
     removed_all = spark.createDataFrame([], REMOVED_SCHEMA)
     index_out = out_dir / INDEX_DIR
+    sigs = None
     if cfg.exact_dedup:
         removed_indexed = None
         indexed = read_exact_index(spark, cfg.index) if cfg.index else None
         if indexed is not None:
-            df, removed_indexed = drop_indexed_exact(df, indexed)
+            df, removed_indexed = drop_indexed_exact(df, indexed, cfg.url_dedup)
             df = df.localCheckpoint()
-        df, removed = exact_dedup(df)
+        df, removed = exact_dedup(df, cfg.url_dedup)
         if removed_indexed is not None:
             removed = removed_indexed.unionByName(removed)
         df = df.localCheckpoint()
         removed_all = removed_all.unionByName(removed)
         report["steps"]["exact"] = {"removed": removed.count()}
     if cfg.near_dedup:
-        df, removed, info = near_dedup(spark, df, cfg, index_out, snapshot)
+        df, removed, info, sigs = near_dedup(spark, df, cfg)
         df = df.localCheckpoint()
         removed_all = removed_all.unionByName(removed)
         report["steps"]["near"] = {"removed": removed.count(), **info}
@@ -412,8 +499,7 @@ def clean_corpus(
     elif cfg.decontaminate:
         report["steps"]["decontamination"] = {"removed": 0, "skipped": "no --benchmarks given"}
     removed_all.coalesce(1).write.parquet(str(snapshot_dir(out_dir / REMOVED_DIR, snapshot)))
-    exact_keys = df.select("id", "content_digest", "url").repartition(1)
-    exact_keys.write.parquet(str(snapshot_dir(index_out / EXACT_TABLE, snapshot)))
+    write_index(index_out, snapshot, df, sigs, cfg)
     if cfg.index:
         report["index_snapshots"] = inherit_index(Path(cfg.index), index_out)
     report["output_documents"] = df.count()

@@ -24,6 +24,7 @@ from jobs.corpus_schema import arrow_schema
 from jobs.dedup import (
     clean_corpus,
     connected_components,
+    drop_indexed_exact,
     exact_dedup,
     lsh_bands,
     minhash_config,
@@ -74,10 +75,10 @@ def test_near_duplicate_pairs_match_exact_jaccard(spark, planted):
     bands, rows = lsh_bands(cfg)
     sigs = signatures(spark, df, minhash_config(cfg), bands, rows)
     band_rows = sigs.select("id", F.explode("bands").alias("hash"))
-    edges, candidates = near_duplicate_edges(spark, sigs, band_rows, cfg)
+    edges, info = near_duplicate_edges(spark, sigs, band_rows, cfg)
     predicted = {tuple(sorted((int(r["a"][1:]), int(r["b"][1:])))) for r in edges.collect()}
     truth = planted.true_pairs(0.8)
-    assert len(truth) > 50 and candidates >= len(predicted)
+    assert len(truth) > 50 and info["candidate_pairs"] >= len(predicted)
     precision = len(predicted & truth) / len(predicted)
     recall = len(predicted & truth) / len(truth)
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
@@ -392,3 +393,99 @@ def test_corpus_dedup_names_the_required_columns_a_table_lacks(spark, tmp_path):
     with pytest.raises(ValueError, match=r"lacks the required corpus column\(s\) fetch_time, lang \("):
         dedup_corpus(spark, CorpusDedupConfig(input=str(source), output=str(tmp_path / "clean")))
     assert not list(tmp_path.glob("clean*"))
+
+
+# ---------------------------------------------------------------- the corners: index, large buckets, URLs
+
+BOILERPLATE = "cookie notice accept all cookies privacy policy terms of use site map contact us"
+
+
+def _page(topic: int, variant: int = 0, words: int = 80) -> str:
+    """A page on shared boilerplate: `topic` decides the body, `variant` edits its last two words."""
+    body = [f"w{topic}x{i}" for i in range(words)]
+    if variant:
+        body[-2:] = [f"edit{variant}a", f"edit{variant}b"]
+    return BOILERPLATE + " " + " ".join(body)
+
+
+def test_large_bucket_finds_every_duplicate_family_and_counts_the_unchecked(spark):
+    texts = {f"0-unrelated-{i}": _page(10 + i) for i in range(3)}  # smallest ids: a star's centre
+    texts |= {f"a-{i}": _page(1, i) for i in range(3)} | {f"b-{i}": _page(2, i) for i in range(2)}
+    texts["z-lone"] = _page(20)  # arrives when the representatives are full
+    df = spark.createDataFrame(sorted(texts.items()), "id string, text string")
+    cfg = CleaningConfig(max_pairs_bucket=5)
+    sigs = signatures(spark, df, minhash_config(cfg), *lsh_bands(cfg))
+    one_bucket = sigs.select("id", F.lit(7).cast("long").alias("hash"))  # every page shares one band
+    edges, info = near_duplicate_edges(spark, sigs, one_bucket, cfg)
+    components = {r["id"]: r["component"] for r in connected_components(edges).collect()}
+    assert components == {"a-0": "a-0", "a-1": "a-0", "a-2": "a-0", "b-0": "b-0", "b-1": "b-0"}
+    assert info["large_buckets"] == 1 and info["large_bucket_unchecked"] == 1
+    assert info["candidate_pairs"] == 0  # no bucket small enough for all its pairs
+
+
+def test_index_holds_exactly_the_documents_the_corpus_keeps(spark, shared_data, tmp_path):
+    bench = shared_data / "math_benchmarks" / "gsm8k_test.jsonl"
+    question = json.loads(bench.read_text().splitlines()[3])["question"]
+    docs = {
+        "contaminated": "Worked example from class. " + question + " We solve it step by step below.",
+        "kept-1": _page(1),
+        "near-copy": _page(1, 1),
+        "kept-2": _page(2),
+        "exact-copy": _page(2).upper(),
+    }
+    df = _frame(spark, list(docs.values()), ids=list(docs))
+    cfg = CleaningConfig(benchmarks=str(bench))
+    kept, report = clean_corpus(spark, df, cfg, tmp_path, "s1")
+    assert _ids(kept) == {"kept-1", "kept-2"}  # near-copy loses to kept-1: fetched later
+    assert report["steps"]["decontamination"]["removed"] == 1
+    index = tmp_path / "dedup_index"
+    for table in ("exact", "signatures", "bands"):
+        ids = set(ds.dataset(index / table, format="parquet").to_table().column("id").to_pylist())
+        assert ids == {"kept-1", "kept-2"}, table
+
+
+def _digested(spark, rows: list[tuple[str, str | None, str]]):
+    """(id, url, text) rows with the columns exact dedup reads."""
+    return spark.createDataFrame(
+        [(i, u, t, 0.5, T0, text_digest(t)) for i, u, t in rows],
+        "id string, url string, text string, math_score double, fetch_time timestamp, content_digest string",
+    )
+
+
+def test_rows_without_a_url_never_dedup_by_url(spark):
+    rows = [("n1", None, "first page"), ("n2", None, "second page"), ("e1", "", "third page")]
+    rows += [("e2", "  ", "fourth page"), ("u1", "https://x/p", "fifth page"), ("u2", "https://x/p", "sixth")]
+    kept, removed = exact_dedup(_digested(spark, rows))
+    assert _ids(kept) == {"n1", "n2", "e1", "e2", "u1"}
+    assert [(r["id"], r["reason"], r["kept_id"]) for r in removed.collect()] == [("u2", "same URL", "u1")]
+    kept, removed = exact_dedup(_digested(spark, rows), url_dedup="off")
+    assert _ids(kept) == {r[0] for r in rows} and removed.count() == 0
+
+
+def test_url_policy_against_an_index(spark):
+    indexed = spark.createDataFrame(
+        [("old", text_digest("the page as published"), "https://x/p"), ("old-blank", text_digest("x"), "")],
+        "id string, content_digest string, url string",
+    )
+    rows = [
+        ("same-text", "https://x/p", "The page as   PUBLISHED"),  # a recrawl that did not change
+        ("changed", "https://x/p", "the page rewritten with new answers"),  # a recrawl that changed
+        ("blank", "", "an unrelated page without a URL"),
+    ]
+    df = _digested(spark, rows)
+    removed_by = {}
+    for policy in ("first", "changed", "off"):
+        kept, removed = drop_indexed_exact(df, indexed, policy)
+        removed_by[policy] = {r["id"]: (r["reason"], r["kept_id"]) for r in removed.collect()}
+        assert _ids(kept) == {r[0] for r in rows} - set(removed_by[policy])
+    same_text = ("same normalised text as an indexed document", "old")
+    assert removed_by["first"] == {
+        "same-text": same_text,
+        "changed": ("same URL as an indexed document", "old"),
+    }
+    assert removed_by["changed"] == removed_by["off"] == {"same-text": same_text}
+
+
+def test_url_dedup_policy_is_checked_when_configured():
+    with pytest.raises(ValueError, match="--url-dedup must be one of first, changed, off"):
+        CleaningConfig(url_dedup="latest")
