@@ -9,6 +9,13 @@ scheme and host or bucket (`https://data.commoncrawl.org/`, `s3://commoncrawl/`)
 paths files list keys from there (`crawl-data/CC-MAIN-.../x.warc.gz`). Other schemes (`gs://`, `hdfs://`)
 are refused while the inputs are resolved, on the driver before Spark starts, with a message that names the
 supported ones. Remote files are read by `crawl.remote`: streamed, with retries and Range resumes.
+
+A remote paths file is confined to its own host or bucket: it is somebody else's listing, read with the job's
+credentials, so an entry naming another host or bucket (`s3://private-bucket/...`, `http://169.254.169.254/`,
+`http://localhost/`) refuses the run with an `InputError` that lists them, before Spark starts, unless the
+operator names that host or bucket in `allow_hosts` (`--allow-hosts`). The locations given directly, and the
+entries of local paths files, are the operator's own and are taken as they are. Messages name locations
+redacted (`crawl.redact`): signatures, tokens and userinfo are never shown.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
-from crawl.remote import SUPPORTED_SCHEMES, is_supported_remote, location_root, open_remote
+from crawl.redact import redact_text, redact_url
+from crawl.remote import S3_SCHEMES, SUPPORTED_SCHEMES, is_supported_remote, location_root, open_remote
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 PATHS_SUFFIXES = (".paths", ".paths.gz", ".txt", ".txt.gz")
@@ -32,7 +41,11 @@ REMOTE_SCHEMES = ("s3://", "s3a://", "https://", "http://", "gs://", "hdfs://")
 
 
 class InputError(ValueError):
-    """The `--input` spec names nothing readable; raised on the driver before any task starts."""
+    """The `--input` spec names nothing readable (or what it may not read); raised on the driver before any
+    task starts. Its message is redacted, whatever the raiser put in it."""
+
+    def __init__(self, *args: object):
+        super().__init__(*(redact_text(a) if isinstance(a, str) else a for a in args))
 
 
 def is_remote(location: str) -> bool:
@@ -61,7 +74,8 @@ def is_warc_name(name: str) -> bool:
 
 
 def _read_paths_file(location: str) -> list[str]:
-    """The entries of a local or remote paths file, relative ones resolved (see the module docstring)."""
+    """The entries of a local or remote paths file, relative ones resolved (see the module docstring); the
+    caller confines a remote one's entries (`confine_to_host`)."""
     remote = is_remote(location)
     entries = []
     for line in paths_file_lines(location):
@@ -74,6 +88,62 @@ def _read_paths_file(location: str) -> list[str]:
         else:
             entries.append(str((Path(location).parent / line).resolve()))
     return entries
+
+
+# ---------------------------------------------------------------- a remote listing names only its own host
+
+
+def location_host(location: str) -> str:
+    """The host a remote location names: an S3 bucket, or an HTTP(S) host name (lowercased, with `:port`
+    when the port is not the scheme's default; no userinfo). `--allow-hosts` takes these names."""
+    if location.startswith(S3_SCHEMES):
+        return location.split("://", 1)[1].split("/", 1)[0]
+    parts = urlsplit(location)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:  # an unreadable port: keep it visible, it matches nothing
+        return parts.netloc.rsplit("@", 1)[-1].lower()
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return host if port is None or port == default else f"{host}:{port}"
+
+
+def _namespace(location: str) -> tuple[str, str]:
+    """(kind, host): S3 buckets and HTTP hosts are different namespaces; http and https of a host are one."""
+    return ("s3" if location.startswith(S3_SCHEMES) else "http", location_host(location))
+
+
+def parse_allow_hosts(value: str | Iterable[str] | None) -> frozenset[str]:
+    """`h1,h2` (host names, `host:port`, buckets, or URLs whose host is meant) → the set of names."""
+    items = value.split(",") if isinstance(value, str) else list(value or ())
+    names = set()
+    for item in (i.strip() for i in items):
+        if item:
+            names.add(location_host(item) if "://" in item else item.lower().rstrip("/"))
+    return frozenset(names)
+
+
+def confine_to_host(entries: list[str], listing: str, allow_hosts: str | Iterable[str] = ()) -> None:
+    """Refuse (`InputError`) a remote listing whose entries name a host or bucket other than its own and
+    those in `allow_hosts`, counting and listing them, so a third-party `warc.paths.gz` cannot make the job
+    read private buckets or internal addresses with its credentials."""
+    own = _namespace(listing)
+    allowed = parse_allow_hosts(allow_hosts)
+    outside = [
+        entry
+        for entry in entries
+        if is_supported_remote(entry) and _namespace(entry) != own and location_host(entry) not in allowed
+    ]
+    if not outside:
+        return
+    hosts = Counter(f"{entry.split('://', 1)[0]}://{location_host(entry)}" for entry in outside)
+    listed = ", ".join(f"{host} ({n})" for host, n in sorted(hosts.items()))
+    names = ",".join(sorted({location_host(entry) for entry in outside}))
+    raise InputError(
+        f"paths file {redact_url(listing)}: {len(outside)} of its {len(entries)} entries name hosts or buckets "
+        f"other than its own ({location_host(listing)}): {listed}; first: {redact_url(outside[0])}. A remote "
+        f"paths file may name only its own host or bucket; to read these too, pass --allow-hosts {names}"
+    )
 
 
 def _looks_like_paths_file(name: str) -> bool:
@@ -94,7 +164,7 @@ def _unreadable_as_input_error(what: str) -> Iterator[None]:
         raise InputError(f"{what} cannot be read: {exc}") from exc
 
 
-def _resolve_remote(item: str) -> list[str]:
+def _resolve_remote(item: str, allow_hosts: str | Iterable[str]) -> list[str]:
     """A remote `--input` item: a paths file's entries, or the one WARC location it names."""
     if item.endswith("/"):
         raise InputError(f"input {item!r}: remote folders cannot be listed; give a paths file or the files")
@@ -105,17 +175,21 @@ def _resolve_remote(item: str) -> list[str]:
     if not entries:
         raise InputError(f"paths file {item!r} lists no inputs")
     _refuse_unsupported(entries, f"paths file {item!r}")
+    confine_to_host(entries, item, allow_hosts)
     return entries
 
 
-def resolve_inputs(spec: str | os.PathLike[str] | list[str]) -> list[str]:
+def resolve_inputs(
+    spec: str | os.PathLike[str] | list[str], allow_hosts: str | Iterable[str] = ()
+) -> list[str]:
     """Expand an input spec (or a comma-separated list of specs) into WARC locations, sorted and unique.
 
     Sorting makes task assignment, shard names and therefore the output independent of directory order.
     Entries of a paths file are kept even if they do not exist yet: a missing file is a per-input failure
     counted by the job, not a reason to refuse the other thousands of inputs. Remote WARC files are not
     checked here either; a remote paths file is read. Unsupported schemes, given directly or listed in a
-    paths file, are refused with `InputError`.
+    paths file, are refused with `InputError`, and so is a remote paths file naming hosts or buckets other than
+    its own and `allow_hosts` (`confine_to_host`).
     """
     specs = spec if isinstance(spec, list) else [s for s in str(spec).split(",") if s.strip()]
     found: list[str] = []
@@ -123,7 +197,7 @@ def resolve_inputs(spec: str | os.PathLike[str] | list[str]) -> list[str]:
         item = raw.strip()
         _refuse_unsupported([item], "--input")
         if is_remote(item):
-            found.extend(_resolve_remote(item))
+            found.extend(_resolve_remote(item, allow_hosts))
             continue
         path = Path(item).expanduser()
         if any(ch in item for ch in "*?["):
@@ -176,19 +250,27 @@ def crawl_paths_file(crawl: str, base: str = DEFAULT_CRAWL_BASE) -> str:
     return f"{base.rstrip('/')}/crawl-data/{crawl}/warc.paths.gz"
 
 
-def crawl_locations(crawl: str, base: str = DEFAULT_CRAWL_BASE) -> list[str]:
+def crawl_locations(
+    crawl: str, base: str = DEFAULT_CRAWL_BASE, allow_hosts: str | Iterable[str] = ()
+) -> list[str]:
     """The WARC files of one crawl, sorted. Entries of Common Crawl's paths files are keys relative to the
     crawl's root (`crawl-data/...`), so they are joined to `base` (a mirror directory, an HTTPS host or an
-    S3 bucket), not to the paths file's folder."""
+    S3 bucket), not to the paths file's folder. A remote base's listing names no local files (`/a/b` is a
+    key too) and only its own host or bucket, and `allow_hosts` (`confine_to_host`)."""
     paths_file = crawl_paths_file(crawl, base)
     root = base.rstrip("/")
     with _unreadable_as_input_error(f"crawl {crawl}: paths file {paths_file} (check --crawl-base)"):
         lines = paths_file_lines(paths_file)
+    local_base = not is_remote(base)
     entries = [
-        line if is_remote(line) or os.path.isabs(line) else f"{root}/{line.lstrip('/')}" for line in lines
+        line if is_remote(line) or (local_base and os.path.isabs(line)) else f"{root}/{line.lstrip('/')}"
+        for line in lines
     ]
     if not entries:
         raise InputError(f"crawl {crawl}: {paths_file} lists no WARC files")
+    _refuse_unsupported(entries, f"crawl {crawl}: paths file {paths_file}")
+    if not local_base:
+        confine_to_host(entries, paths_file, allow_hosts)
     return sorted(dict.fromkeys(entries))
 
 
@@ -226,8 +308,64 @@ def take_part(locations: list[str], limit: int | None = None, shard: str | None 
     return locations
 
 
+# ---------------------------------------------------------------- what names one input across mirrors
+
+_CC_MAIN_SUBSETS = frozenset({"warc", "wat", "wet", "robotstxt", "crawldiagnostics"})
+_YEAR, _MONTH = re.compile(r"\d{4}"), re.compile(r"\d{2}")
+
+
+def common_crawl_key(path: str) -> str | None:
+    """The Common Crawl key of a path that ends in Common Crawl's own layout, else None:
+    `.../crawl-data/CC-MAIN-<id>/segments/<segment>/<warc|wat|wet|...>/<file>` or
+    `.../crawl-data/CC-NEWS/<yyyy>/<mm>/CC-NEWS-<...>`. `crawl-data` must be a whole path component that
+    begins exactly that layout: `/a/crawl-data/x.warc.gz` or `/mnt/my-crawl-data/...` have no key."""
+    parts = path.split("/")
+    if len(parts) >= 6:
+        tail = parts[-6:]
+        if (
+            tail[0] == "crawl-data"
+            and CRAWL_ID.fullmatch(tail[1])
+            and tail[2] == "segments"
+            and tail[3]
+            and tail[4] in _CC_MAIN_SUBSETS
+            and tail[5]
+        ):
+            return "/".join(tail)
+    if len(parts) >= 5:
+        tail = parts[-5:]
+        if (
+            tail[:2] == ["crawl-data", "CC-NEWS"]
+            and _YEAR.fullmatch(tail[2])
+            and _MONTH.fullmatch(tail[3])
+            and tail[4].startswith("CC-NEWS-")
+        ):
+            return "/".join(tail)
+    return None
+
+
 def input_key(location: str) -> str:
-    """What names one WARC file whichever mirror it is read from: its Common Crawl key (from `crawl-data/`
-    on) when the location has one, else the location itself. A refresh skips files whose key it has seen."""
-    start = location.find("crawl-data/")
-    return location[start:] if start >= 0 else location
+    """What names one WARC file whichever mirror it is read from; a refresh skips files whose key it has seen.
+
+    A file in Common Crawl's layout is known by its key from `crawl-data/` on (`common_crawl_key`), so
+    `s3://commoncrawl/<key>`, `https://data.commoncrawl.org/<key>` and a local mirror's copy are one file.
+    Anything else is known by its whole normalised location: a remote one by scheme (`s3a` as `s3`), host
+    or bucket, path and its query with secret values redacted (a presigned URL signed again is the same
+    file; other parameters may name another file), never its userinfo or fragment; a local one by its
+    absolute normalised path. Two different files never share a key; a location and its redacted form do.
+    """
+    if is_remote(location):
+        scheme, _, rest = location.partition("://")
+        scheme = "s3" if scheme.lower() == "s3a" else scheme.lower()
+        rest = rest.split("#", 1)[0]
+        path, question, query = rest.partition("?")
+        authority, slash, key = path.partition("/")
+        authority = authority.rsplit("@", 1)[-1]
+        if scheme != "s3":
+            authority = authority.lower()
+        cc_key = common_crawl_key(key)
+        if cc_key:
+            return cc_key
+        query = redact_url(f"x://h/?{query}").split("?", 1)[1] if question else ""
+        return f"{scheme}://{authority}{slash}{key}{question}{query}"
+    path = os.path.normpath(os.path.abspath(location))
+    return common_crawl_key(path.replace(os.sep, "/")) or path

@@ -69,6 +69,8 @@ import urllib3
 from crawl.redact import redact_logs, redact_text, redact_url
 
 log = redact_logs(logging.getLogger(__name__))
+for _name in ("urllib3.connectionpool", "urllib3.poolmanager"):  # their DEBUG lines quote request paths
+    redact_logs(_name)
 
 HTTP_SCHEMES = ("https://", "http://")
 S3_SCHEMES = ("s3://", "s3a://")

@@ -34,9 +34,10 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ARC2WARCHeadersParser
 
 from crawl.inputs import open_input
+from crawl.redact import redact_logs
 from crawl.remote import RemoteError
 
-log = logging.getLogger(__name__)
+log = redact_logs(logging.getLogger(__name__))  # log lines name input locations: no credentials
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 SNIFF_TYPES = ("", "text/plain", "application/octet-stream", "unknown", "text/x-unknown")

@@ -15,6 +15,7 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import dataclasses
 import logging
 import math
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from crawl.redact import redact_record, redact_url
 from jobs.config import CleaningConfig, CorpusBuildConfig
 from jobs.corpus_output import (
     DATA_DIR,
@@ -58,7 +60,7 @@ REPORT_SAMPLES = 5  # sample documents in stats.json (and report.html), first SN
 def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any]:
     errors = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("error:")}
     return {
-        "path": path,
+        "path": redact_url(path),  # summaries reach stats.json, STATS.md and report.html: no credentials
         "seconds": round(seconds, 3),
         "records": counters.get("records", 0),
         "html_responses": counters.get("html_responses", 0),
@@ -140,22 +142,25 @@ def write_version(
         "run_id": snapshot,
         "kind": "refresh" if history else "build",
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "input": config.input or f"--crawl {config.crawl} under {config.crawl_base}",
+        "input": redact_record(config.input or f"--crawl {config.crawl} under {config.crawl_base}"),
         "inputs": len(inputs),
         "documents": added["added"],
         "seconds": seconds,
     }
     history = history or {}
+    # the manifest lists inputs redacted (`crawl.redact`); `input_key` of both forms is one, for refreshes
+    shown = [redact_url(f) for f in inputs]
     unfinished = {f["path"] for f in files if UNFINISHED_INPUT.intersection(f["errors"])}
+    left = {redact_url(f) for f in history.get("inputs_unfinished", [])} - set(shown)
     scorer = pipeline.analyser.math_scorer
     write_corpus_reports(
         staging,
         staged,
-        config if not history else history["config"],
+        redact_record(dataclasses.asdict(config) if not history else history["config"]),
         {"master": spark.sparkContext.master, "version": spark.version},
         stats,
-        inputs=[*history.get("inputs", []), *(f for f in inputs if f not in unfinished)],
-        inputs_unfinished=sorted(unfinished | (set(history.get("inputs_unfinished", [])) - set(inputs))),
+        inputs=[*map(redact_url, history.get("inputs", [])), *(f for f in shown if f not in unfinished)],
+        inputs_unfinished=sorted(unfinished | left),
         runs=[*history.get("runs", []), run],
         lid_model=pipeline.analyser.langid.model_path,
         math_scorer={"name": scorer.name, "version": scorer.version},

@@ -19,13 +19,14 @@ from classifiers.math_decision import MathDecisionConfig
 from classifiers.math_score import MathScorer, RuleMathScorer
 from classifiers.text_norm import text_digest
 from crawl.deadline import NO_DEADLINE, Deadline, PageTimeout
+from crawl.redact import redact_logs, redact_url
 from crawl.warc import HtmlResponse, read_html_responses
 from jobs.config import CorpusBuildConfig
 from jobs.corpus_schema import row_from
 from pipeline.filters import drop_reason, page_filters
 from pipeline.route import DEFAULT_DECISION, PageAnalysis, route_page
 
-log = logging.getLogger(__name__)
+log = redact_logs(logging.getLogger(__name__))  # log lines name input locations: no credentials
 
 PROGRESS_EVERY_S = 30.0
 
@@ -111,7 +112,7 @@ class CorpusPipeline:
                 "url": response.url,
                 "domain": domain_of(response.url),
                 "crawl": response.crawl,
-                "warc_path": response.warc_path,
+                "warc_path": redact_url(response.warc_path),  # the input, without its credentials
                 "warc_record_id": response.record_id,
                 "fetch_time": response.fetch_time,
                 "lang": page.lang,

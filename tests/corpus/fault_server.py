@@ -73,7 +73,15 @@ class IgnoreRange:
     """Answer a Range request with 200 and the whole object."""
 
 
-Fault = Normal | Status | Cut | Slow | Stall | ChangedEtag | IgnoreRange
+@dataclass(frozen=True)
+class Redirect:
+    """Answer with a redirect (`code`) to `to`: an absolute URL, or a path on this server."""
+
+    to: str
+    code: int = 302
+
+
+Fault = Normal | Status | Cut | Slow | Stall | ChangedEtag | IgnoreRange | Redirect
 
 
 def etag_of(data: bytes) -> str:
@@ -88,6 +96,7 @@ class FaultServer:
         self.upstream = upstream
         self.scripts: dict[str, list[Fault]] = defaultdict(list)
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
+        self.authorizations: list[tuple[str, str | None]] = []  # (path, Authorization header) per request
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -164,9 +173,17 @@ def _handler_for(server: FaultServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self, method: str) -> None:
             path = urlsplit(self.path).path
             range_header = self.headers.get("Range")
+            with server._lock:
+                server.authorizations.append((path, self.headers.get("Authorization")))
             fault = server.next_fault(method, path, range_header)
             if isinstance(fault, Status):
                 self._status(fault)
+                return
+            if isinstance(fault, Redirect):
+                self.send_response(fault.code)
+                self.send_header("Location", fault.to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             if isinstance(fault, IgnoreRange):
                 range_header = None

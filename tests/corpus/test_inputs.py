@@ -131,7 +131,67 @@ def test_a_file_is_known_by_its_crawl_key_whatever_the_mirror():
 
     key = "crawl-data/CC-MAIN-2024-10/segments/1/warc/x.warc.gz"
     assert input_key(f"https://data.commoncrawl.org/{key}") == input_key(f"s3://commoncrawl/{key}") == key
+    assert input_key(f"s3a://bucket1/{key}") == input_key(f"https://u:p@mirror.example/{key}?sig=a") == key
     assert input_key(f"/mnt/cc/{key}") == key and input_key("/data/x.warc.gz") == "/data/x.warc.gz"
+    news = "crawl-data/CC-NEWS/2024/01/CC-NEWS-20240101000000-00001.warc.gz"
+    assert input_key(f"s3://commoncrawl/{news}") == input_key(f"/mirror/{news}") == news
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        # `crawl-data/` somewhere in a path, but not Common Crawl's layout: two different files
+        ("/a/crawl-data/x.warc.gz", "/b/crawl-data/x.warc.gz"),
+        (
+            "/mnt/my-crawl-data/CC-MAIN-2024-10/segments/1/warc/x.warc.gz",
+            "/mnt/crawl-data/CC-MAIN-2024-10/segments/1/warc/x.warc.gz",
+        ),
+        ("s3://b1/crawl-data/x.warc.gz", "s3://b2/crawl-data/x.warc.gz"),
+        ("https://a.example/crawl-data/x.warc.gz", "https://b.example/crawl-data/x.warc.gz"),
+        ("/a/crawl-data/CC-MAIN-2024-10/x.warc.gz", "/b/crawl-data/CC-MAIN-2024-10/x.warc.gz"),
+        (
+            "/a/crawl-data/CC-MAIN-2024-10/segments/1/other/x.warc.gz",
+            "/b/crawl-data/CC-MAIN-2024-10/segments/1/other/x.warc.gz",
+        ),
+        (
+            "/a/crawl-data/CC-MAIN-2024-10/segments/1/warc/x.warc.gz/y",
+            "/b/crawl-data/CC-MAIN-2024-10/segments/1/warc/x.warc.gz/y",
+        ),
+        # the same path on two hosts or buckets, or two objects told apart by a parameter that is no secret
+        ("https://a.example/x.warc.gz", "https://b.example/x.warc.gz"),
+        ("https://h.example/get?file=1.warc.gz", "https://h.example/get?file=2.warc.gz"),
+        ("s3://bucket/a.warc.gz", "/bucket/a.warc.gz"),
+        ("http://h.example/x.warc.gz", "https://h.example/x.warc.gz"),
+    ],
+)
+def test_two_different_files_never_share_a_key(pair):
+    from crawl.inputs import input_key
+
+    first, second = pair
+    assert input_key(first) != input_key(second)
+
+
+def test_a_location_and_its_redacted_form_share_a_key():
+    """The manifest lists inputs redacted; a refresh must still know them."""
+    from crawl.inputs import input_key
+    from crawl.redact import redact_url
+
+    for location in (
+        "https://u:p@h.example/dir/x.warc.gz?X-Amz-Signature=abc&X-Amz-Credential=AK%2F1&v=2",
+        "s3a://bucket/x.warc.gz",
+        "https://H.EXAMPLE/x.warc.gz?sig=1#frag",
+        "/data/./a/../x.warc.gz",
+    ):
+        assert input_key(redact_url(location)) == input_key(location)
+    # re-signing a presigned URL names the same object; other parameters still tell objects apart
+    assert input_key("https://h.example/x.warc.gz?v=1&sig=a") == input_key(
+        "https://h.example/x.warc.gz?v=1&sig=b"
+    )
+    assert (
+        input_key("https://h.example/x.warc.gz?v=1&sig=a") == "https://h.example/x.warc.gz?v=1&sig=REDACTED"
+    )
+    assert input_key("s3a://bucket/x.warc.gz") == "s3://bucket/x.warc.gz"
+    assert input_key("/data/./a/../x.warc.gz") == "/data/x.warc.gz"
 
 
 def test_exactly_one_of_input_and_crawl(tmp_path):

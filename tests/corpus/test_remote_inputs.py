@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from crawl import remote
-from crawl.inputs import InputError, open_input, resolve_inputs
+from crawl.inputs import InputError, crawl_locations, open_input, resolve_inputs
 from crawl.remote import (
     RemoteChangedError,
     RemoteError,
@@ -30,7 +30,17 @@ from crawl.remote import (
 from crawl.warc import read_html_responses
 from samplecrawl.writer import write_sample_crawl
 
-from .fault_server import ChangedEtag, Cut, FaultServer, IgnoreRange, Normal, Slow, Stall, Status
+from .fault_server import (
+    ChangedEtag,
+    Cut,
+    FaultServer,
+    IgnoreRange,
+    Normal,
+    Redirect,
+    Slow,
+    Stall,
+    Status,
+)
 
 FAST = RetryPolicy(attempts=5, backoff=0.001, max_backoff=0.01, read_timeout=5.0, connect_timeout=5.0)
 FAST_ENV = {
@@ -290,7 +300,8 @@ def test_a_remote_paths_file_lists_keys_from_the_host_root(server, monkeypatch):
         server.url("/crawl-data/CC/segments/a.warc.gz"),
         "s3://other/c.warc.gz",
     ]
-    assert resolve_inputs(server.url("/crawl-data/CC/warc.paths.gz")) == sorted(expected)
+    # another bucket is read only when the operator allows it (see the host confinement tests below)
+    assert resolve_inputs(server.url("/crawl-data/CC/warc.paths.gz"), "other") == sorted(expected)
     # a remote WARC given directly is taken as it is; it is read (or counted missing) by the job
     assert resolve_inputs(server.url("/x.warc.gz")) == [server.url("/x.warc.gz")]
 
@@ -304,6 +315,152 @@ def test_remote_paths_file_errors_are_input_errors(server, tmp_path):
     paths.write_text("https://data.commoncrawl.org/a.warc.gz\ngs://bucket/b.warc.gz\n")
     with pytest.raises(InputError, match=r"gs:// inputs are not supported \(remote inputs can be s3://"):
         resolve_inputs(str(paths))
+
+
+# ---------------------------------------------------------------- least privilege: a listing names its own host
+
+
+def test_a_remote_paths_file_may_name_only_its_own_host(server):
+    """A third-party listing naming the metadata endpoint, localhost and a private bucket is refused before
+    anything it names is read, with the hosts counted and the flag that would admit them."""
+    own = server.url("/crawl-data/CC-MAIN-2026-00/segments/0/warc/a.warc.gz")
+    listing = [
+        own,
+        "crawl-data/CC-MAIN-2026-00/segments/0/warc/b.warc.gz",  # relative: resolves against this host
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/role.warc.gz",
+        "http://localhost:8080/admin/c.warc.gz",
+        "http://localhost:8080/admin/d.warc.gz",
+        "s3://private-bucket/e.warc.gz",
+    ]
+    server.files["/lists/warc.paths"] = "\n".join(listing).encode()
+    paths = server.url("/lists/warc.paths")
+    with pytest.raises(InputError) as refused:
+        resolve_inputs(paths)
+    message = str(refused.value)
+    assert "4 of its 6 entries name hosts or buckets other than its own (127.0.0.1:" in message
+    assert "http://169.254.169.254 (1), http://localhost:8080 (2), s3://private-bucket (1)" in message
+    assert message.endswith("--allow-hosts 169.254.169.254,localhost:8080,private-bucket")
+    assert [path for _, path, _ in server.requests] == ["/lists/warc.paths"]  # only the listing was read
+
+    # one host not allowed still refuses the whole listing; allowed ones (names, host:port, URLs) are read
+    with pytest.raises(InputError, match=r"1 of its 6 entries .*: s3://private-bucket \(1\)"):
+        resolve_inputs(paths, "169.254.169.254, LOCALHOST:8080")
+    found = resolve_inputs(paths, "169.254.169.254,http://localhost:8080/,private-bucket")
+    assert len(found) == 6 and server.url("/crawl-data/CC-MAIN-2026-00/segments/0/warc/b.warc.gz") in found
+    # locations given directly (and local listings) are the operator's own: taken as they are
+    assert resolve_inputs(f"{own},http://localhost:8080/x.warc.gz") == sorted(
+        [own, "http://localhost:8080/x.warc.gz"]
+    )
+
+
+def test_host_confinement_refuses_the_run_before_spark_starts(server):
+    """Through the job launcher: the preflight raises; the job (and Spark) never starts."""
+    from jobs.config import CorpusBuildConfig
+    from jobs.spark import run_job
+
+    server.files["/lists/warc.paths"] = b"http://169.254.169.254/latest/x.warc.gz\n"
+    config = CorpusBuildConfig(input=server.url("/lists/warc.paths"), output="never-written")
+    started = []
+    with pytest.raises(InputError, match=r"--allow-hosts 169\.254\.169\.254"):
+        run_job(lambda spark, cfg: started.append(spark), config, "never")
+    assert started == [] and not Path("never-written").exists()
+    config.allow_hosts = "169.254.169.254"
+    assert config.warc_locations() == ["http://169.254.169.254/latest/x.warc.gz"]
+
+
+def test_a_crawl_under_a_remote_base_names_only_that_host(server):
+    """--crawl-base https://...: keys (and `/abs` paths, which name no local file there) resolve against the
+    base; a listed URL of another host is refused unless allowed."""
+    key = "crawl-data/CC-MAIN-2026-00/segments/0/warc/a.warc.gz"
+    listing = f"{key}\n/etc/passwd\nhttp://127.0.0.1:1/x.warc.gz\n"
+    server.files["/mirror/crawl-data/CC-MAIN-2026-00/warc.paths.gz"] = gzip.compress(listing.encode())
+    base = server.url("/mirror/")
+    with pytest.raises(InputError, match=r"1 of its 3 entries.*http://127\.0\.0\.1:1 \(1\)"):
+        crawl_locations("CC-MAIN-2026-00", base)
+    assert crawl_locations("CC-MAIN-2026-00", base, "127.0.0.1:1") == sorted(
+        [server.url(f"/mirror/{key}"), server.url("/mirror/etc/passwd"), "http://127.0.0.1:1/x.warc.gz"]
+    )
+
+
+def test_redirects_are_followed_on_the_same_host_only(server):
+    # same host: followed, on the first request and on a Range resume alike
+    server.script("/moved.bin", Redirect("/data.bin", 301), Redirect(server.url("/data.bin"), 307))
+    server.script("/data.bin", Cut(1_000))
+    assert open_remote(server.url("/moved.bin"), Counter(), FAST).read() == DATA
+    assert server.gets("/moved.bin") == [None, "bytes=1000-"]
+    assert server.gets("/data.bin") == [None, "bytes=1000-"]
+
+    with FaultServer({"/secret.bin": b"internal"}) as other:
+        port = server.base.rsplit(":", 1)[1]
+        for target in (
+            other.url("/secret.bin"),  # another port
+            f"http://localhost:{port}/data.bin",  # another host name, even if it is the same machine
+            "http://169.254.169.254/latest/meta-data/",
+        ):
+            server.script("/data.bin", Redirect(target))
+            with pytest.raises(RemoteError, match=r"redirect to another host .* refused") as refused:
+                open_remote(server.url("/data.bin"), Counter(), FAST)
+            assert not isinstance(refused.value, FileNotFoundError)
+        assert other.requests == []
+
+    server.script("/data.bin", *[Redirect("/data.bin")] * 6)
+    with pytest.raises(RemoteError, match="more than 5 redirects"):
+        open_remote(server.url("/data.bin"), Counter(), FAST)
+
+    # a listing redirected elsewhere is an input error, not a listing of the other host
+    server.files["/lists/warc.paths"] = b"a.warc.gz\n"
+    server.script("/lists/warc.paths", Redirect("http://169.254.169.254/warc.paths"))
+    with pytest.raises(InputError, match=r"warc\.paths' cannot be read: .*redirect to another host"):
+        resolve_inputs(server.url("/lists/warc.paths"))
+
+
+def test_a_redirect_upgrading_to_https_on_the_same_host_is_the_only_scheme_change():
+    assert remote.same_host_redirect("http://h.example/a", "https://h.example/b")
+    assert remote.same_host_redirect("https://h.example:8443/a", "https://H.EXAMPLE:8443/b")
+    assert not remote.same_host_redirect("https://h.example/a", "http://h.example/a")  # no downgrade
+    assert not remote.same_host_redirect("http://h.example:8080/a", "https://h.example/a")
+    assert not remote.same_host_redirect("https://h.example/a", "https://evil.example/a")
+    assert not remote.same_host_redirect("https://h.example/a", "file:///etc/passwd")
+
+
+def test_userinfo_is_sent_as_basic_auth_and_redacted_from_messages(server):
+    url = server.base.replace("http://", "http://reader:PASSWORD789@") + "/data.bin"
+    assert open_remote(url, Counter(), FAST).read() == DATA
+    assert server.authorizations == [("/data.bin", "Basic cmVhZGVyOlBBU1NXT1JENzg5")]  # reader:PASSWORD789
+    with pytest.raises(FileNotFoundError) as missing:
+        open_remote(url.replace("data.bin", "gone.bin"), Counter(), FAST)
+    assert "PASSWORD789" not in str(missing.value) and "http://REDACTED@127.0.0.1:" in str(missing.value)
+
+
+def test_errors_and_logs_of_the_remote_layer_carry_no_credentials(server, sample_crawl, caplog):
+    """A presigned URL and a SAS-style URL that fail, retry and resume: every message and log line names
+    them readably (host, path, other parameters) with the secrets replaced."""
+    local = sample_crawl[0]
+    server.files[f"/{local.name}"] = local.read_bytes()
+    presigned = server.url(
+        f"/{local.name}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIASECRETCRED%2F20260101"
+        "&X-Amz-Security-Token=TOKEN000&X-Amz-Signature=SECRET123"
+    )
+    sas = server.base.replace("http://", "http://u:PASSWORD789@") + "/gone.warc.gz?sv=2024&sig=SECRET456"
+    server.script(f"/{local.name}", Status(503, retry_after="0"), Normal(), Cut(1_000))
+    counters: Counter = Counter()
+    with caplog.at_level(logging.DEBUG):
+        assert list(read_html_responses(presigned, counters))
+        assert list(read_html_responses(sas, counters)) == []
+        with pytest.raises(FileNotFoundError) as missing:
+            open_input(sas)
+        server.script("/data.bin", *[Status(500)] * 2)
+        with pytest.raises(RemoteRetriesExhausted) as exhausted:
+            open_remote(
+                server.url("/data.bin?token=SECRET000"), Counter(), dataclasses.replace(FAST, attempts=2)
+            )
+    assert counters["error:input_missing"] == 1 and _remote_counts(counters) == (1, 1, 1)
+    said = "\n".join([caplog.text, str(missing.value), str(exhausted.value)])
+    for secret in ("SECRET123", "SECRET456", "SECRET000", "TOKEN000", "AKIASECRETCRED", "PASSWORD789"):
+        assert secret not in said
+    assert f"/{local.name}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED" in caplog.text
+    assert "retrying" in caplog.text and "resuming" in caplog.text and "input missing" in caplog.text
+    assert "gone.warc.gz?sv=2024&sig=REDACTED" in str(missing.value)
 
 
 # ---------------------------------------------------------------- S3 through moto
@@ -373,6 +530,28 @@ def test_an_s3_paths_file_lists_keys_from_the_bucket(moto_url, aws_env, monkeypa
     assert found == [
         f"s3://{BUCKET}/crawl-data/CC-MAIN-2026-00/segments/0/warc/{p.name}" for p in sample_crawl
     ]
+
+
+def test_an_s3_paths_file_may_name_only_its_own_bucket(moto_url, aws_env, monkeypatch):
+    """A listing in bucket A naming s3://B/... is refused (the job's credentials may reach B); s3a:// of the
+    same bucket is the same bucket; --allow-hosts B admits it."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    s3 = boto3.client("s3", endpoint_url=moto_url)
+    s3.create_bucket(Bucket="private-bucket")
+    s3.put_object(Bucket="private-bucket", Key="payroll.warc.gz", Body=b"secret")
+    listing = f"s3a://{BUCKET}/a.warc.gz\ns3://private-bucket/payroll.warc.gz\nb.warc.gz\n"
+    s3.put_object(Bucket=BUCKET, Key="lists/warc.paths", Body=listing.encode(), ACL="public-read")
+    with pytest.raises(InputError) as refused:
+        resolve_inputs(f"s3://{BUCKET}/lists/warc.paths")
+    assert (
+        f"1 of its 3 entries name hosts or buckets other than its own ({BUCKET}): s3://private-bucket (1)"
+        in (str(refused.value))
+    )
+    assert resolve_inputs(f"s3://{BUCKET}/lists/warc.paths", ["private-bucket"]) == sorted(
+        [f"s3a://{BUCKET}/a.warc.gz", "s3://private-bucket/payroll.warc.gz", f"s3://{BUCKET}/b.warc.gz"]
+    )
 
 
 # ---------------------------------------------------------------- the corpus job over both
