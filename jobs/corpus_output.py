@@ -8,17 +8,27 @@ Layout: `<corpus>` is a symbolic link to `<corpus>.versions/<run id>/`, a comple
     manifest.json, stats.json, STATS.md, report.html
 
 A run writes the next version into `<corpus>.staging-<run id>` (a refresh hard-links the snapshots it keeps,
-so nothing is copied), renames it into `<corpus>.versions/` and then swaps the link with one `rename(2)`:
-readers of `<corpus>` see the old version or the new one, never a mix, and a killed run never leaves anything
-at `<corpus>` that looks finished. Writers of one corpus hold `<corpus>.lock` (flock: the kernel drops it
-when the holder dies, even by kill -9); the next writer removes what a killed one left (staging folders,
-half-made links, versions never linked) and reports it. The current and the previous version are kept, so
-a reader that resolved the link just before a swap still finds its files.
+so nothing is copied), fsyncs every file and folder in it, writes `_COMPLETE.json` last (each file and its
+size, and the version it replaces), renames it into `<corpus>.versions/`, and swaps the link with one
+`rename(2)`, fsyncing the folders whose entries changed: readers of `<corpus>` see the old version or the
+new one, never a mix, and neither a kill nor a power cut leaves anything linked that is not whole.
+
+Writers of one corpus hold `<corpus>.lock` (flock: the kernel drops it when the holder dies, even by kill -9;
+a filesystem without flock is refused by name). The lock file and each staging folder name their run's host,
+boot, pid and process start, so a staging folder is removed only when its run is provably over: on this host,
+when that process is gone; another host's is left alone (and reported) until unchanged for
+`MATHFORGE_STALE_STAGING_HOURS` (168). A version is deleted only once a newer one is current and it is not
+among the `MATHFORGE_KEEP_VERSIONS` (1) before it; versions newer than the current one are never deleted.
+A lost link (`rm <corpus>`, or a crash while a plain directory from before versions was moved in) is not
+"nothing to keep": a refresh restores it to the newest complete version, a build keeps that version as the
+previous one, and what cannot be proved complete is refused with instructions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import logging
@@ -27,7 +37,9 @@ import platform
 import shutil
 import signal
 import socket
+import time
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -63,12 +75,34 @@ TRACKED_PACKAGES = (
 )
 
 
+MARKER = "_COMPLETE.json"  # written and fsynced last inside a version: a version without it is not whole
+OWNER = ".owner.json"  # in a staging folder (and the version it becomes): the run that wrote it
+KEEP_ENV = "MATHFORGE_KEEP_VERSIONS"  # earlier versions kept besides the current one (default 1)
+STALE_ENV = "MATHFORGE_STALE_STAGING_HOURS"  # another host's staging folder is removed after this (168)
+DEFAULT_STALE_HOURS = 168.0
+# flock errors that mean "this filesystem cannot lock", not "someone holds the lock"
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
+_ACTIVE_RUNS: set[str] = set()  # run ids whose staging folder this process is writing now
+
+
 class OutputExistsError(FileExistsError):
     pass
 
 
 class CorpusLockedError(RuntimeError):
     """Another run holds the corpus's lock."""
+
+
+class CorpusChangedError(CorpusLockedError):
+    """The corpus link moved while this run held the lock: another writer got the lock too."""
+
+
+class LockUnsupportedError(NotImplementedError):
+    """The filesystem of the corpus has no working `flock`."""
+
+
+class CorpusRecoveryError(ValueError):
+    """The corpus is in a state no command may guess its way out of; the message says what to do."""
 
 
 def package_versions() -> dict[str, str]:
@@ -81,8 +115,12 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+RUN_ID_TIME = "%Y%m%dT%H%M%S%fZ"  # to the microsecond: versions are ordered by their names
+
+
 def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    """A unique id whose order is the order runs began (what "newer version" means)."""
+    return datetime.now(UTC).strftime(RUN_ID_TIME) + "-" + uuid.uuid4().hex[:8]
 
 
 def snapshot_dir(table: Path, run_id: str) -> Path:
@@ -132,11 +170,261 @@ def link_snapshots(src_table: Path, dst_table: Path) -> list[str]:
     return names
 
 
+# ---------------------------------------------------------------- durability
+
+
+def fsync_path(path: str | os.PathLike[str], directory: bool = False) -> None:
+    """fsync one file, or one directory (which makes its entries — creations, renames — durable)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file under `root`, then every directory bottom-up: after this, a power cut leaves the tree
+    as it is now (hard-linked files included: fsync is per inode, cheap when already clean)."""
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                fsync_path(path)
+        fsync_path(dirpath, directory=True)
+
+
+def write_marker(version: Path, run_id: str, previous: str | None) -> None:
+    """Make `version` durable and mark it complete: every file fsynced first, then the marker (naming each
+    file and its size, and the version it replaces), written through a temporary file and fsynced last."""
+    fsync_tree(version)
+    files = {
+        str(p.relative_to(version)): p.stat().st_size
+        for p in sorted(version.rglob("*"))
+        if p.is_file() and not p.is_symlink() and p.name != MARKER
+    }
+    marker = {
+        "run_id": run_id,
+        "previous": previous,
+        "completed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "files": files,
+    }
+    tmp = version / f".{MARKER}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(marker, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, version / MARKER)
+    fsync_path(version, directory=True)
+
+
+def read_marker(version: Path) -> dict[str, Any] | None:
+    """The completion marker of `version` (None: there is none, or it is unreadable)."""
+    try:
+        marker = json.loads((version / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and isinstance(marker.get("files"), dict) else None
+
+
+def is_complete(version: Path) -> bool:
+    """Provably complete: a marker whose every file is there with its recorded size."""
+    marker = read_marker(version)
+    if marker is None:
+        return False
+    for name, size in marker["files"].items():
+        try:
+            if (version / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- who is writing
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """The start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat); None: no such
+    process. With the pid it names one process: a reused pid has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # the command name may hold spaces and parentheses
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """The process that writes a run's staging folder or holds a lock: host, boot, pid and process start
+    together name it across pid reuse and reboots."""
+
+    run_id: str
+    host: str
+    pid: int
+    boot_id: str | None
+    start_ticks: int | None
+    started_at: str
+
+    @classmethod
+    def this_process(cls, run_id: str) -> Owner:
+        return cls(
+            run_id=run_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            boot_id=_boot_id(),
+            start_ticks=_process_start(os.getpid()),
+            started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> Owner | None:
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write(self, path: Path) -> None:
+        write_json(path, dataclasses.asdict(self))
+
+    def alive(self) -> bool | None:
+        """True: the run is provably running; False: provably over; None: not provable from this host."""
+        if self.host != socket.gethostname():
+            return None
+        boot = _boot_id()
+        if boot is not None and self.boot_id is not None and boot != self.boot_id:
+            return False  # rebooted since: every process of that boot is gone
+        if self.pid == os.getpid() and self.start_ticks == _process_start(self.pid):
+            return self.run_id in _ACTIVE_RUNS  # this process knows its own runs
+        if Path("/proc/self/stat").exists():
+            start = _process_start(self.pid)
+            return start is not None and start == self.start_ticks
+        try:  # no /proc: the pid alone (a reused pid reads as alive, which only keeps a folder longer)
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+    def describe(self) -> str:
+        return f"run {self.run_id}, pid {self.pid} on {self.host}, started {self.started_at}"
+
+
+def stale_hours_default() -> float:
+    return float(os.environ.get(STALE_ENV, DEFAULT_STALE_HOURS))
+
+
+def make_staging(path: Path, run_id: str) -> Path:
+    """Create a staging folder owned by this process (its owner record inside) and mark the run active."""
+    path.mkdir()
+    Owner.this_process(run_id).write(path / OWNER)
+    _ACTIVE_RUNS.add(run_id)
+    return path
+
+
+def run_over(run_id: str) -> None:
+    """This process stopped writing `run_id`'s staging folder without committing it: it is dead now."""
+    _ACTIVE_RUNS.discard(run_id)
+
+
+def _newest_mtime(path: Path) -> float:
+    """The last change under `path`, looked for two levels deep (a live run adds entries there)."""
+    newest = path.lstat().st_mtime
+    with contextlib.suppress(OSError):
+        for child in path.iterdir():
+            newest = max(newest, child.lstat().st_mtime)
+            if child.is_dir() and not child.is_symlink():
+                for grandchild in child.iterdir():
+                    newest = max(newest, grandchild.lstat().st_mtime)
+    return newest
+
+
+def _remove_staging(path: Path) -> None:
+    """Remove a staging folder, its owner record last: interrupted, the rest is still recognised as dead."""
+    for child in path.iterdir():
+        if child.name == OWNER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    (path / OWNER).unlink(missing_ok=True)
+    path.rmdir()
+
+
+def clean_staging(paths: Iterable[Path], stale_hours: float) -> tuple[list[str], list[str]]:
+    """Remove the staging folders whose run is provably over; returns (removed, left alone with why).
+
+    On this host a run is over when its process is gone (pid and process start no longer match) or the
+    machine rebooted since. A folder of another host, or without an owner record, is left alone unless
+    nothing under it changed for `stale_hours`: a lock that is node-local cannot vouch for other hosts."""
+    removed: list[str] = []
+    kept: list[str] = []
+    now = time.time()
+    for path in sorted(paths):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        owner = Owner.read(path / OWNER)
+        alive = owner.alive() if owner is not None else None
+        who = owner.describe() if owner is not None else "no owner record"
+        if alive:
+            kept.append(f"{path}: in use by a live run ({who})")
+            continue
+        if alive is None:
+            idle = (now - _newest_mtime(path)) / 3600
+            if idle < stale_hours:
+                kept.append(
+                    f"{path}: written by another host or unknown ({who}), unchanged for {idle:.1f} h; "
+                    f"removed once unchanged for {stale_hours:g} h ({STALE_ENV})"
+                )
+                continue
+        _remove_staging(path)
+        removed.append(str(path))
+    for line in kept:
+        log.warning("left alone: %s", line)
+    return removed, kept
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def filesystem_of(path: Path) -> str:
+    """`<type> (<source>) mounted at <dir>` for the filesystem holding `path`, from /proc/self/mountinfo."""
+    target = os.path.realpath(path)
+    best: tuple[str, str, str] | None = None
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return "a filesystem of unknown type"
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if len(fields) < 5 or len(rest) < 2:
+            continue
+        mount = fields[4].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and (best is None or len(mount) >= len(best[0])):
+            best = (mount, rest[0], rest[1])
+    if best is None:
+        return "a filesystem of unknown type"
+    return f"{best[1]} ({best[2]}) mounted at {best[0]}"
+
+
 class CorpusLock:
-    """An exclusive `flock` on `<corpus>.lock`, held by whoever writes the corpus; the file says who."""
+    """An exclusive `flock` on `<corpus>.lock`, held by whoever writes the corpus; the file names the holder
+    (an `Owner`) while it is held and is emptied on release, so a record found on acquiring names a holder
+    that died — or, where flock is node-local, one still running on another host (reported)."""
 
     def __init__(self, corpus: Path):
         self.path = corpus.with_name(f"{corpus.name}.lock")
+        self.previous_holder: str | None = None
         self._fd: int | None = None
 
     def acquire(self, run_id: str) -> None:
@@ -150,18 +438,28 @@ class CorpusLock:
                 f"{self.path.with_suffix('')} is being written by another run ({holder}); "
                 "a second refresh or build of the same corpus is refused: wait for that one to finish"
             ) from None
-        holder = {
-            "run_id": run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in _NO_FLOCK:
+                raise
+            raise LockUnsupportedError(
+                f"cannot lock {self.path}: flock is not supported on {filesystem_of(self.path.parent)} "
+                f"({errno.errorcode.get(exc.errno or 0, exc.errno)}: {exc.strerror}). Writers of a corpus "
+                "need a filesystem whose flock works across every machine that writes it: local disk, "
+                "NFSv4, CephFS, or Lustre mounted with -o flock; move the corpus there or mount it so"
+            ) from exc
+        previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        if previous:
+            self.previous_holder = previous
+            log.warning("%s names a holder that never released it: %s", self.path, previous)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode("utf-8"), 0)
+        os.pwrite(fd, json.dumps(dataclasses.asdict(Owner.this_process(run_id))).encode("utf-8"), 0)
+        os.fsync(fd)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # released cleanly: no holder to report
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -169,9 +467,14 @@ class CorpusLock:
 
 def crash_point(name: str) -> None:
     """Fault injection for the kill -9 tests: `MATHFORGE_CRASH_AT=<name>` kills this process here with
-    SIGKILL, as an operator's kill -9 or the OOM killer would. Names: extracted, versioned, swapped."""
+    SIGKILL, as an operator's kill -9, the OOM killer or a power cut would. Names: extracted (build),
+    marked (version complete in staging), versioned (in the versions folder), swapped (linked),
+    legacy-marked, legacy-moved (migrating a plain directory from before versions)."""
     if os.environ.get("MATHFORGE_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- versions
 
 
 class StagedOutput:
@@ -180,7 +483,9 @@ class StagedOutput:
 
     `update=True` (a refresh) requires the corpus to exist and replaces its version; otherwise an existing
     corpus is replaced only with `overwrite`. `base` is the version being replaced (None for a new corpus):
-    read it only inside the block, where the lock guarantees no one swaps it."""
+    read it only inside the block, where the lock guarantees no one swaps it. `keep` earlier versions are
+    kept besides the current one (`MATHFORGE_KEEP_VERSIONS`, default 1); another host's staging folder is
+    removed once unchanged for `stale_hours` (`MATHFORGE_STALE_STAGING_HOURS`, default 168)."""
 
     def __init__(
         self,
@@ -188,6 +493,8 @@ class StagedOutput:
         overwrite: bool = False,
         run_id: str | None = None,
         update: bool = False,
+        keep: int | None = None,
+        stale_hours: float | None = None,
     ):
         if is_remote(str(output)):
             raise NotImplementedError(
@@ -199,15 +506,24 @@ class StagedOutput:
         self.staging = self.final.with_name(f"{self.final.name}.staging-{self.run_id}")
         self.overwrite = overwrite
         self.update = update
+        self.keep = int(os.environ.get(KEEP_ENV, "1")) if keep is None else keep
+        if self.keep < 1:
+            raise ValueError(f"keep at least one earlier version ({KEEP_ENV}={self.keep})")
+        self.stale_hours = stale_hours_default() if stale_hours is None else stale_hours
         self.lock = CorpusLock(self.final)
         self.cleaned: list[str] = []  # what a killed earlier run left and this one removed
+        self.left_alone: list[str] = []  # staging folders of runs that may be alive, with why
+        self.recovered: str | None = None  # what this run did about a lost link, if anything
         self.base: Path | None = None
+        self._linked_base: Path | None = None  # the version the link pointed at when the lock was taken
         self._abandoned = False
         self._check_target()
 
     def _check_target(self) -> None:
         exists = os.path.lexists(self.final)
-        if self.update and not exists:
+        if self.update and not exists and self.newest_complete() is None:
+            if self.version_names():
+                raise CorpusRecoveryError(f"no corpus link at {self.final}: {self._recovery_hint()}")
             raise FileNotFoundError(f"no corpus at {self.final}: build it first (mathforge corpus build)")
         if exists and not (self.overwrite or self.update):
             raise OutputExistsError(f"{self.final} already exists; pass --overwrite to replace it")
@@ -217,14 +533,10 @@ class StagedOutput:
         self.lock.acquire(self.run_id)
         try:
             self._check_target()  # another writer may have committed while we waited for nothing
+            self.base = self._recover()
+            self._linked_base = self.current_version()
             self.cleaned = self.clean_stale()
-            self.base = self.current_version()
-            if self.update and self.base is None:
-                raise ValueError(
-                    f"{self.final} is a plain directory from before corpus versions: rebuild it with "
-                    "`mathforge corpus build --overwrite` to refresh it"
-                )
-            self.staging.mkdir()
+            make_staging(self.staging, self.run_id)
         except BaseException:
             self.lock.release()
             raise
@@ -237,69 +549,214 @@ class StagedOutput:
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is not None or self._abandoned:
+                run_over(self.run_id)
                 shutil.rmtree(self.staging, ignore_errors=True)
                 if not os.path.lexists(self.final) and not self.versions.exists():
                     self.lock.path.unlink(missing_ok=True)  # a failed first build leaves nothing behind
                 return
             self.commit()
         finally:
+            run_over(self.run_id)
             self.lock.release()
 
     def current_version(self) -> Path | None:
-        """The version folder the corpus link points at (None: no corpus, or a plain legacy directory)."""
+        """The version folder the corpus link points at (None: no link, or a plain legacy directory)."""
         if not self.final.is_symlink():
             return None
         return (self.final.parent / os.readlink(self.final)).resolve()
 
-    def clean_stale(self) -> list[str]:
-        """Remove what killed runs left: staging folders, temporary links, versions that were never linked
-        (or are older than the previous one). Only called with the lock held, so none of it is in use."""
-        name = self.final.name
-        removed: list[str] = []
-        for path in sorted(self.final.parent.glob(f"{name}.staging-*")):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(str(path))
-        for path in sorted(self.final.parent.glob(f"{name}.link-*")):
-            path.unlink(missing_ok=True)
-            removed.append(str(path))
-        removed += self._prune_versions()
-        for path in removed:
-            log.warning("removed %s, left by a run that did not finish", path)
-        return removed
-
-    def _prune_versions(self) -> list[str]:
-        """Keep the current version and the newest one older than it (run ids sort by time)."""
+    def version_names(self) -> list[str]:
+        """The versions on disk, oldest first (run ids sort by time)."""
         if not self.versions.is_dir():
             return []
+        return sorted(p.name for p in self.versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def newest_complete(self) -> Path | None:
+        """The newest version with a verified completion marker: what a lost link is recovered to."""
+        for name in reversed(self.version_names()):
+            if is_complete(self.versions / name):
+                return self.versions / name
+        return None
+
+    def readable_version(self) -> Path:
+        """The version a caller may read before taking the lock: the linked one, else the one a refresh
+        would recover to (the lock is taken later; `base` is what counts)."""
         current = self.current_version()
-        keep = set()
-        if current is not None:
-            keep.add(current.name)
-            older = sorted(p.name for p in self.versions.iterdir() if p.is_dir() and p.name < current.name)
-            keep.update(older[-1:])
-        removed = []
-        for path in sorted(self.versions.iterdir()):
-            if path.name not in keep:
+        if current is not None and current.is_dir():
+            return current
+        if self.final.is_dir():
+            return self.final
+        return self.newest_complete() or self.final
+
+    def _recovery_hint(self) -> str:
+        newest = self.newest_complete()
+        names = self.version_names()
+        if newest is not None:
+            rel = os.path.relpath(newest, self.final.parent)
+            return (
+                f"the newest complete version is {newest}; to use it: "
+                f"cd {self.final.parent} && ln -sfn {rel} {self.final.name}. Nothing was deleted"
+            )
+        return (
+            f"no version in {self.versions} is marked complete ({MARKER}) among {names or 'none'}; check "
+            f"them and link the good one by hand (ln -sfn {self.versions.name}/<run id> {self.final.name}), "
+            "or remove them yourself to start again. Nothing was deleted"
+        )
+
+    def _recover(self) -> Path | None:
+        """The version this run builds on, after mending what an operator or a crash left: a plain directory
+        from before versions is migrated into the versions (with --overwrite); a lost link is restored to
+        the newest complete version (a refresh) or that version is kept as the previous one (a build). What
+        cannot be proved safe is refused with instructions, never read as "nothing to keep"."""
+        if self.final.is_symlink():
+            current = self.current_version()
+            assert current is not None
+            if current.is_dir():
+                return current
+            if self.update:
+                raise CorpusRecoveryError(
+                    f"{self.final} links to {os.readlink(self.final)}, which is gone: {self._recovery_hint()}"
+                )
+        elif self.final.exists():
+            if self.update:
+                raise ValueError(
+                    f"{self.final} is a plain directory from before corpus versions: rebuild it with "
+                    "`mathforge corpus build --overwrite` to refresh it"
+                )
+            return self._migrate_legacy()
+        newest = self.newest_complete()
+        if newest is None:
+            if self.update:
+                raise CorpusRecoveryError(f"no corpus link at {self.final}: {self._recovery_hint()}")
+            return None
+        if self.update:
+            self._swap_link(newest)
+            self.recovered = (
+                f"restored the lost link {self.final} to {newest.name}, the newest complete version"
+            )
+        else:
+            self.recovered = f"no link at {self.final}: {newest.name}, the newest complete version, is kept as the previous one"
+        log.warning("%s", self.recovered)
+        return newest
+
+    def _migrate_legacy(self) -> Path:
+        """Move a plain corpus directory into the versions (marked complete first: it was committed whole)
+        and link it, so that it is the previous version of this build. A crash at any step leaves it at
+        `<corpus>` or as a complete version the next run recovers."""
+        stamp = datetime.fromtimestamp(self.final.stat().st_mtime, UTC).strftime(RUN_ID_TIME)
+        name = f"{stamp}-legacy"
+        write_marker(self.final, name, previous=None)
+        crash_point("legacy-marked")
+        self._ensure_versions()
+        version = self.versions / name
+        os.rename(self.final, version)
+        fsync_path(self.versions, directory=True)
+        fsync_path(self.final.parent, directory=True)
+        crash_point("legacy-moved")
+        self._swap_link(version)
+        log.warning("moved the plain directory %s to %s (kept as the previous version)", self.final, version)
+        return version
+
+    def _ensure_versions(self) -> None:
+        if not self.versions.is_dir():
+            self.versions.mkdir()
+            fsync_path(self.final.parent, directory=True)
+
+    def _swap_link(self, version: Path) -> None:
+        """Point the corpus link at `version` with one rename(2), made durable."""
+        link = self.final.with_name(f"{self.final.name}.link-{self.run_id}")
+        link.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(version, self.final.parent), link)
+        os.replace(link, self.final)
+        fsync_path(self.final.parent, directory=True)
+
+    def clean_stale(self) -> list[str]:
+        """Remove what finished or killed runs left and no live run uses: staging folders of dead runs,
+        temporary links, half-deleted versions, and versions the retention policy lets go. Only called with
+        the lock held; what may belong to a live run elsewhere is left alone and reported (`left_alone`)."""
+        name = self.final.name
+        removed, self.left_alone = clean_staging(
+            self.final.parent.glob(f"{name}.staging-*"), self.stale_hours
+        )
+        for path in sorted(self.final.parent.glob(f"{name}.link-*")):
+            if path.is_symlink():  # a link holds no data; a live run's would be re-made by its next try
+                path.unlink()
+                removed.append(str(path))
+        for path in sorted(self.final.parent.glob(f"{name}.old-*")):
+            note = (
+                f"{path}: a plain corpus directory an older mathforge was replacing; check it, remove by hand"
+            )
+            self.left_alone.append(note)
+            log.warning("left alone: %s", note)
+        if self.versions.is_dir():
+            for path in sorted(self.versions.glob(".deleting-*")):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(str(path))
+        removed += self._prune_versions()
+        for path in removed:
+            log.warning("removed %s, left by a run that did not finish or no longer kept", path)
+        return removed
+
+    def _retained(self, current: Path) -> set[str]:
+        """The current version, every version newer than it (never linked, or rolled back from: not
+        superseded), and `keep` earlier ones: its predecessors as the markers record them, else by age."""
+        names = self.version_names()
+        keep = {current.name} | {n for n in names if n > current.name}
+        found, version = 0, current
+        while found < self.keep:
+            previous = (read_marker(version) or {}).get("previous")
+            if not previous or previous not in names or previous in keep:
+                break
+            keep.add(previous)
+            version = self.versions / previous
+            found += 1
+        for name in reversed([n for n in names if n < current.name and n not in keep]):
+            if found >= self.keep:
+                break
+            keep.add(name)
+            found += 1
+        return keep
+
+    def _prune_versions(self) -> list[str]:
+        """Delete the versions the retention policy lets go — only while a current version is linked: a
+        version goes only once a newer one is current. Each is renamed away first, so a crash midway
+        never leaves a half-deleted folder that looks like a version."""
+        current = self.current_version()
+        if current is None or not current.is_dir() or current.parent != self.versions.resolve():
+            return []
+        keep = self._retained(current)
+        removed = []
+        for name in self.version_names():
+            if name in keep or name > current.name:
+                continue
+            trash = self.versions / f".deleting-{name}"
+            os.rename(self.versions / name, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+            removed.append(str(self.versions / name))
         return removed
 
     def commit(self) -> None:
-        """Move the staging folder into the versions, then swap the link in one rename."""
-        self.versions.mkdir(exist_ok=True)
+        """Mark the staging folder complete (all fsynced, marker last), move it into the versions, check the
+        link is where it was, then swap it in one rename and make that durable."""
+        run_over(self.run_id)  # from here a kill leaves a dead run's folder (its owner record says who)
+        write_marker(self.staging, self.run_id, self.base.name if self.base is not None else None)
+        crash_point("marked")
+        self._ensure_versions()
         version = self.versions / self.run_id
         os.rename(self.staging, version)
+        fsync_path(self.versions, directory=True)
+        fsync_path(self.final.parent, directory=True)
         crash_point("versioned")
-        link = self.final.with_name(f"{self.final.name}.link-{self.run_id}")
-        os.symlink(os.path.relpath(version, self.final.parent), link)
-        legacy = None
-        if self.final.exists() and not self.final.is_symlink():  # a plain directory from before versions
-            legacy = self.final.with_name(f"{self.final.name}.old-{self.run_id}")
-            os.rename(self.final, legacy)
-        os.replace(link, self.final)
+        now = self.current_version()
+        if now != self._linked_base:
+            raise CorpusChangedError(
+                f"{self.final} was linked to {now} while this run held its lock (it began at "
+                f"{self._linked_base}): another writer committed too, so flock on "
+                f"{filesystem_of(self.final.parent)} does not exclude writers on other machines. This run's "
+                f"version is kept, complete and unlinked, at {version}; run again to build on the new one"
+            )
+        self._swap_link(version)
         crash_point("swapped")
-        if legacy is not None:
-            shutil.rmtree(legacy, ignore_errors=True)
         self._prune_versions()
 
 
@@ -366,6 +823,8 @@ def write_corpus_reports(
     **manifest_extra: Any,
 ) -> None:
     """manifest.json (what made this corpus), stats.json, STATS.md and report.html into the staging directory."""
+    if staged.left_alone or staged.recovered:  # what this run found and would not touch, or mended
+        stats.update(left_alone=staged.left_alone, recovered=staged.recovered)
     manifest = {
         "run_id": staged.run_id,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

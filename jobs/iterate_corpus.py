@@ -66,7 +66,20 @@ from classifiers.math_classifier import TrainingOptions, train_math_classifier
 from jobs.build_corpus import build_corpus
 from jobs.classifier_seeds import read_seed_texts, stable_fraction
 from jobs.config import IterateConfig
-from jobs.corpus_output import DATA_DIR, new_run_id, package_versions, write_json
+from jobs.corpus_output import (
+    DATA_DIR,
+    CorpusLock,
+    StagedOutput,
+    clean_staging,
+    fsync_path,
+    fsync_tree,
+    make_staging,
+    new_run_id,
+    package_versions,
+    run_over,
+    stale_hours_default,
+    write_json,
+)
 from jobs.corpus_schema import COLUMN_NAMES, CORPUS_COLUMNS
 from jobs.spark import ship_code
 
@@ -238,14 +251,39 @@ def run_round(
     previous: dict | None,
     given_seeds: list[str],
 ) -> None:
-    """Run round `n` into a staging folder and rename it to `rounds/<n>` once complete."""
-    started = time.time()
+    """Run round `n` into a staging folder owned by this run; once complete (report.json written last,
+    everything fsynced) rename it to `rounds/<n>`. Earlier attempts' staging folders go only when their run
+    is provably over (`jobs.corpus_output.clean_staging`)."""
     rounds_root = out / ROUNDS_DIR
     rounds_root.mkdir(parents=True, exist_ok=True)
-    for stale in rounds_root.glob(f".staging-{n}-*"):  # a killed earlier attempt
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = rounds_root / f".staging-{n}-{new_run_id()}"
-    staging.mkdir()
+    clean_staging(rounds_root.glob(f".staging-{n}-*"), stale_hours_default())
+    run_id = new_run_id()
+    staging = make_staging(rounds_root / f".staging-{n}-{run_id}", run_id)
+    try:
+        collected = _write_round(spark, config, out, n, pool, previous, given_seeds, staging)
+        fail_point(n, "written")
+    except BaseException:
+        run_over(run_id)  # left for the next attempt, which may now remove it
+        raise
+    run_over(run_id)
+    fsync_tree(staging)
+    os.rename(staging, rounds_root / str(n))
+    fsync_path(rounds_root, directory=True)
+    log.info("round %d committed: %d pages collected", n, collected)
+
+
+def _write_round(
+    spark,
+    config: IterateConfig,
+    out: Path,
+    n: int,
+    pool: list[dict],
+    previous: dict | None,
+    given_seeds: list[str],
+    staging: Path,
+) -> int:
+    """Round `n`'s files into `staging`, report.json last; returns the number of pages collected."""
+    started = time.time()
 
     # seeds: the given texts, the earlier rounds' prefix seeds, the previous round's new prefix seeds
     by_id = {p["id"]: p for p in pool}
@@ -356,9 +394,7 @@ def run_round(
     _plot_histogram(pages, collected_ids, config.min_score, staging / "score_histogram.png", n)
     (staging / "report.md").write_text(render_round_markdown(report), encoding="utf-8")
     write_json(staging / "report.json", report)  # last: its presence marks a complete round
-    fail_point(n, "written")
-    os.rename(staging, rounds_root / str(n))
-    log.info("round %d committed: %d pages collected, overlap %s", n, len(collected), report["overlap"])
+    return len(collected)
 
 
 def _histogram(scores: list[float], bins: int = 10) -> list[list[float | int]]:
@@ -462,6 +498,16 @@ def iterate_corpus(spark, config: IterateConfig) -> dict[str, Any]:
     """Run (or resume) the loop; returns the summary also written to DIR/stats.json."""
     started = time.time()
     out = Path(config.output).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = CorpusLock(out)  # `<DIR>.lock`: one loop at a time writes DIR (its rounds and its corpus)
+    lock.acquire(new_run_id())
+    try:
+        return _iterate_locked(spark, config, out, started)
+    finally:
+        lock.release()
+
+
+def _iterate_locked(spark, config: IterateConfig, out: Path, started: float) -> dict[str, Any]:
     check_state(out, config)
     ship_code(spark)
     build_pool(spark, config, out)
@@ -479,8 +525,7 @@ def iterate_corpus(spark, config: IterateConfig) -> dict[str, Any]:
         if ov is not None and ov >= config.converge_overlap:
             log.info("round %d overlaps the previous one by %.3f: converged", n, ov)
             break
-    summary = write_final_corpus(spark, config, out, reports, time.time() - started)
-    return summary
+    return write_final_corpus(spark, config, out, reports, time.time() - started)
 
 
 def first_collections(out: Path, rounds: list[int]) -> dict[str, tuple[int, float]]:
@@ -495,7 +540,8 @@ def first_collections(out: Path, rounds: list[int]) -> dict[str, tuple[int, floa
 
 def write_final_corpus(spark, config: IterateConfig, out: Path, reports: list[dict], seconds: float) -> dict:
     """The last round's collection as a corpus (schema + first_round/first_score) in DIR/data, with
-    manifest.json, stats.json and REPORT.md; the data folder is swapped in by rename."""
+    manifest.json, stats.json and REPORT.md. `DIR/data` is a versioned corpus link (`StagedOutput`): the
+    shards are fsynced, marked complete and swapped in with one rename, the previous data kept."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -520,16 +566,12 @@ def write_final_corpus(spark, config: IterateConfig, out: Path, reports: list[di
         .withColumn("first_score", F.col("first_score").cast("float"))
         .select(*COLUMN_NAMES, *(name for name, _, _ in EXTRA_COLUMNS))
     )
-    staging = out / f".data-staging-{new_run_id()}"
-    df.repartition(1).sortWithinPartitions("id").write.parquet(str(staging))
-    data = out / DATA_DIR
-    if data.exists():
-        old = out / f".data-old-{new_run_id()}"
-        os.rename(data, old)
-        os.rename(staging, data)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, data)
+    with StagedOutput(out / DATA_DIR, overwrite=True) as staging:  # DIR/data: a link swapped in one rename
+        written = staging / ".spark-output"
+        df.repartition(1).sortWithinPartitions("id").write.parquet(str(written))
+        for shard in written.glob("part-*"):
+            os.rename(shard, staging / shard.name)
+        shutil.rmtree(written)
     per_round = [
         {
             k: r[k]

@@ -53,7 +53,8 @@ def refresh_corpus(spark: SparkSession, config: CorpusRefreshConfig) -> dict[str
     with `refresh` saying why nothing changed)."""
     wanted = config.named_locations()
     staged = StagedOutput(config.corpus, update=True)
-    recorded = json.loads((staged.final / "manifest.json").read_text(encoding="utf-8"))["config"]
+    manifest_path = staged.readable_version() / "manifest.json"  # a lost link: the version it recovers to
+    recorded = json.loads(manifest_path.read_text(encoding="utf-8"))["config"]
     pipeline = CorpusPipeline(build_config_for(recorded, config))  # models checked before the lock
     with staged:
         assert staged.base is not None  # update=True refuses a corpus without versions
