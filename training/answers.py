@@ -5,15 +5,34 @@ Extraction is deliberately plain string work (no sympy, no torch): it runs in th
 rollout, and its output is what gets logged next to each verdict. Normalisation is kept trivial (delimiters,
 trailing period, thousands separators in plain numbers); real equivalence (fractions, units, intervals, ...)
 is left to math-verify in `training.verify`.
+
+Two ways to find the answer of a model output (lm-eval's "strict-match" and "flexible-extract"):
+
+- strict (`extract_strict`, what RL rewards use): only where the template puts it, the final `\\boxed{}` (after
+  the end of the reasoning when the template opened `<think>`), and only when that box is closed. Nothing else
+  counts, so a policy cannot earn reward with "82 > > > ..." or a box cut off by the length limit.
+- lenient (`extract_answer`, an eval option): the last complete box, else a GSM8K "####" line, else
+  "the answer is X", else the last number; for models that never learned the format.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["extract_answer", "extract_boxed", "gold_answer", "normalize_answer"]
+__all__ = [
+    "ANSWER_MATCHES",
+    "extract_answer",
+    "extract_boxed",
+    "extract_strict",
+    "extractor",
+    "gold_answer",
+    "normalize_answer",
+]
+
+ANSWER_MATCHES = ("strict", "lenient")
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _GSM8K_RE = re.compile(r"^[ \t]*####[ \t]*(.+?)[ \t]*$", re.MULTILINE)
@@ -74,6 +93,37 @@ def extract_boxed(text: str) -> str | None:
         if content is not None and content.strip():
             return content.strip()
     return None
+
+
+def extract_strict(text: str | None, after: str | None = None) -> str | None:
+    """The answer in the final `\\boxed{...}` / `\\fbox{...}` of `text`, normalised, or None.
+
+    None when there is no box, when the final box is not closed (a completion cut off inside it: an earlier
+    closed box does not stand in for it) or empty, and, when `after` is given (the template's end of
+    reasoning, e.g. "</think>"), when the text has no `after` or no box behind its first occurrence.
+    """
+    if not text:
+        return None
+    if after is not None:
+        _, found, text = text.partition(after)
+        if not found:
+            return None
+    boxes = list(_BOX_RE.finditer(text))
+    if not boxes:
+        return None
+    content = _box_content(text, boxes[-1].start())
+    if content is None:
+        return None
+    return normalize_answer(content) or None
+
+
+def extractor(match: str, after: str | None = None) -> Callable[[str | None], str | None]:
+    """The answer extraction named by `match` ("strict" or "lenient"; `after` is strict's end of reasoning)."""
+    if match == "strict":
+        return functools.partial(extract_strict, after=after)
+    if match == "lenient":
+        return extract_answer
+    raise ValueError(f"answer match must be one of {ANSWER_MATCHES}, got {match!r}")
 
 
 def _strip_delimiters(s: str) -> str:

@@ -6,17 +6,21 @@ distillation call `generate` for rollouts and `completion_logprobs` (differentia
 
 `generate` and `completion_logprobs` take the model as training holds it (plain, DDP or FSDP2) and only ever
 call its forward with a readout: FSDP2 gathers the shards there, and DDP synchronises the gradients of what its
-forward produced. Speculative decoding is an inference tool and takes the plain module.
+forward produced. Under FSDP2 every forward is a collective, so the ranks of one `generate` call run the same
+number of forwards whatever their prompts: they agree on the step budget (all-reduce max), and a rank whose rows
+are all done keeps stepping with one-token dummy forwards until every rank is done. Speculative decoding is an
+inference tool and takes the plain module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from training.distributed import all_ranks_done, unwrap
@@ -83,6 +87,30 @@ def sample_next(
     return token, probs.gather(-1, token[:, None]).squeeze(-1).log()
 
 
+def mask_padded_vocab(logits: torch.Tensor, vocab_size: int | None) -> torch.Tensor:
+    """Logits with the head rows past the tokenizer's `vocab_size` set to -inf: models pad their embedding
+    matrix (Qwen2.5: 151,936 tokens, 152,064 rows), and a sampled padding id decodes to nothing."""
+    if vocab_size is None or vocab_size >= logits.shape[-1]:
+        return logits
+    padded = torch.arange(logits.shape[-1], device=logits.device) >= vocab_size
+    return logits.masked_fill(padded, float("-inf"))
+
+
+def _fsdp_collective(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule) and dist.is_initialized()
+
+
+def _agreed_steps(steps: int, model: nn.Module) -> int:
+    """The most steps any rank needs (all-reduce max under FSDP2, where each step is a collective)."""
+    if not _fsdp_collective(model):
+        return steps
+    budget = torch.tensor([steps], device=unwrap(model).embed.weight.device)
+    dist.all_reduce(budget, op=dist.ReduceOp.MAX)
+    return int(budget)
+
+
 def _truncate_at_stop(tokens: list[int], stop_ids: Collection[int]) -> list[int]:
     for i, token in enumerate(tokens):
         if token in stop_ids:
@@ -96,13 +124,15 @@ def _truncate_at_stop(tokens: list[int], stop_ids: Collection[int]) -> list[int]
 @dataclass
 class Generation:
     """Sampled completions (new tokens only, up to and including the first stop token) and, per token, its
-    log-probability under the distribution it was sampled from (after temperature and top-p; 0 when greedy)."""
+    log-probability under the distribution it was sampled from (after temperature and top-p; 0 when greedy).
+    `truncated[i]`: completion i was cut off by the length limit (finish reason "length", no stop token)."""
 
     tokens: list[list[int]]
     logprobs: list[list[float]]
     # with top_k_logprobs: per completion, the K most likely ids and their log-probs at each token, [len, K]
     top_ids: list[np.ndarray] | None = None
     top_logprobs: list[np.ndarray] | None = None
+    truncated: list[bool] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -122,8 +152,11 @@ def generate(
     logprob_temperature: float = 1.0,
 ) -> Generation:
     """Batched sampling with the KV cache through the model's forward (plain, DDP or FSDP2): the completions
-    and their sampling log-probabilities. Under FSDP2 every
-    rank must call it equally often with the same max_new_tokens (each forward is a collective).
+    and their sampling log-probabilities.
+
+    Each row gets `max_new_tokens` at most, fewer where its prompt leaves less room in the model's context
+    (a long prompt no longer shortens its batch-mates' budget); a prompt longer than the context is an error.
+    Under FSDP2 the ranks stay in step whatever their prompts and budgets (see the module docstring).
 
     `vocab_size` (the tokenizer's) keeps padded embedding rows out of the distribution; `top_k_logprobs` K
     also returns, per token, the K most likely ids under softmax(logits / logprob_temperature) and their
@@ -134,18 +167,27 @@ def generate(
     device = inner.embed.weight.device
     ids, valid = left_pad(prompts, pad_id, device)
     batch, width = ids.shape
-    if width + max_new_tokens - 1 > inner.cfg.max_seq_len:
-        raise ValueError(
-            f"{width} prompt + {max_new_tokens} new tokens exceed the model's max_seq_len {inner.cfg.max_seq_len}"
-        )
-    cache = KVCache(len(inner.layers), width + max_new_tokens) if use_cache else None
-    out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    out_logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
+    context = inner.cfg.max_seq_len
+    if width > context:
+        raise ValueError(f"a prompt of {width} tokens exceeds the model's max_seq_len {context}")
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    limits = (context + 1 - lengths).clamp(max=max_new_tokens)  # the last token is sampled, never fed
+    own_steps = int(limits.max())
+    steps = _agreed_steps(own_steps, model)
+    cache = KVCache(len(inner.layers), width + own_steps) if use_cache else None
+    out = torch.full((batch, own_steps), pad_id, dtype=torch.long, device=device)
+    out_logprobs = torch.zeros((batch, own_steps), dtype=torch.float32, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
-    step_ids, start = ids, 0
+    step_ids, start, taken = ids, 0, 0
     top_steps: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for step in range(max_new_tokens):
+    for _ in range(steps):
+        if taken == own_steps or bool(finished.all()):
+            # This rank is done and another is not: the same forwards (FSDP2 all-gathers) on one dummy token.
+            model(ids[:1, -1:], readout=Logits(last_only=True))
+            if all_ranks_done(True, model):
+                break
+            continue
         positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
         if cache is not None:
             mask = attention_mask(start, step_ids.shape[1], valid)
@@ -159,27 +201,30 @@ def generate(
         else:
             mask = attention_mask(0, ids.shape[1], valid)
             logits = model(ids, positions=positions, mask=mask, readout=Logits(last_only=True))
-        last = logits[:, -1]
-        if vocab_size is not None and vocab_size < last.shape[-1]:
-            last = last.masked_fill(torch.arange(last.shape[-1], device=device) >= vocab_size, float("-inf"))
+        last = mask_padded_vocab(logits[:, -1], vocab_size)
         if top_k_logprobs:
             top = torch.log_softmax(last.float() / logprob_temperature, dim=-1).topk(top_k_logprobs)
             top_steps.append((top.indices.cpu(), top.values.cpu()))
         token, logprob = sample_next(last, temperature, top_p, generator, with_logprobs=True)
         token = torch.where(finished, pad_id, token)
-        out[:, step] = token
-        out_logprobs[:, step] = torch.where(finished, 0.0, logprob)
-        finished |= torch.isin(token, stops)
+        out[:, taken] = token
+        out_logprobs[:, taken] = torch.where(finished, 0.0, logprob)
+        taken += 1
+        finished |= torch.isin(token, stops) | (limits <= taken)
         if all_ranks_done(bool(finished.all()), model):
             break
         ids = torch.cat((ids, token[:, None]), dim=1)
-        valid = torch.cat((valid, torch.ones_like(finished)[:, None]), dim=1)
+        # A finished row's later tokens are padding: its positions stop growing (a row at its context limit
+        # would otherwise run past the RoPE table while its batch-mates go on).
+        valid = torch.cat((valid, ~finished[:, None]), dim=1)
         start = ids.shape[1] - 1
         step_ids = token[:, None]
-    tokens = [_truncate_at_stop(row[: step + 1], stop_ids) for row in out.tolist()]
+    cut = limits.clamp(max=taken).tolist()
+    tokens = [_truncate_at_stop(row[:n], stop_ids) for row, n in zip(out.tolist(), cut, strict=True)]
     logprobs = [row[: len(t)] for row, t in zip(out_logprobs.tolist(), tokens, strict=True)]
+    truncated = [not (t and t[-1] in stop_ids) for t in tokens]
     if not top_k_logprobs:
-        return Generation(tokens, logprobs)
+        return Generation(tokens, logprobs, truncated=truncated)
     top_ids = torch.stack([i for i, _ in top_steps], dim=1).numpy()  # [B, steps, K]
     top_values = torch.stack([v for _, v in top_steps], dim=1).numpy()
     return Generation(
@@ -187,6 +232,7 @@ def generate(
         logprobs,
         [top_ids[row, : len(t)] for row, t in enumerate(tokens)],
         [top_values[row, : len(t)] for row, t in enumerate(tokens)],
+        truncated,
     )
 
 
@@ -205,7 +251,9 @@ def completion_logprobs(
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (for example BOS)")
     device = unwrap(model).embed.weight.device
-    rows = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
+    # A row's last completion token is only ever a target: leaving it out of the input keeps a completion that
+    # filled the context (prompt + completion = max_seq_len + 1) inside the model's positions.
+    rows = [list(p) + list(c)[:-1] for p, c in zip(prompts, completions, strict=True)]
     width = max(len(r) for r in rows)
     comp_width = max(1, max(len(c) for c in completions))
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)

@@ -15,6 +15,10 @@ import torch
 SCALE_REWARDS = ("group", "batch", "none")
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo")
 IMPORTANCE = ("token", "sequence")
+# verl / OpenRLHF's bounds: the log-ratio before exp (e^20 is still finite in bf16/fp32 arithmetic) and the k3
+# value per token. One sampled token at log-prob -25 where the reference has -2 would otherwise add e^23.
+KL_LOG_RATIO_CLAMP = 20.0
+KL_VALUE_CLAMP = 10.0
 
 
 def group_advantages(rewards: torch.Tensor, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
@@ -35,11 +39,21 @@ def zero_spread(rewards: torch.Tensor) -> torch.Tensor:
     return (rewards.max(dim=1).values - rewards.min(dim=1).values) == 0
 
 
-def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor, clamp: bool = False) -> torch.Tensor:
     """Per-token k3 estimate of KL(π || π_ref) (Schulman): exp(r) - r - 1 with r = ref - logp; >= 0, and 0 where
-    the two policies agree."""
+    the two policies agree. `clamp` bounds r to ±KL_LOG_RATIO_CLAMP and the value to ±KL_VALUE_CLAMP (verl's
+    "low_var_kl"); a clamped token then contributes no gradient, as there."""
     delta = ref_logp - logp
-    return torch.exp(delta) - delta - 1.0
+    if clamp:
+        delta = delta.clamp(-KL_LOG_RATIO_CLAMP, KL_LOG_RATIO_CLAMP)
+    kl = torch.exp(delta) - delta - 1.0
+    return kl.clamp(-KL_VALUE_CLAMP, KL_VALUE_CLAMP) if clamp else kl
+
+
+def kl_clamped(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Where `k3_kl(..., clamp=True)` clamped (the log-ratio or the value): what the KL clamp share counts."""
+    delta = ref_logp - logp
+    return (delta.abs() > KL_LOG_RATIO_CLAMP) | (torch.exp(delta) - delta - 1.0 > KL_VALUE_CLAMP)
 
 
 @dataclass
@@ -49,6 +63,7 @@ class PolicyTerms:
     clipped_low: torch.Tensor  # (B, L) bool: ratio < 1 - ε where the advantage is negative
     clipped_high: torch.Tensor  # (B, L) bool: ratio > 1 + ε_high where the advantage is positive
     kl: torch.Tensor  # (B, L) k3 per token (0 without a reference)
+    kl_clamped: torch.Tensor  # (B, L) bool: the k3 clamp bounded this token (never without a reference)
 
 
 def policy_terms(
@@ -62,9 +77,11 @@ def policy_terms(
     importance: str = "token",
     beta: float = 0.0,
     ref_logp: torch.Tensor | None = None,
+    kl_clamp: bool = True,
 ) -> PolicyTerms:
     """-min(ρ·A, clip(ρ, 1-ε, 1+ε_high)·A) + β·k3 per token. ρ is the token ratio π/π_old, or for "sequence"
-    (GSPO) the length-normalised sequence ratio exp(mean_t log π/π_old), shared by the sequence's tokens."""
+    (GSPO) the length-normalised sequence ratio exp(mean_t log π/π_old), shared by the sequence's tokens.
+    `kl_clamp` bounds k3 as verl/OpenRLHF do (see `k3_kl`)."""
     if importance not in IMPORTANCE:
         raise ValueError(f"importance must be one of {IMPORTANCE}, got {importance!r}")
     mask_f = mask.to(logp.dtype)
@@ -77,10 +94,13 @@ def policy_terms(
     clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon_high)
     per_token = -torch.min(ratio * adv, clipped * adv)
     kl = torch.zeros_like(logp)
+    clamped = torch.zeros_like(mask)
     if beta > 0.0:
         if ref_logp is None:
             raise ValueError("beta > 0 needs the reference log-probabilities")
-        kl = k3_kl(logp, ref_logp)
+        kl = k3_kl(logp, ref_logp, clamp=kl_clamp)
+        if kl_clamp:
+            clamped = kl_clamped(logp.detach(), ref_logp) & mask
         per_token = per_token + beta * kl
     return PolicyTerms(
         per_token=per_token * mask_f,
@@ -88,6 +108,7 @@ def policy_terms(
         clipped_low=(ratio < 1.0 - epsilon) & (adv < 0) & mask,
         clipped_high=(ratio > 1.0 + epsilon_high) & (adv > 0) & mask,
         kl=kl * mask_f,
+        kl_clamped=clamped,
     )
 
 

@@ -37,6 +37,7 @@ R1_INSTRUCTION = (
 )
 R1_PROMPT = "{instruction}\nUser: {question}\nAssistant: <think>"
 THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
 
 # Stands in for assistant content when finding what a chat template writes after a turn.
 _SENTINEL = "MATHFORGE-SENTINEL-6f1d"
@@ -157,6 +158,12 @@ class PromptTemplate:
         if after and self.eos_token and self.eos_token in after:
             return after[: after.index(self.eos_token) + len(self.eos_token)]
         return after or (self.eos_token or "")
+
+    @functools.cached_property
+    def reasoning_close(self) -> str | None:
+        """`</think>` when the prompt opens the reasoning with `<think>` (r1, and chat templates that do the
+        same): the final answer then belongs after it, which strict answer extraction enforces; else None."""
+        return THINK_CLOSE if self.render_prompt("1+1?").rstrip().endswith(THINK_OPEN) else None
 
     def stop_strings(self) -> list[str]:
         """Strings that end generation: the completion suffix and the EOS string (without empties or repeats)."""

@@ -2,20 +2,28 @@
 
     specs = parse_reward_specs(["accuracy", "format=0.2", "my_pkg.rewards:length_bonus=0.5"])
     with Rewards(specs, timeout_s=30.0, max_completion_tokens=1024) as rewards:
-        batch = rewards.score(prompts, completions, columns, completion_lengths)
+        batch = rewards.score(prompts, completions, columns, completion_lengths, truncated)
         batch.total  # Σ weight·reward per completion
 
-A reward function is `fn(prompts, completions, completion_lengths=..., **columns) -> list[float | None]`: one
-value per completion, None for "no reward". `columns` are the dataset's columns, aligned with the completions
-(always with "answer", the gold answer).
+A reward function is `fn(prompts, completions, completion_lengths=..., truncated=..., **columns)
+-> list[float | None]`: one value per completion, None for "no reward". `truncated[i]` is True when completion
+i was cut off by the length limit (finish reason "length": no stop token). `columns` are the dataset's columns,
+aligned with the completions (always with "answer", the gold answer).
 
 Builtins run in the trainer process (they are trusted and cheap), except `accuracy`, which checks answers with
 math-verify in `training.verify.Verifier`'s process pool:
 
-- `accuracy`: 1.0 when the completion's final answer equals the gold answer, 0.0 when it differs or there is no
+- `accuracy`: 1.0 when the completion's answer equals the gold answer, 0.0 when it differs or there is no
   answer; None when the verifier timed out or failed on it (counted as that function's timeout / error).
+  The answer is found strictly (`training.answers.extract_strict`): only in the final, closed `\\boxed{}`,
+  after `answer_after` (the template's `</think>`) when given; no "last number" fallback, which a policy
+  learns to game ("82 > > > ..." until the length limit). A truncated completion earns no accuracy credit,
+  whatever it wrote: 0.0 under `truncated="zero"` (the default: it stays in the loss and is pushed down against
+  the group's finished answers) and "mask" (GRPO also leaves it out of the loss, DAPO's overlong filtering),
+  -1.0 under "penalty" (worse than a finished wrong answer).
 - `format`: 1.0 when the completion closes the reasoning with exactly one `</think>` (the prompt opened
-  `<think>`) and gives a final answer in a complete, non-empty `\\boxed{...}` after it; else 0.0.
+  `<think>`) and gives a final answer in a complete, non-empty `\\boxed{...}` after it; else 0.0, and 0.0
+  for a truncated completion (it never ended).
 - `overlong`: DAPO's soft overlong punishment (L_max = max_completion_tokens, L_cache = overlong_buffer):
   0 up to L_max − L_cache tokens, then linear down to −1 at L_max, −1 beyond.
 
@@ -50,12 +58,13 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from training.answers import extract_boxed
+from training.answers import extract_boxed, extract_strict
 from training.verify import Verifier
 from training.workers import start_worker
 
 __all__ = [
     "BUILTINS",
+    "TRUNCATED",
     "RewardBatch",
     "RewardFn",
     "RewardSpec",
@@ -72,7 +81,9 @@ RewardFn = Callable[..., list[float | None]]
 BUILTINS = ("accuracy", "format", "overlong")
 THINK_CLOSE = "</think>"
 # Keyword names the call itself uses: a dataset column may not take them.
-RESERVED_COLUMNS = ("prompts", "completions", "completion_lengths")
+RESERVED_COLUMNS = ("prompts", "completions", "completion_lengths", "truncated")
+# What a completion cut off by the length limit earns from `accuracy` (see the module docstring).
+TRUNCATED = ("zero", "mask", "penalty")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _TARGET_RE = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*$")
@@ -144,12 +155,14 @@ def parse_reward_specs(specs: Sequence[str]) -> list[RewardSpec]:
 # --- builtins (in-process) -------------------------------------------------------------------------------------
 
 
-def format_reward(completions: Sequence[str]) -> list[float]:
-    """1.0 per completion that has exactly one `</think>` and a complete, non-empty `\\boxed{...}` after it."""
+def format_reward(completions: Sequence[str], truncated: Sequence[bool] | None = None) -> list[float]:
+    """1.0 per completion that has exactly one `</think>` and a complete, non-empty `\\boxed{...}` after it,
+    and was not truncated (a completion cut off by the length limit never finished its format)."""
+    cut = truncated if truncated is not None else [False] * len(completions)
     out = []
-    for text in completions:
+    for text, was_cut in zip(completions, cut, strict=True):
         ok = text.count(THINK_CLOSE) == 1 and extract_boxed(text.split(THINK_CLOSE, 1)[1]) is not None
-        out.append(1.0 if ok else 0.0)
+        out.append(1.0 if ok and not was_cut else 0.0)
     return out
 
 
@@ -234,9 +247,9 @@ def _worker_main(conn: Connection, target: str) -> None:
             return
         if message is None:
             return
-        seq, prompts, completions, lengths, columns = message
+        seq, prompts, completions, lengths, truncated, columns = message
         try:
-            result = fn(prompts, completions, completion_lengths=lengths, **columns)
+            result = fn(prompts, completions, completion_lengths=lengths, truncated=truncated, **columns)
         except BaseException as exc:  # SystemExit included: the batch fails, the worker lives
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             conn.send((seq, "error", last[:_LOG_CHARS], traceback.format_exc()))
@@ -376,6 +389,8 @@ class Rewards:
 
     `start_method` is the multiprocessing context of the user-function workers ("spawn" or "forkserver");
     `startup_timeout_s` bounds a worker's start (importing the function), which is not part of `timeout_s`.
+    `truncated` is what a truncated completion earns from `accuracy` (TRUNCATED); `answer_after` is the
+    template's end of reasoning (`PromptTemplate.reasoning_close`), behind which the answer must stand.
     """
 
     def __init__(
@@ -389,6 +404,8 @@ class Rewards:
         overlong_buffer: int = 0,
         start_method: str = "spawn",
         startup_timeout_s: float = 120.0,
+        truncated: str = "zero",
+        answer_after: str | None = None,
     ) -> None:
         self.specs = list(specs)
         if not self.specs:
@@ -405,6 +422,10 @@ class Rewards:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if start_method not in ("spawn", "forkserver"):
             raise ValueError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
+        if truncated not in TRUNCATED:
+            raise ValueError(f"truncated must be one of {TRUNCATED}, got {truncated!r}")
+        self.truncated = truncated
+        self.answer_after = answer_after
         if any(s.target == "overlong" for s in self.specs):
             _check_overlong(max_completion_tokens, overlong_buffer)
         self.timeout_s = float(timeout_s)
@@ -455,8 +476,10 @@ class Rewards:
         completions: list[str],
         columns: dict[str, list[Any]],
         completion_lengths: list[int],
+        truncated: list[bool],
     ) -> RewardBatch:
-        """Every reward function on the batch, and the weighted total per completion.
+        """Every reward function on the batch, and the weighted total per completion; `truncated[i]`: completion
+        i was cut off by the length limit (no stop token).
 
         User functions run in their workers while the builtins (and the verifier) run here; each user call is
         cut at `timeout_s` from when it was sent. Raises ValueError for inconsistent inputs and for a function
@@ -465,7 +488,7 @@ class Rewards:
         if not self._finalizer.alive:
             raise RuntimeError("Rewards is closed")
         n = len(completions)
-        self._check_inputs(prompts, completions, columns, completion_lengths)
+        self._check_inputs(prompts, completions, columns, completion_lengths, truncated)
         per_function: dict[str, list[float | None]] = {}
         timeouts = dict.fromkeys(self.names, 0)
         errors = dict.fromkeys(self.names, 0)
@@ -478,6 +501,7 @@ class Rewards:
             list(prompts),
             list(completions),
             list(completion_lengths),
+            [bool(t) for t in truncated],
             {k: list(v) for k, v in columns.items()},
         )
         bad: list[str] = []
@@ -488,7 +512,7 @@ class Rewards:
             for s in self.specs:
                 if s.builtin:
                     per_function[s.name] = self._builtin(
-                        s, completions, columns, completion_lengths, timeouts, errors
+                        s, completions, columns, completion_lengths, truncated, timeouts, errors
                     )
             replies = self._collect(seq, sent_at + self.timeout_s, n)
         except BaseException:
@@ -530,11 +554,13 @@ class Rewards:
         completions: Sequence[str],
         columns: dict[str, Sequence[Any]],
         completion_lengths: Sequence[int],
+        truncated: Sequence[bool],
     ) -> None:
         n = len(completions)
-        if len(prompts) != n or len(completion_lengths) != n:
+        if len(prompts) != n or len(completion_lengths) != n or len(truncated) != n:
             raise ValueError(
-                f"{len(prompts)} prompts and {len(completion_lengths)} completion lengths for {n} completions"
+                f"{len(prompts)} prompts, {len(completion_lengths)} completion lengths and {len(truncated)} "
+                f"truncation flags for {n} completions"
             )
         for key, values in columns.items():
             if key in RESERVED_COLUMNS:
@@ -552,22 +578,28 @@ class Rewards:
         completions: Sequence[str],
         columns: dict[str, Sequence[Any]],
         completion_lengths: Sequence[int],
+        truncated: Sequence[bool],
         timeouts: dict[str, int],
         errors: dict[str, int],
     ) -> list[float | None]:
         if spec.target == "format":
-            return list(format_reward(completions))
+            return list(format_reward(completions, truncated))
         if spec.target == "overlong":
             assert self.max_completion_tokens is not None
             return list(overlong_reward(completion_lengths, self.max_completion_tokens, self.overlong_buffer))
         assert spec.target == "accuracy" and self.verifier is not None
-        values: list[float | None] = []
-        for verdict in self.verifier.verify_batch(completions, columns["answer"]):
+        cut_value = -1.0 if self.truncated == "penalty" else 0.0
+        values: list[float | None] = [cut_value if cut else None for cut in truncated]
+        finished = [i for i, cut in enumerate(truncated) if not cut]  # a truncated answer is never checked
+        verdicts = self.verifier.verify_answers(
+            [extract_strict(completions[i], self.answer_after) for i in finished],
+            [columns["answer"][i] for i in finished],
+        )
+        for i, verdict in zip(finished, verdicts, strict=True):
             if verdict.correct is None:  # timeout / error: the verifier logged it
                 (timeouts if verdict.status == "timeout" else errors)[spec.name] += 1
-                values.append(None)
             else:
-                values.append(1.0 if verdict.correct else 0.0)
+                values[i] = 1.0 if verdict.correct else 0.0
         return values
 
     def _collect(self, seq: int, deadline: float, n: int) -> dict[str, tuple[str, Any]]:

@@ -232,20 +232,29 @@ class Verifier:
 
     # -- public API -------------------------------------------------------------------------------------------
 
-    def verify_batch(self, predictions: Sequence[str], golds: Sequence[Any]) -> list[Verdict]:
+    def verify_batch(
+        self,
+        predictions: Sequence[str],
+        golds: Sequence[Any],
+        extract: Callable[[str], str | None] = extract_answer,
+    ) -> list[Verdict]:
         """Verdicts for (model output, gold answer) pairs, in order.
 
-        Predictions are full model outputs (their final answer is extracted with `extract_answer`); golds are
-        reference answers (a string as `gold_answer` returns, or a raw GSM8K/boxed solution, or a number).
+        Predictions are full model outputs (their final answer is found by `extract`: lenient `extract_answer`
+        unless told, e.g. `training.answers.extractor("strict")`); golds are reference answers (a string as
+        `gold_answer` returns, or a raw GSM8K/boxed solution, or a number).
         """
+        return self.verify_answers([extract(text) for text in predictions], golds)
+
+    def verify_answers(self, answers: Sequence[str | None], golds: Sequence[Any]) -> list[Verdict]:
+        """`verify_batch` for answers already extracted (None: the output had none, a decided `no_answer`)."""
         if not self._finalizer.alive:
             raise RuntimeError("Verifier is closed")
-        if len(predictions) != len(golds):
-            raise ValueError(f"{len(predictions)} predictions but {len(golds)} gold answers")
-        verdicts: list[Verdict | None] = [None] * len(predictions)
+        if len(answers) != len(golds):
+            raise ValueError(f"{len(answers)} predictions but {len(golds)} gold answers")
+        verdicts: list[Verdict | None] = [None] * len(answers)
         pending: deque[tuple[int, str, str]] = deque()
-        for i, (text, raw_gold) in enumerate(zip(predictions, golds, strict=True)):
-            pred = extract_answer(text)
+        for i, (pred, raw_gold) in enumerate(zip(answers, golds, strict=True)):
             try:
                 gold = gold_answer({"answer": raw_gold})
             except ValueError:

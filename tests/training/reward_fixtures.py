@@ -41,6 +41,13 @@ def echo(
     ]
 
 
+def truncated_flags(
+    prompts: list[str], completions: list[str], *, truncated: list[bool], **_: Any
+) -> list[float]:
+    """1.0 per completion the caller said was cut off by the length limit."""
+    return [1.0 if t else 0.0 for t in truncated]
+
+
 def prompt_lengths(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
     return [float(len(p)) for p in prompts]
 

@@ -137,5 +137,42 @@ def test_bad_generation_arguments_are_clear_errors(model) -> None:
         generate(model, [[]], 3)
     with pytest.raises(ValueError, match="top_p"):
         generate(model, PROMPTS, 3, temperature=1.0, top_p=0.0)
-    with pytest.raises(ValueError, match="max_seq_len"):
-        generate(model, PROMPTS, 100, temperature=0)
+    with pytest.raises(ValueError, match="a prompt of 97 tokens exceeds the model's max_seq_len 96"):
+        generate(model, [[1] * 97, [1]], 3, temperature=0)
+
+
+def test_padded_vocabulary_rows_are_never_sampled() -> None:
+    """With a zero head every id is equally likely: unmasked, most samples land on rows past a 50-token
+    vocabulary; with vocab_size=50, none does (greedy and top-k log-probs included)."""
+    uniform = Transformer(model_config("tiny", 300, max_seq_len=96), seed=3).eval()
+    with torch.no_grad():
+        uniform.head.weight.zero_()
+    gen = torch.Generator().manual_seed(0)
+    unmasked = generate(uniform, PROMPTS, 10, temperature=1.0, generator=gen).tokens
+    assert sum(t >= 50 for row in unmasked for t in row) > 15
+    masked = generate(uniform, PROMPTS, 10, temperature=1.0, generator=gen, vocab_size=50, top_k_logprobs=3)
+    assert all(t < 50 for row in masked.tokens for t in row)
+    assert masked.top_ids is not None and all(int(ids.max()) < 50 for ids in masked.top_ids)
+    greedy = generate(uniform, PROMPTS, 4, temperature=0.0, vocab_size=50).tokens
+    assert all(t < 50 for row in greedy for t in row)
+
+
+def test_each_row_stops_at_its_own_context_end() -> None:
+    """A prompt near max_seq_len gets only the room it has (finish reason "length"); its batch-mates keep their
+    whole budget and sample what they would alone. Old code refused the batch (or the caller shrank every
+    row's budget to the longest prompt's room)."""
+    short = Transformer(model_config("tiny", 300, max_seq_len=32), seed=5).eval()
+    long_prompt, prompt = list(range(3, 33)), [0, 17, 42]  # 30 tokens: room for 3 new ones
+    out = generate(short, [long_prompt, prompt], 10, temperature=0)
+    assert out.tokens == [
+        generate(short, [long_prompt], 3, temperature=0).tokens[0],
+        generate(short, [prompt], 10, temperature=0).tokens[0],
+    ]
+    assert [len(t) for t in out.tokens] == [3, 10] and out.truncated == [True, True]
+    # the long row filled the context (30 + 3 = max_seq_len + 1): its log-probs are still computable
+    logprobs, mask = completion_logprobs(short, [long_prompt, prompt], out.tokens)
+    assert mask.sum(dim=1).tolist() == [3, 10] and bool(torch.isfinite(logprobs).all())
+    stop = out.tokens[1][4]
+    stopped = generate(short, [long_prompt, prompt], 10, temperature=0, stop_ids={stop})
+    assert stopped.tokens[1] == out.tokens[1][: out.tokens[1].index(stop) + 1]
+    assert stopped.truncated == [stop not in out.tokens[0], False]

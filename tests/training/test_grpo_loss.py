@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.grpo_loss import aggregate, group_advantages, k3_kl, policy_terms, zero_spread
+from training.grpo_loss import aggregate, group_advantages, k3_kl, kl_clamped, policy_terms, zero_spread
 
 
 def test_advantages_for_each_reward_scale() -> None:
@@ -94,3 +94,31 @@ def test_each_loss_aggregation() -> None:
     assert (total.item(), norm) == (2.5, 1.0)
     with pytest.raises(ValueError, match="loss_type"):
         aggregate(per_token, mask, "ppo", 8)
+
+
+def test_k3_is_clamped_like_verl() -> None:
+    """The issue's token: log-prob -25 under the policy, -2 under the reference. Unclamped k3 is e^23 - 24;
+    clamped it is 10, with no gradient through it; small differences are untouched."""
+    logp = torch.tensor([-25.0, -2.1, -2.0, -30.0], requires_grad=True)
+    ref = torch.tensor([-2.0, -2.0, -25.0, -2.0])
+    raw = k3_kl(logp.detach(), ref)
+    assert raw[0].item() == pytest.approx(math.exp(23) - 24, rel=1e-4)
+    clamped = k3_kl(logp, ref, clamp=True)
+    assert clamped[0].item() == 10.0 and clamped[3].item() == 10.0
+    assert clamped[1].item() == pytest.approx(raw[1].item())  # within bounds: the same value
+    assert raw[2].item() == pytest.approx(22.0) and clamped[2].item() == 10.0  # r = -23: k3 ≈ 22 > 10
+    clamped.sum().backward()
+    assert logp.grad is not None and logp.grad[0] == 0 and logp.grad[1] != 0
+    assert kl_clamped(logp.detach(), ref).tolist() == [True, False, True, True]
+
+
+def test_policy_terms_clamp_kl_by_default_and_report_where() -> None:
+    logp = torch.tensor([[-25.0, -2.1, -1.0]])
+    ref = torch.tensor([[-2.0, -2.0, -1.0]])
+    mask = torch.tensor([[True, True, False]])
+    args = {"epsilon": 0.2, "epsilon_high": 0.2, "beta": 0.1, "ref_logp": ref}
+    terms = policy_terms(logp, logp, torch.tensor([0.0]), mask, **args)
+    assert terms.kl[0, 0].item() == 10.0 and terms.per_token[0, 0].item() == pytest.approx(1.0)
+    assert terms.kl_clamped.tolist() == [[True, False, False]]  # a masked position is never counted
+    loose = policy_terms(logp, logp, torch.tensor([0.0]), mask, kl_clamp=False, **args)
+    assert loose.kl[0, 0].item() > 1e9 and not loose.kl_clamped.any()

@@ -26,10 +26,11 @@ SPIN = "reward_fixtures:spin"
 GOOD = "reasoning ...</think> so \\boxed{1}"  # format 1.0
 
 
-def score(rewards: Rewards, completions: list[str], **columns):
+def score(rewards: Rewards, completions: list[str], truncated: list[bool] | None = None, **columns):
     n = len(completions)
     columns.setdefault("answer", ["1"] * n)
-    return rewards.score([f"prompt {i}" for i in range(n)], completions, columns, [10] * n)
+    cut = truncated if truncated is not None else [False] * n
+    return rewards.score([f"prompt {i}" for i in range(n)], completions, columns, [10] * n, cut)
 
 
 # --- specs -----------------------------------------------------------------------------------------------------
@@ -118,7 +119,11 @@ def test_overlong_boundaries() -> None:
         parse_reward_specs(["overlong=0.5"]), max_completion_tokens=100, overlong_buffer=20
     ) as rewards:
         batch = rewards.score(
-            ["p"] * len(lengths), ["c"] * len(lengths), {"answer": ["1"] * len(lengths)}, lengths
+            ["p"] * len(lengths),
+            ["c"] * len(lengths),
+            {"answer": ["1"] * len(lengths)},
+            lengths,
+            [n > 100 for n in lengths],
         )
     assert batch.per_function["overlong"] == pytest.approx(expected)
     assert batch.total == pytest.approx([0.5 * v for v in expected])
@@ -154,7 +159,7 @@ def test_accuracy_on_real_answers(accuracy_rewards: Rewards) -> None:
         "3 * 6 = 17</think> \\boxed{17}",
         "I do not know.",
         "</think> so she has $\\boxed{18}$ apples",
-        "They pay 1,234 dollars.",
+        "They pay \\boxed{1,234} dollars.",
     ]
     golds = ["18", "0.5", "18", "18", "Natalia sold 48/2 = 24 clips.\n#### 18", "1234"]
     batch = score(accuracy_rewards, completions, answer=golds)
@@ -163,6 +168,49 @@ def test_accuracy_on_real_answers(accuracy_rewards: Rewards) -> None:
     assert batch.total == pytest.approx([1.2, 1.2, 0.2, 0.0, 1.2, 1.0])
     assert batch.timeouts == {"accuracy": 0, "format": 0}
     assert batch.errors == {"accuracy": 0, "format": 0}
+
+
+# What the tiny-model GRPO run learned to write (issue 22): the answer, then filler up to the length limit.
+GAMED = [
+    "82 > > > > > > > > > > > > > > > >",  # the answer as "a last number", no box
+    "71 >boxed{71 >boxed{71 >boxed{71 >",  # never a box at all
+    "\\boxed{71} then \\boxed{71 and on",  # a closed box, but the final box is cut off
+    "The answer is 71. So 71, 71, 71, 71",  # "the answer is" / last number
+]
+
+
+def test_accuracy_counts_only_the_final_closed_box(accuracy_rewards: Rewards) -> None:
+    """Each of these scored 1.0 under the old fallbacks ("the answer is", the last number, an earlier box)."""
+    golds = ["82", "71", "71", "71"]
+    assert score(accuracy_rewards, GAMED, answer=golds).per_function["accuracy"] == [0.0] * 4
+    finished = ["so \\boxed{82}", "\\boxed{70} no, \\boxed{71}", "\\boxed{71}.", "\\boxed{ 71 }"]
+    assert score(accuracy_rewards, finished, answer=golds).per_function["accuracy"] == [1.0] * 4
+
+
+def test_truncated_completions_earn_no_accuracy_credit(accuracy_rewards: Rewards) -> None:
+    """A correct, closed box in a completion cut off by the length limit is not credited (nor its format);
+    the same text ended by the stop token is. "penalty" scores it below a finished wrong answer."""
+    text = "</think> \\boxed{82} > > > > > > >"
+    batch = score(
+        accuracy_rewards, [text, text, "</think> \\boxed{9}"], [True, False, False], answer=["82"] * 3
+    )
+    assert batch.per_function == {"accuracy": [0.0, 1.0, 0.0], "format": [0.0, 1.0, 1.0]}
+    with Rewards(parse_reward_specs(["accuracy"]), verify_workers=1, truncated="penalty") as penalty:
+        batch = score(penalty, [text, text, "</think> \\boxed{9}"], [True, False, False], answer=["82"] * 3)
+    assert batch.per_function["accuracy"] == [-1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="truncated must be one of"):
+        Rewards(parse_reward_specs(["format"]), truncated="drop")
+
+
+def test_answer_must_follow_the_templates_end_of_reasoning() -> None:
+    """With the r1 template's `</think>`, a box inside the reasoning is not the answer."""
+    with Rewards(parse_reward_specs(["accuracy"]), verify_workers=1, answer_after="</think>") as rewards:
+        batch = score(
+            rewards,
+            ["\\boxed{5}", "\\boxed{5}</think> so 5", "try \\boxed{4}</think> \\boxed{5}"],
+            answer=["5"] * 3,
+        )
+    assert batch.per_function["accuracy"] == [0.0, 0.0, 1.0]
 
 
 def test_accuracy_timeout_and_error_are_none_not_zero(accuracy_rewards: Rewards) -> None:
@@ -180,7 +228,7 @@ def test_accuracy_timeout_and_error_are_none_not_zero(accuracy_rewards: Rewards)
 
 def test_accuracy_needs_answer_column(accuracy_rewards: Rewards) -> None:
     with pytest.raises(ValueError, match="'answer' column"):
-        accuracy_rewards.score(["p"], ["c"], {"question": ["q"]}, [1])
+        accuracy_rewards.score(["p"], ["c"], {"question": ["q"]}, [1], [False])
 
 
 # --- user functions in worker processes ------------------------------------------------------------------------
@@ -267,7 +315,12 @@ def test_malformed_return_values_stop_the_run() -> None:
 
 def test_columns_prompts_and_lengths_reach_user_functions() -> None:
     specs = parse_reward_specs(
-        ["reward_fixtures:echo", "reward_fixtures:prompt_lengths", "reward_fixtures:torch_free"]
+        [
+            "reward_fixtures:echo",
+            "reward_fixtures:prompt_lengths",
+            "reward_fixtures:torch_free",
+            "reward_fixtures:truncated_flags",
+        ]
     )
     with Rewards(specs) as rewards:
         batch = rewards.score(
@@ -275,13 +328,15 @@ def test_columns_prompts_and_lengths_reach_user_functions() -> None:
             ["c1", "c2"],
             {"answer": ["1", "2"], "difficulty": [3, 0.5]},
             completion_lengths=[7, 250],
+            truncated=[False, True],
         )
         assert batch.per_function["reward_fixtures:echo"] == pytest.approx([103.007, 100.75])
         assert batch.per_function["reward_fixtures:prompt_lengths"] == [1.0, 6.0]
+        assert batch.per_function["reward_fixtures:truncated_flags"] == [0.0, 1.0]
         # The worker did not re-import this process's __main__ or anything that imports torch.
         assert "torch" in sys.modules
         assert batch.per_function["reward_fixtures:torch_free"] == [1.0, 1.0]
-        empty = rewards.score([], [], {"answer": [], "difficulty": []}, [])
+        empty = rewards.score([], [], {"answer": [], "difficulty": []}, [], [])
         assert empty.total == [] and empty.per_function["reward_fixtures:echo"] == []
 
 
@@ -301,11 +356,13 @@ def test_unloadable_function_fails_at_construction(target: str, message: str) ->
 def test_inconsistent_inputs_are_rejected() -> None:
     with Rewards(parse_reward_specs(["format"])) as rewards:
         with pytest.raises(ValueError, match="column 'answer' has 1 values for 2 completions"):
-            rewards.score(["p", "p"], ["a", "b"], {"answer": ["1"]}, [1, 1])
+            rewards.score(["p", "p"], ["a", "b"], {"answer": ["1"]}, [1, 1], [False, False])
         with pytest.raises(ValueError, match="reserved"):
-            rewards.score(["p"], ["a"], {"answer": ["1"], "completion_lengths": [1]}, [1])
-        with pytest.raises(ValueError, match="1 prompts and 2 completion lengths for 2 completions"):
-            rewards.score(["p"], ["a", "b"], {"answer": ["1", "2"]}, [1, 1])
+            rewards.score(["p"], ["a"], {"answer": ["1"], "truncated": [True]}, [1], [False])
+        with pytest.raises(ValueError, match="1 prompts, 2 completion lengths and 2 truncation flags for 2"):
+            rewards.score(["p"], ["a", "b"], {"answer": ["1", "2"]}, [1, 1], [False, False])
+        with pytest.raises(ValueError, match="1 truncation flags for 2"):
+            rewards.score(["p", "p"], ["a", "b"], {"answer": ["1", "2"]}, [1, 1], [False])
 
 
 def test_close_stops_workers() -> None:
