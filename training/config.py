@@ -297,8 +297,15 @@ class GRPODataConfig:
         default=False, metadata={"help": "drop zero-spread groups and sample more prompts (DAPO)"}
     )
     max_resample_rounds: int = field(default=3, metadata={"help": "extra sampling rounds to refill a batch"})
-    mask_truncated: bool = field(
-        default=False, metadata={"help": "leave truncated completions out of the loss"}
+    truncated: str = field(
+        default="zero",
+        metadata={
+            "help": "a completion cut off by the length limit earns no accuracy: zero (kept in the loss), "
+            "mask (also left out of the loss, DAPO) or penalty (accuracy -1)"
+        },
+    )
+    kl_clamp: bool = field(
+        default=True, metadata={"help": "clamp the k3 log-ratio to ±20 and its value to ±10 (verl)"}
     )
     overlong_buffer: int = field(
         default=0, metadata={"help": "DAPO soft overlong buffer in tokens (overlong)"}
@@ -316,6 +323,8 @@ class GRPODataConfig:
             raise ValueError("prompts_per_step, max_new_tokens and iterations must be positive")
         if not self.reward:
             raise ValueError("name at least one --reward")
+        if self.truncated not in ("zero", "mask", "penalty"):
+            raise ValueError(f"truncated must be zero, mask or penalty, got {self.truncated!r}")
 
 
 @dataclass
@@ -474,8 +483,17 @@ class EvalConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     verify_timeout: float = field(default=5.0, metadata={"help": "seconds one answer check may take"})
     verify_workers: int = field(default=2, metadata={"help": "answer-checking worker processes"})
+    answer_match: str = field(
+        default="strict",
+        metadata={
+            "help": "answer extraction of the headline scores: strict (the final closed \\boxed{}) or lenient "
+            "(fallbacks down to the last number); both are reported"
+        },
+    )
 
     def __post_init__(self) -> None:
+        if self.answer_match not in ("strict", "lenient"):
+            raise ValueError(f"answer_match must be strict or lenient, got {self.answer_match!r}")
         if self.samples < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("samples, batch_size and max_new_tokens must be positive")
         if not self.benchmark:

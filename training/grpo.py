@@ -37,7 +37,7 @@ from training.model_io import TOKENIZER_FILE, load_model
 from training.prompts import PromptTemplate
 from training.records import read_records
 from training.rewards import Rewards, parse_reward_specs
-from training.tokenizer import encode_prompt, special_ids, stop_token_ids
+from training.tokenizer import encode_prompt, n_token_ids, special_ids, stop_token_ids
 from training.trainer import Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,10 @@ class GRPOObjective:
             verify_workers=g.verify_workers,
             max_completion_tokens=g.max_new_tokens,
             overlong_buffer=g.overlong_buffer,
+            truncated=g.truncated,
+            answer_after=self.template.reasoning_close,
         )
+        self.vocab_size = n_token_ids(self.tokenizer)
         self.stop_ids = stop_token_ids(self.tokenizer, self.template.stop_strings())
         self.pad_id = special_ids(self.tokenizer).pad
         self.generator = torch.Generator(device=ctx.d.device).manual_seed(
@@ -190,10 +193,6 @@ class GRPOObjective:
             for item in items
         ]
         repeated = [ids for ids in prompt_ids for _ in range(g.num_generations)]
-        # the log-prob pass feeds prompt + whole completion, so together they must fit in max_seq_len
-        room = unwrap(model).cfg.max_seq_len - max(len(p) for p in repeated)
-        if room < 1:
-            raise ValueError(f"a prompt of {max(len(p) for p in repeated)} tokens leaves no room to generate")
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         )
@@ -202,19 +201,20 @@ class GRPOObjective:
             out = generate(
                 model,
                 repeated,
-                min(g.max_new_tokens, room),
+                g.max_new_tokens,  # each row: fewer where its prompt leaves less room
                 temperature=g.temperature,
                 top_p=g.top_p,
                 stop_ids=self.stop_ids,
                 pad_id=self.pad_id,
                 generator=self.generator,
+                vocab_size=self.vocab_size,
             )
         seconds = time.perf_counter() - start
         texts = [self.tokenizer.decode([t for t in c if t not in self.stop_ids], skip_special_tokens=False)
                  for c in out.tokens]  # fmt: skip
         columns = {key: [item.columns.get(key) for item in items for _ in range(g.num_generations)]
                    for key in {k for item in items for k in item.columns}}  # fmt: skip
-        truncated = [not (c and c[-1] in self.stop_ids) for c in out.tokens]
+        truncated = out.truncated
         scored = self.rewards.score(
             [template.render_prompt(item.text) for item in items for _ in range(g.num_generations)],
             texts,
@@ -369,7 +369,7 @@ class GRPOObjective:
         return batch
 
     def _mask_counts(self, batch: dict[str, Any]) -> list[int]:
-        return [0 if (self.g.mask_truncated and t) else len(c)
+        return [0 if (self.g.truncated == "mask" and t) else len(c)
                 for c, t in zip(batch["completions"], batch["truncated"], strict=True)]  # fmt: skip
 
     def loss_tokens(self, batch: dict[str, Any]) -> int:
@@ -394,7 +394,7 @@ class GRPOObjective:
             model, batch["prompts"], batch["completions"], self.pad_id, g.temperature
         )
         logp = logp.float()
-        if g.mask_truncated:
+        if g.truncated == "mask":
             keep = torch.tensor([not t for t in batch["truncated"]], device=mask.device)
             mask = mask & keep[:, None]
         width = logp.shape[1]
@@ -403,12 +403,13 @@ class GRPOObjective:
         advantages = torch.tensor(batch["advantages"], dtype=torch.float32, device=logp.device)
         terms = policy_terms(
             logp, old, advantages, mask, epsilon=g.epsilon, epsilon_high=self.epsilon_high,
-            importance=g.importance, beta=g.beta, ref_logp=ref,
+            importance=g.importance, beta=g.beta, ref_logp=ref, kl_clamp=g.kl_clamp,
         )  # fmt: skip
         loss_sum, _ = aggregate(terms.per_token, mask, g.loss_type, g.max_new_tokens)
         tokens = mask.sum()
         metrics: Metrics = {
             "kl": metric(terms.kl.sum(), tokens),
+            "kl_clamp_frac": metric(terms.kl_clamped.sum(), tokens),
             "clip_frac": metric((terms.clipped_low | terms.clipped_high).sum(), tokens),
             "clip_frac_low": metric(terms.clipped_low.sum(), tokens),
             "clip_frac_high": metric(terms.clipped_high.sum(), tokens),

@@ -214,8 +214,9 @@ class TraceWriter:
         columns = {key: [item.columns.get(key) for _, item in items for _ in range(k)]
                    for key in {key for _, item in items for key in item.columns}}  # fmt: skip
         scored = self.rewards.score(
-            [text for text in rendered for _ in range(k)], texts, columns, [len(c) for c in out.tokens]
-        )
+            [text for text in rendered for _ in range(k)], texts, columns, [len(c) for c in out.tokens],
+            out.truncated,
+        )  # fmt: skip
         groups = []
         for i, (index, item) in enumerate(items):
             group = []
@@ -298,6 +299,7 @@ def write_traces(cfg: TracesConfig) -> dict[str, Any]:
     with Rewards(
         specs, timeout_s=cfg.reward_timeout, verify_workers=cfg.verify_workers,
         max_completion_tokens=cfg.max_new_tokens, overlong_buffer=cfg.overlong_buffer,
+        answer_after=loaded.template.reasoning_close,
     ) as rewards:  # fmt: skip
         writer = TraceWriter(cfg, loaded, rewards)
         fingerprint = _fingerprint(cfg, items, writer.teacher_sha, writer.tokenizer_sha)
