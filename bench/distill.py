@@ -96,7 +96,7 @@ def transfer(args: argparse.Namespace) -> dict[str, float]:
     task = write_last_number_task(out / "task", n_train=2000, n_test=args.test_items, seed=3)
     gold = restyle_solutions(task["train"], out / "task" / "gold_mixed_styles.jsonl", seed=0)
     common = ["--template", "plain", "--batch-size", "8", "--seq-len", "256", "--warmup-frac", "0.05",
-              "--lr", "5e-3", "--device", "cpu", "--log-every", "50"]  # fmt: skip
+              "--lr", "5e-3", "--weight-decay", "0.1", "--beta2", "0.95", "--device", "cpu", "--log-every", "50"]  # fmt: skip
     runs = out / "runs"
     _mathforge("teacher: SFT on the task's own solutions", ["train", "sft", "--data", str(task["train"]),
                "--init", str(teacher_init), "--out", str(runs / "teacher"), "--max-steps", str(args.teacher_steps),

@@ -66,9 +66,12 @@ def _accuracy(eval_dir: Path) -> float:
 # format but not the skill; GRPO on all the prompts, rewarded by the verifier, teaches the skill. Single-digit
 # numbers, so that each is one token in the question and in the answer.
 TASK = {"n_train": 2000, "low": 1, "high": 9, "worked": False, "n_sft": 32}
-SFT = ["--template", "plain", "--lr", "5e-3", "--warmup-frac", "0.1", "--batch-size", "8"]
+# A tiny model pretrained for seconds is fine-tuned like a model in pretraining (the fine-tuning defaults, lr
+# 2e-5 / 1e-6 without decay, are for real pretrained models): every optimiser setting is given here.
+TINY_OPTIM = ["--weight-decay", "0.1", "--beta2", "0.95"]
+SFT = ["--template", "plain", "--lr", "5e-3", "--warmup-frac", "0.1", "--batch-size", "8", *TINY_OPTIM]
 GRPO = ["--lr", "1e-3", "--warmup-frac", "0.05", "--num-generations", "8", "--prompts-per-step", "16",
-        "--max-new-tokens", "24", "--samples-every", "10"]  # fmt: skip
+        "--max-new-tokens", "24", "--samples-every", "10", *TINY_OPTIM]  # fmt: skip
 EVAL_SAMPLES = (
     8  # pass@1 is estimated from 8 samples per question at the eval's temperature (DeepSeek-R1's way)
 )

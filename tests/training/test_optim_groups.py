@@ -242,3 +242,30 @@ def test_logged_metrics_are_sums_over_counts_and_nan_without_any_count() -> None
     assert record["loss"] == 2.0 and record["main_loss"] == 5.0 and math.isnan(record["mtp_loss_1"])
     assert record["mtp_weight"] == 0.3 and record["lr"] == 1e-3 and record["grad_norm"] == 0.5
     assert record["data_too_short"] == 2
+
+
+@pytest.mark.parametrize(
+    ("objective", "required", "lr", "weight_decay", "beta2"),
+    [
+        ("pretrain", ["--data", "d"], 1e-3, 0.1, 0.95),
+        ("sft", ["--data", "d", "--init", "m"], 2e-5, 0.0, 0.999),
+        ("grpo", ["--prompts", "p", "--init", "m"], 1e-6, 0.0, 0.999),
+        ("distill", ["--data", "d", "--init", "m", "--teacher", "t"], 2e-5, 0.0, 0.999),
+    ],
+)
+def test_each_objective_has_its_own_optimiser_defaults_and_says_so(
+    objective: str, required: list[str], lr: float, weight_decay: float, beta2: float, capsys
+) -> None:
+    """Fine-tuning objectives default to TRL's fine-tuning values, pretraining keeps its own; `--help` of each
+    command shows the default that command uses."""
+    from mathforge.cli import build_parser
+    from training.cli import OBJECTIVES
+    from training.config import config_from_args
+
+    argv = ["train", objective, *required, "--out", "r"]
+    cfg = config_from_args(OBJECTIVES[objective][1], build_parser().parse_args(argv))
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.beta2) == (lr, weight_decay, beta2)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", objective, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {lr})" in shown and f"(default: {beta2})" in shown

@@ -61,7 +61,7 @@ def fine_tuned(init_model, tmp_path_factory) -> dict[str, Path]:
     before = _eval(init_model, task["test"], root / "eval_before")
     mathforge(
         "train", "sft", "--data", str(task["train"]), "--init", str(init_model), "--out", str(root / "run"),
-        "--template", "plain", "--max-steps", "400", "--lr", "5e-3", "--warmup-frac", "0.1", "--batch-size", "8",
+        "--template", "plain", "--max-steps", "400", "--lr", "5e-3", "--weight-decay", "0.1", "--beta2", "0.95", "--warmup-frac", "0.1", "--batch-size", "8",
         "--seq-len", "256", "--device", "cpu", "--log-every", "50",
     )  # fmt: skip
     after = _eval(root / "run", task["test"], root / "eval_after")
@@ -138,7 +138,7 @@ def test_grpo_continues_from_the_sft_run_through_the_entry_point(fine_tuned, tmp
     out = tmp_path / "grpo"
     mathforge("train", "grpo", "--prompts", str(fine_tuned["train"]), "--init", str(fine_tuned["run"]), "--out",
               str(out), "--max-steps", "2", "--num-generations", "4", "--prompts-per-step", "2",
-              "--max-new-tokens", "40", "--lr", "1e-4", "--device", "cpu", "--log-every", "1",
+              "--max-new-tokens", "40", "--lr", "1e-4", "--weight-decay", "0.1", "--beta2", "0.95", "--device", "cpu", "--log-every", "1",
               "--reward", "accuracy,format=0.1", "--samples-every", "1")  # fmt: skip
     records = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2]

@@ -92,3 +92,35 @@ def test_import_sft_stop_resume_export_reload(tmp_path, tied: bool) -> None:
         pad_token_id=0,
     )[0, len(prompt) :]
     assert ours == theirs.tolist()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_tied_model_under_torchrun_checkpoints_once_and_resumes(tmp_path, parallel: str) -> None:
+    """Two ranks: the gathered full state (two equal copies under FSDP2) is written with the matrix once, the
+    resumed ranks stay identical, and the result exports to a tied transformers model."""
+    from torchrun_launch import torchrun
+
+    save_hf(hf_model("qwen2", tied=True), tmp_path / "hf", sharded=False, chat_template=CHATML)
+    assert (
+        mathforge(["model", "import", "--from", str(tmp_path / "hf"), "--out", str(tmp_path / "model")]) == 0
+    )
+    out = tmp_path / "run"
+    args = ["-m", "training.sft", "--data", str(_sft_rows(tmp_path / "sft.jsonl")), "--init",
+            str(tmp_path / "model"), "--out", str(out), "--seq-len", "64", "--batch-size", "2", "--max-steps", "4",
+            "--ckpt-every", "2", "--device", "cpu", "--log-every", "1", "--rank-logs", "--parallel", parallel,
+            "--lr", "1e-3"]  # fmt: skip
+    torchrun([*args, "--stop-at", "2"])
+    weights = _keys(out / "checkpoints" / "step_00000002" / "model.safetensors")
+    assert "embed.weight" in weights and "head.weight" not in weights
+    torchrun([*args, "--resume"])
+    rank0, rank1 = (read_metrics(out / f"rank{r}.jsonl") for r in (0, 1))
+    assert [r["step"] for r in rank0] == [1, 2, 3, 4]
+    assert [r["param_digest"] for r in rank0] == [r["param_digest"] for r in rank1]
+
+    model = load_model(out).model
+    assert model.head.weight is model.embed.weight
+    assert mathforge(["model", "export", "--from", str(out), "--out", str(tmp_path / "export")]) == 0
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+    assert reloaded.lm_head.weight is reloaded.model.embed_tokens.weight
+    assert torch.equal(reloaded.model.embed_tokens.weight, model.embed.weight.detach())
