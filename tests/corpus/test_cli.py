@@ -276,13 +276,15 @@ def test_corpus_build_command_honours_every_option(option_pages, texts, trained,
     result = mathforge(*argv, "--overwrite")  # (refused without it: test_build_corpus.py)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (out / "data" / "part-stale.parquet").exists()
-    # the plain directory an older version wrote is replaced by the link to the one version (and the lock)
+    # the plain directory an older version wrote is replaced by the link to a new version (and the lock)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("corpus")) == [
         "corpus",
         "corpus.lock",
         "corpus.versions",
     ]
-    assert out.is_symlink() and [out.resolve()] == list((tmp_path / "corpus.versions").iterdir())
+    legacy, built = sorted((tmp_path / "corpus.versions").iterdir())  # the plain directory: the previous one
+    assert out.is_symlink() and out.resolve() == built and legacy.name.endswith("-legacy")
+    assert (legacy / "data" / "part-stale.parquet").read_bytes() == b"an earlier run's shard"
 
     rows = ds.dataset(out / "data", format="parquet").to_table().to_pylist()
     assert {r["url"]: (r["charset"], r["charset_source"]) for r in rows} == CHARSETS

@@ -142,11 +142,14 @@ def test_a_refresh_killed_at_any_point_and_run_again_gives_the_same_rows(spark, 
         result = _refresh_process(mirror, corpus, point)
         assert result.returncode == -9, result.stderr[-2000:]
         assert _rows(corpus) == part_rows
-    # the second killed run removed the first one's staging folder, and left a version it never linked...
+    # the second killed run removed the first one's staging folder (its process is dead), and left a
+    # complete version it never linked: newer than the current one, so kept until a newer one is current
     orphans = [p for p in (tmp_path / "killed.versions").iterdir() if p != corpus.resolve()]
     assert len(orphans) == 1 and not list(tmp_path.glob("killed.staging-*"))
     stats = refresh_corpus(spark, _refresh_config(mirror, corpus))
-    assert stats["cleaned_up"] == [str(orphans[0])]  # ...which the next run removes and reports
+    assert stats["cleaned_up"] == []
+    assert not orphans[0].exists()  # the new version is current: retention let the unlinked one go
+    assert len(list((tmp_path / "killed.versions").iterdir())) == 2  # the current and the previous one
     assert not any(".staging-" in p.name or ".link-" in p.name for p in tmp_path.iterdir())
     assert _rows(corpus) == reference
 
