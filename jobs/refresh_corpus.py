@@ -6,7 +6,8 @@
 Only inputs whose key (`crawl.inputs.input_key`) the manifest does not list are read; `--limit` and
 `--shard` apply to those, so `--limit 100` adds at most 100 new files a run (a crawl caught up in steps). Their pages go through
 the corpus's own settings (its manifest's config: route, keep rules, cleaning), are deduplicated against the
-corpus's dedup index (an indexed document always survives: published snapshots never change) and become
+corpus's dedup index (an indexed document always survives: published snapshots never change; a recrawl of
+an indexed URL stays only when its text is new, and never in a corpus built with `--url-dedup first`) and become
 `data/snapshot=<run id>/` of the corpus's next version, committed with its manifest, index and reports by
 one rename (`jobs.corpus_output`). A refresh killed at any point leaves the old version in place; run again,
 it ends with exactly the rows an uninterrupted run gives. A refresh with nothing new changes nothing.
