@@ -1,9 +1,16 @@
 """Decode an HTML body the way a careful browser would: HTTP header, then `<meta charset>`, then detection.
 
 A declared charset is trusted only if the bytes decode under it without errors: sites lie (a page served as
-utf-8 that is really windows-1251), and a strict decode catches most lies cheaply. Labels map to the
-superset codecs browsers use (WHATWG Encoding): gb2312 and gbk decode as gb18030, latin-1 as windows-1252,
-and so on, so a "gb2312" page with a few GBK-only characters still decodes.
+utf-8 that is really windows-1251), and a strict decode catches most lies cheaply.
+
+Only web encodings are ever used: the labels of the WHATWG Encoding Standard (what browsers accept), each
+mapped to the Python codec that decodes like the browser does (gb2312 and gbk decode as gb18030, latin-1 and
+us-ascii as windows-1252, the "utf-16" label as UTF-16LE, and so on). Any other label is refused, even one
+Python knows: `<meta charset="utf-7">` would turn `+ADw-script+AD4-` into `<script>`, which no browser
+shows, and rot13, base64, hex, unicode-escape, punycode, idna, utf-32 or EBCDIC (cp037) are not web
+encodings either. WHATWG's "replacement" labels (iso-2022-kr, hz-gb-2312, ...) and x-user-defined are refused
+too. A refused or unknown label is ignored (detection among web encodings, then UTF-8 with replacement decide)
+and reported in `DecodedHtml.refused`, so the reader can count it (`charset:refused`).
 """
 
 from __future__ import annotations
@@ -14,29 +21,107 @@ from dataclasses import dataclass
 
 from charset_normalizer import from_bytes
 
-# WHATWG label → the codec browsers actually use for it.
-_SUPERSETS = {
+# WHATWG Encoding Standard (encodings.json): encoding → its labels, with the Python codec that decodes it.
+_WHATWG: dict[str, tuple[str, ...]] = {
+    "utf-8": ("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "utf-8", "utf8", "x-unicode20utf8"),
+    "cp866": ("866", "cp866", "csibm866", "ibm866"),
+    "iso8859_2": (
+        "csisolatin2", "iso-8859-2", "iso-ir-101", "iso8859-2", "iso88592", "iso_8859-2", "iso_8859-2:1987",
+        "l2", "latin2",
+    ),
+    "iso8859_3": (
+        "csisolatin3", "iso-8859-3", "iso-ir-109", "iso8859-3", "iso88593", "iso_8859-3", "iso_8859-3:1988",
+        "l3", "latin3",
+    ),
+    "iso8859_4": (
+        "csisolatin4", "iso-8859-4", "iso-ir-110", "iso8859-4", "iso88594", "iso_8859-4", "iso_8859-4:1988",
+        "l4", "latin4",
+    ),
+    "iso8859_5": (
+        "csisolatincyrillic", "cyrillic", "iso-8859-5", "iso-ir-144", "iso8859-5", "iso88595", "iso_8859-5",
+        "iso_8859-5:1988",
+    ),
+    "iso8859_6": (
+        "arabic", "asmo-708", "csiso88596e", "csiso88596i", "csisolatinarabic", "ecma-114", "iso-8859-6",
+        "iso-8859-6-e", "iso-8859-6-i", "iso-ir-127", "iso8859-6", "iso88596", "iso_8859-6", "iso_8859-6:1987",
+    ),
+    "iso8859_7": (
+        "csisolatingreek", "ecma-118", "elot_928", "greek", "greek8", "iso-8859-7", "iso-ir-126", "iso8859-7",
+        "iso88597", "iso_8859-7", "iso_8859-7:1987", "sun_eu_greek",
+    ),
+    "iso8859_8": (
+        "csiso88598e", "csisolatinhebrew", "hebrew", "iso-8859-8", "iso-8859-8-e", "iso-ir-138", "iso8859-8",
+        "iso88598", "iso_8859-8", "iso_8859-8:1988", "visual",
+        "csiso88598i", "iso-8859-8-i", "logical",  # ISO-8859-8-I: the same bytes, logical order
+    ),
+    "iso8859_10": ("csisolatin6", "iso-8859-10", "iso-ir-157", "iso8859-10", "iso885910", "l6", "latin6"),
+    "iso8859_13": ("iso-8859-13", "iso8859-13", "iso885913"),
+    "iso8859_14": ("iso-8859-14", "iso8859-14", "iso885914"),
+    "iso8859_15": ("csisolatin9", "iso-8859-15", "iso8859-15", "iso885915", "iso_8859-15", "l9"),
+    "iso8859_16": ("iso-8859-16",),
+    "koi8_r": ("cskoi8r", "koi", "koi8", "koi8-r", "koi8_r"),
+    "koi8_u": ("koi8-ru", "koi8-u"),
+    "mac_roman": ("csmacintosh", "mac", "macintosh", "x-mac-roman"),
+    "cp874": ("dos-874", "iso-8859-11", "iso8859-11", "iso885911", "tis-620", "windows-874"),
+    "cp1250": ("cp1250", "windows-1250", "x-cp1250"),
+    "cp1251": ("cp1251", "windows-1251", "x-cp1251"),
+    "cp1252": (
+        "ansi_x3.4-1968", "ascii", "cp1252", "cp819", "csisolatin1", "ibm819", "iso-8859-1", "iso-ir-100",
+        "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1", "us-ascii", "windows-1252",
+        "x-cp1252",
+    ),
+    "cp1253": ("cp1253", "windows-1253", "x-cp1253"),
+    "cp1254": (
+        "cp1254", "csisolatin5", "iso-8859-9", "iso-ir-148", "iso8859-9", "iso88599", "iso_8859-9",
+        "iso_8859-9:1989", "l5", "latin5", "windows-1254", "x-cp1254",
+    ),
+    "cp1255": ("cp1255", "windows-1255", "x-cp1255"),
+    "cp1256": ("cp1256", "windows-1256", "x-cp1256"),
+    "cp1257": ("cp1257", "windows-1257", "x-cp1257"),
+    "cp1258": ("cp1258", "windows-1258", "x-cp1258"),
+    "mac_cyrillic": ("x-mac-cyrillic", "x-mac-ukrainian"),
+    "gb18030": (  # GBK and gb18030: browsers decode both with the gb18030 decoder
+        "chinese", "csgb2312", "csiso58gb231280", "gb2312", "gb_2312", "gb_2312-80", "gbk", "iso-ir-58",
+        "x-gbk", "gb18030",
+    ),
+    "big5hkscs": ("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5"),
+    "euc_jp": ("cseucpkdfmtjapanese", "euc-jp", "x-euc-jp"),
+    "iso2022_jp": ("csiso2022jp", "iso-2022-jp"),
+    "cp932": ("csshiftjis", "ms932", "ms_kanji", "shift-jis", "shift_jis", "sjis", "windows-31j", "x-sjis"),
+    "cp949": (
+        "cseuckr", "csksc56011987", "euc-kr", "iso-ir-149", "korean", "ks_c_5601-1987", "ks_c_5601-1989",
+        "ksc5601", "ksc_5601", "windows-949",
+    ),
+    "utf-16-be": ("unicodefffe", "utf-16be"),
+    "utf-16-le": ("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff", "utf-16", "utf-16le"),
+}  # fmt: skip
+# Not web encodings, though WHATWG names them: the "replacement" labels (a browser shows one U+FFFD for the
+# whole page; ISO-2022-KR / HZ are XSS vectors like UTF-7) and x-user-defined (bytes as private-use code points).
+REFUSED_WHATWG_LABELS = frozenset(
+    (
+        "csiso2022kr",
+        "hz-gb-2312",
+        "iso-2022-cn",
+        "iso-2022-cn-ext",
+        "iso-2022-kr",
+        "replacement",
+        "x-user-defined",
+    )
+)
+# Common misspellings of web labels that pages use (not in WHATWG, but unambiguous): accepted as their label.
+_SPELLINGS = {"latin-1": "latin1", "utf-16-le": "utf-16le", "utf-16-be": "utf-16be"}
+
+WEB_LABELS: dict[str, str] = {
+    label: codecs.lookup(codec).name for codec, labels in _WHATWG.items() for label in labels
+}
+WEB_CODECS = frozenset(WEB_LABELS.values())
+# A Python codec name that detection may answer → the codec browsers use for that encoding.
+_CODEC_SUPERSETS = {
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+    "big5": "big5hkscs",
     "gb2312": "gb18030",
     "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "gb_2312-80": "gb18030",
-    "iso-8859-1": "cp1252",
-    "latin1": "cp1252",
-    "latin-1": "cp1252",
-    "us-ascii": "cp1252",
-    "ascii": "cp1252",
-    "iso-8859-9": "cp1254",
-    "tis-620": "cp874",
-    "iso-8859-11": "cp874",
-    "ks_c_5601-1987": "cp949",
-    "euc-kr": "cp949",
-    "shift_jis": "cp932",
-    "sjis": "cp932",
-    "x-sjis": "cp932",
-    "windows-31j": "cp932",
-    "big5": "big5hkscs",
-    "utf8": "utf-8",
-    "unicode": "utf-16",
 }
 
 _HEADER_CHARSET = re.compile(rb"""charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
@@ -76,7 +161,9 @@ _DETECTABLE = (
     "iso8859_8",
     "iso8859_15",
 )
-_DETECT_RANK = {codecs.lookup(name).name: rank for rank, name in enumerate(_DETECTABLE)}
+_DETECT_RANK: dict[str, int] = {}
+for _rank, _name in enumerate(_DETECTABLE):
+    _DETECT_RANK.setdefault(codecs.lookup(_name).name, _rank)
 
 
 @dataclass(frozen=True)
@@ -84,32 +171,59 @@ class DecodedHtml:
     text: str
     charset: str  # the Python codec name used
     source: str  # "bom" | "http-header" | "meta" | "detected" | "fallback"
+    refused: tuple[str, ...] = ()  # declared labels that are not web encodings (ignored)
+
+
+def _clean_label(label: str | bytes) -> str:
+    if isinstance(label, bytes):
+        label = label.decode("ascii", "ignore")
+    return label.strip().strip("\"'").strip().lower()
 
 
 def normalize_charset(label: str | bytes | None) -> str | None:
-    """Map a declared label to a Python codec name, or None if unknown."""
+    """The Python codec for a web encoding label (WHATWG), or None for any other label, known to Python or not."""
     if not label:
         return None
-    if isinstance(label, bytes):
-        label = label.decode("ascii", "ignore")
-    label = label.strip().strip("\"'").lower()
-    label = _SUPERSETS.get(label, label)
+    label = _clean_label(label)
+    return WEB_LABELS.get(_SPELLINGS.get(label, label))
+
+
+def web_codec(name: str | None) -> str | None:
+    """A Python codec name (what a detector answers) as the web codec that decodes it, or None if not a web one."""
+    if not name:
+        return None
     try:
-        return codecs.lookup(label).name
+        codec = codecs.lookup(name).name
     except LookupError:
         return None
+    codec = codecs.lookup(_CODEC_SUPERSETS.get(codec, codec)).name
+    return codec if codec in WEB_CODECS else None
 
 
-def charset_from_content_type(content_type: str | None) -> str | None:
+def _header_label(content_type: str | None) -> str | None:
     if not content_type:
         return None
     match = _HEADER_CHARSET.search(content_type.encode("latin-1", "ignore"))
-    return normalize_charset(match.group(1)) if match else None
+    return _clean_label(match.group(1)) if match else None
+
+
+def _meta_label(body: bytes) -> str | None:
+    match = _META_CHARSET.search(body[:_META_SCAN_BYTES])
+    return _clean_label(match.group(1)) if match else None
+
+
+def charset_from_content_type(content_type: str | None) -> str | None:
+    return normalize_charset(_header_label(content_type))
 
 
 def charset_from_meta(body: bytes) -> str | None:
-    match = _META_CHARSET.search(body[:_META_SCAN_BYTES])
-    return normalize_charset(match.group(1)) if match else None
+    return normalize_charset(_meta_label(body))
+
+
+def refused_charsets(body: bytes, content_type: str | None = None) -> tuple[str, ...]:
+    """The labels the HTTP header and the meta tag declare that are not web encodings (and so are ignored)."""
+    labels = (_header_label(content_type), _meta_label(body))
+    return tuple(label for label in labels if label and normalize_charset(label) is None)
 
 
 def _strict(body: bytes, codec: str) -> str | None:
@@ -129,22 +243,24 @@ def _bom(body: bytes) -> str | None:
 
 def detect_charset(body: bytes) -> str | None:
     """The most plausible web encoding of undeclared, non-UTF-8 bytes (least chaos, then most coherent)."""
-    matches = list(from_bytes(body[:65536], cp_isolation=list(_DETECTABLE)))
+    matches = [m for m in from_bytes(body[:65536], cp_isolation=list(_DETECTABLE)) if web_codec(m.encoding)]
     if not matches:
         return None
 
     def order(match) -> tuple[float, float, int]:
-        codec = normalize_charset(match.encoding) or match.encoding
-        return (match.chaos, -match.coherence, _DETECT_RANK.get(codec, len(_DETECT_RANK)))
+        rank = _DETECT_RANK.get(codecs.lookup(match.encoding).name, len(_DETECT_RANK))
+        return (match.chaos, -match.coherence, rank)
 
-    return normalize_charset(min(matches, key=order).encoding)
+    return web_codec(min(matches, key=order).encoding)
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> DecodedHtml:
-    """Decode `body`; never raises. The order is BOM, HTTP header, meta tag, detection, utf-8 with replacement."""
+    """Decode `body`; never raises. The order is BOM, HTTP header, meta tag, detection, utf-8 with replacement;
+    declarations that name no web encoding are skipped and listed in `refused`."""
+    refused = refused_charsets(body, content_type)
     bom = _bom(body)
     if bom and (text := _strict(body, bom)) is not None:
-        return DecodedHtml(text, bom, "bom")
+        return DecodedHtml(text, bom, "bom", refused)
     for source, codec in (
         ("http-header", charset_from_content_type(content_type)),
         ("meta", charset_from_meta(body)),
@@ -153,12 +269,12 @@ def decode_html(body: bytes, content_type: str | None = None) -> DecodedHtml:
         if codec and not (source == "meta" and codec.startswith("utf-16")):
             text = _strict(body, codec)
             if text is not None:
-                return DecodedHtml(text, codec, source)
+                return DecodedHtml(text, codec, source, refused)
     if (text := _strict(body, "utf-8")) is not None:
-        return DecodedHtml(text, "utf-8", "detected")
+        return DecodedHtml(text, "utf-8", "detected", refused)
     if codec := detect_charset(body):
         text = _strict(body, codec)
         if text is not None:
-            return DecodedHtml(text, codec, "detected")
-        return DecodedHtml(body.decode(codec, errors="replace"), codec, "detected")
-    return DecodedHtml(body.decode("utf-8", errors="replace"), "utf-8", "fallback")
+            return DecodedHtml(text, codec, "detected", refused)
+        return DecodedHtml(body.decode(codec, errors="replace"), codec, "detected", refused)
+    return DecodedHtml(body.decode("utf-8", errors="replace"), "utf-8", "fallback", refused)

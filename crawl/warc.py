@@ -2,15 +2,33 @@
 
 `read_html_responses` yields only what the corpus wants (HTTP 200 HTML responses with a body) and counts
 everything else in a `Counter` under `skip:<reason>` or `error:<reason>` keys, so a job can report exactly
-where records went. Damage handling:
+where records went. Every file is opened once and read front to back once, whatever the damage: recovery
+scans forward on the same stream (for a remote file: no second request, see `crawl.remote`), and the work
+and memory per record are bounded. Damage handling:
 
-- a single-member ("non-chunked") gzip file, which warcio refuses, is re-read through a streaming gunzip;
+- a single-member ("non-chunked") gzip file, which warcio refuses, is read through a streaming gunzip;
 - a record cut short by the end of the file is skipped and counted (`error:truncated_record`);
-- a parse error in the middle of a file does not end it: the reader scans forward to the next `WARC/1.x`
-  header and carries on, so good records after the damage are kept (`error:<exception>` counts the damage);
-- a corrupt gzip member is skipped (`error:corrupt_gzip_member`, counted once however often the file is
-  re-read); if part of it had already been decompressed, the record it holds is cut there (counted as a
-  truncated record, never kept with a spliced body) and reading resumes at the next member.
+- a parse error in the middle of a file does not end it: the reader scans forward for the next `WARC/1.x`
+  header and carries on, so good records after the damage are kept (`error:<exception>` counts the damage,
+  `warn:resynced` the restarts). The scan starts just after the last good record's start, from bytes kept in
+  memory (at most `_REPLAY_BYTES`), so a record with a wrong Content-Length does not hide the records it
+  swallowed;
+- a corrupt gzip member is skipped (`error:corrupt_gzip_member`); if part of it had already been decompressed,
+  the record it holds is cut there (counted as a truncated record, never kept with a spliced body) and reading
+  resumes at the next member;
+- a gzip member that inflates past `max_inflated_bytes` (default `DEFAULT_MAX_INFLATED_BYTES`) since its start
+  or since its record began (a gzip bomb) is abandoned there (`error:inflated_too_large`); a response it holds
+  is counted `skip:inflated_too_large`, and reading resumes at the next member. In a single-member file the
+  records after such a record are lost (they share the member);
+- header lines are read in linear time and cut at `_MAX_LINE_BYTES` (warcio's own line reader is quadratic).
+
+HTTP bodies are decoded here, not by warcio: chunked transfer coding, then `Content-Encoding` gzip, deflate,
+br (brotli) or a list of them, each inflated in bounded steps and stopped once the body passes its limit
+(`skip:body_too_large`). Many archives store bodies already decoded but keep the header: a body that does not
+decode yet starts like markup is kept as stored (`warn:stored_decoded`); any other body that does not decode
+under its declared coding (a lying header) is `skip:bad_content_encoding`, and a coding we cannot decode
+(`compress`, `zstd`, ...) is `skip:unsupported_content_encoding`. A declared charset that is not a web encoding
+(`crawl.charset`) is counted `charset:refused` (the page is kept; decoding ignores the label).
 
 ARC records carry no record id (warcio invents a random one); they get one derived from their ARC header
 line instead, so that re-reading a file gives the same ids.
@@ -23,16 +41,20 @@ import io
 import logging
 import re
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+import brotli
 from warcio.archiveiterator import ArchiveIterator
+from warcio.bufferedreaders import ChunkedDataReader, DecompressingBufferedReader
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ARC2WARCHeadersParser
+from warcio.utils import BUFF_SIZE
 
+from crawl.charset import refused_charsets
 from crawl.inputs import open_input
 from crawl.redact import redact_logs
 from crawl.remote import RemoteError
@@ -42,6 +64,12 @@ log = redact_logs(logging.getLogger(__name__))  # log lines name input locations
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 SNIFF_TYPES = ("", "text/plain", "application/octet-stream", "unknown", "text/x-unknown")
 DEFAULT_MAX_BODY_BYTES = 8 << 20
+# A gzip member may inflate this far per record (Common Crawl's records are truncated at about 1 MiB; WAT and
+# WET records are smaller): past it the member is a bomb or not worth reading, and is abandoned.
+DEFAULT_MAX_INFLATED_BYTES = 64 << 20
+_MAX_LINE_BYTES = 1 << 20  # a WARC or HTTP header line longer than this is damage
+_INFLATE_BLOCK = 1 << 16  # output step of every decompressor: no call inflates more than this at once
+_REPLAY_BYTES = 16 << 20  # how far back a resync may re-scan (bytes kept since the last record's start)
 _CRAWL_NAME = re.compile(r"(CC-MAIN-\d{4}-\d{2})")
 _WARC_HEADER = re.compile(rb"WARC/1\.[01]\r?\n")
 _RESYNC_CHUNK = 1 << 16
@@ -103,99 +131,169 @@ class _StableArcIds(ARC2WARCHeadersParser):
         return protocol, [(name, stable if name == "WARC-Record-ID" else value) for name, value in headers]
 
 
+class _LineCappedReader(DecompressingBufferedReader):
+    """warcio's buffered reader with a line reader that is linear and stops at `_MAX_LINE_BYTES`.
+
+    warcio joins a long line with `bytes +=` block by block (quadratic), and with no length limit: a header
+    line of a gigabyte of zeros would take hours. Here the parts are joined once and the line is cut at the
+    cap; what follows comes back as the next line, which the parser then refuses (and the reader resyncs).
+    """
+
+    def readline(self, length: int | None = None) -> bytes:
+        limit = _MAX_LINE_BYTES if length is None else min(length, _MAX_LINE_BYTES)
+        parts: list[bytes] = []
+        total = 0
+        while total < limit:
+            self._fillbuff()
+            if self.empty():
+                break
+            part = self.buff.readline(limit - total)
+            parts.append(part)
+            total += len(part)
+            if part.endswith(b"\n"):
+                break
+        return b"".join(parts)
+
+
 def _archive_iterator(stream: BinaryIO) -> ArchiveIterator:
     iterator = ArchiveIterator(stream, arc2warc=True)
     iterator.loader.arc_parser = _StableArcIds()  # warcio 1.8: the loader's ARC → WARC header converter
+    iterator.reader = _LineCappedReader(iterator.fh, block_size=BUFF_SIZE)  # nothing read yet: a swap
     return iterator
 
 
-class _Prefixed(io.RawIOBase):
-    """A readable stream that first returns `prefix`, then the rest of `inner` (used after a resync scan)."""
+class _Tape(io.RawIOBase):
+    """The archive's (uncompressed) bytes with a short memory: a resync can re-read recent bytes.
 
-    def __init__(self, prefix: bytes, inner: BinaryIO):
-        self._prefix = prefix
+    Keeps what it delivered since `keep_from(offset)` (at most `limit` bytes, the newest), so that
+    `rewind_to(offset)` can deliver them again without touching the source: the file is read once. Offsets
+    are positions in the uncompressed archive (what warcio's record offsets are, too).
+    """
+
+    def __init__(self, inner: BinaryIO, limit: int = _REPLAY_BYTES):
         self.inner = inner
-        self._position = 0
+        self._limit = limit
+        self._kept: deque[bytes] = deque()
+        self._kept_bytes = 0
+        self._kept_start = 0  # offset of the first kept byte
+        self._position = 0  # offset of the next byte delivered
+        self._replay = b""
+        self._replay_at = 0
 
-    def tell(self) -> int:  # warcio computes record offsets with tell()
+    def tell(self) -> int:
         return self._position
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        if self._prefix:
-            n = min(len(buffer), len(self._prefix))
-            buffer[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-        else:
-            data = self.inner.read(len(buffer))
-            n = len(data)
+        if self._replay_at < len(self._replay):
+            n = min(len(buffer), len(self._replay) - self._replay_at)
+            data = memoryview(self._replay)[self._replay_at : self._replay_at + n]
             buffer[:n] = data
-        self._position += n
-        return n
+            self._replay_at += n
+            self._keep(bytes(data))
+            return n
+        n = self.inner.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self._keep(bytes(memoryview(buffer)[:n]))
+        return n or 0
+
+    def _keep(self, data: bytes) -> None:
+        self._kept.append(data)
+        self._kept_bytes += len(data)
+        self._position += len(data)
+        while len(self._kept) > 1 and self._kept_bytes - len(self._kept[0]) >= self._limit:
+            dropped = self._kept.popleft()
+            self._kept_bytes -= len(dropped)
+            self._kept_start += len(dropped)
+
+    def keep_from(self, offset: int) -> None:
+        """Forget the bytes before `offset` (whole pieces only)."""
+        while self._kept and self._kept_start + len(self._kept[0]) <= offset:
+            dropped = self._kept.popleft()
+            self._kept_bytes -= len(dropped)
+            self._kept_start += len(dropped)
+
+    def rewind_to(self, offset: int) -> int:
+        """Deliver again from `offset`, or from the oldest byte still kept if that is later; return where."""
+        offset = max(offset, self._kept_start)
+        if offset >= self._position:
+            return self._position
+        pending = self._replay[self._replay_at :]
+        kept = b"".join(self._kept)[offset - self._kept_start :]
+        self._replay, self._replay_at = kept + pending, 0
+        self._kept.clear()
+        self._kept_bytes = 0
+        self._kept_start = self._position = offset
+        return offset
 
     def close(self) -> None:
         self.inner.close()
         super().close()
 
 
-def _scan_to_next_header(stream: BinaryIO, start: int) -> tuple[BinaryIO, int] | None:
-    """Skip to byte `start`, then find the next WARC header line; return a stream positioned there and its offset."""
-    position = 0
-    while position < start:
-        chunk = stream.read(min(start - position, _RESYNC_CHUNK))
-        if not chunk:
-            return None
-        position += len(chunk)
+def _scan_to_next_header(tape: _Tape) -> int | None:
+    """Read on to the next WARC header line and rewind the tape to it; its offset, or None at the end."""
     tail = b""
     while True:
-        chunk = stream.read(_RESYNC_CHUNK)
+        start = tape.tell() - len(tail)
+        chunk = tape.read(_RESYNC_CHUNK)
         if not chunk:
             return None
         window = tail + chunk
         match = _WARC_HEADER.search(window)
         if match:
-            offset = position - len(tail) + match.start()
-            return _Prefixed(window[match.start() :], stream), offset  # type: ignore[return-value]
-        position += len(chunk)
+            return tape.rewind_to(start + match.start())
         tail = window[-16:]
+        tape.keep_from(tape.tell() - len(tail))
 
 
 class GunzipStream(io.RawIOBase):
-    """Streaming gunzip over any member layout that degrades instead of failing.
+    """Streaming gunzip over any member layout that degrades instead of failing, in linear time.
 
     `gzip.GzipFile` raises on a truncated tail and discards the data of the read that hit it; here a
     truncated member ends the stream cleanly (`truncated` is set), and a corrupt member is skipped by
     scanning for the next gzip header (`corrupt_at` lists the compressed offsets of the skipped members), so
     the records around the damage survive. Zero padding between members (some writers align to blocks) is
-    ignored.
+    ignored. Output comes in blocks of at most `_INFLATE_BLOCK` bytes: no buffer grows with a member.
 
-    A corrupt member that had already produced output would splice the start of its record onto the next
-    member's data. Instead the stream ends there (`splice_at` is the uncompressed offset), so the reader sees
-    a record cut short, and a new stream opened with `resume_after=splice_at` reads on past that point.
+    A member that inflates past `max_inflated` bytes since it began, or since `start_record()` was last
+    called (the reader calls it at each record), is abandoned (`oversized_at`), like a corrupt one.
+
+    A damaged or abandoned member that had already produced output would splice the start of its record
+    onto the next member's data. Instead the stream pauses there: reads return b"" (`broken` says why:
+    "corrupt" or "oversized"), the reader sees its record cut short, and `resume()` carries on with the next
+    member on the same stream.
     """
 
-    def __init__(self, raw: BinaryIO, resume_after: int = -1):
+    def __init__(self, raw: BinaryIO, max_inflated: int = DEFAULT_MAX_INFLATED_BYTES):
         self._raw = raw
+        self._max_inflated = max_inflated
         self._inflater = zlib.decompressobj(wbits=31)
         self._in_member = False
-        self._compressed = b""
-        self._pending = b""
+        self._input = b""  # compressed bytes not given to the inflater yet
+        self._out = b""  # the current output block
+        self._out_at = 0
         self._position = 0
-        self._produced = 0  # uncompressed bytes decompressed so far (delivered or pending)
         self._raw_read = 0  # compressed bytes read from `raw`
         self._member_start = 0  # compressed offset of the current member
         self._member_out = 0  # uncompressed bytes the current member has produced
-        self._resume_after = resume_after
+        self._record_out = 0  # ... since the member began or the last `start_record()`, whichever is later
         self._eof = False
+        self.broken: str | None = None
         self.truncated = False
         self.corrupt_at: list[int] = []
-        self.splice_at: int | None = None
+        self.oversized_at: list[int] = []
 
     @property
     def corrupt_members(self) -> int:
         return len(self.corrupt_at)
+
+    @property
+    def raw_bytes_read(self) -> int:
+        """Compressed bytes read from the source so far."""
+        return self._raw_read
 
     def readable(self) -> bool:
         return True
@@ -207,180 +305,213 @@ class GunzipStream(io.RawIOBase):
         self._raw.close()
         super().close()
 
+    def start_record(self) -> None:
+        """A record starts about here: the inflation cap counts from now."""
+        self._record_out = 0
+
+    def resume(self) -> None:
+        """Carry on after a pause (see the class docstring) with the next member."""
+        self.broken = None
+
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        while not self._pending and not self._eof:
+        while self._out_at >= len(self._out):
+            if self._eof or self.broken:
+                return 0
             self._fill()
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        n = min(len(buffer), len(self._out) - self._out_at)
+        buffer[:n] = memoryview(self._out)[self._out_at : self._out_at + n]
+        self._out_at += n
         self._position += n
         return n
 
-    def _more_input(self) -> bool:
+    def _read_raw(self) -> bytes:
         chunk = self._raw.read(_RESYNC_CHUNK)
         self._raw_read += len(chunk)
-        self._compressed += chunk
-        return bool(chunk)
+        return chunk
 
     def _fill(self) -> None:
-        if not self._compressed and not self._more_input():
-            self.truncated = self._in_member
+        self._out, self._out_at = b"", 0
+        if not self._input:
+            self._input = self._read_raw()
+        exhausted = not self._input
+        if exhausted and not self._in_member:
             self._eof = True
             return
         if not self._in_member:
-            self._compressed = self._compressed.lstrip(b"\x00")
-            if not self._compressed:
+            self._input = self._input.lstrip(b"\x00")
+            if not self._input:
                 return
-            self._member_start = self._raw_read - len(self._compressed)
-            self._member_out = 0
+            self._member_start = self._raw_read - len(self._input)
+            self._member_out = self._record_out = 0
         try:
-            out = self._inflater.decompress(self._compressed)
+            out = self._inflater.decompress(self._input, _INFLATE_BLOCK)
         except zlib.error:
-            self._skip_to_next_member()
+            self.corrupt_at.append(self._member_start)
+            self._abandon_member("corrupt")
             return
-        self._in_member = True
-        self._compressed = b""
-        self._member_out += len(out)
-        self._produced += len(out)
-        if self._inflater.eof:
-            self._compressed = self._inflater.unused_data
-            self._inflater = zlib.decompressobj(wbits=31)
-            self._in_member = False
-        self._pending += out
-
-    def _skip_to_next_member(self) -> None:
-        self.corrupt_at.append(self._member_start)
-        if self._member_out and self._produced > self._resume_after:
-            # part of this member is already out: end the stream here rather than splice the next member on
-            self.splice_at = self._produced
+        if exhausted and not out and not self._inflater.eof:  # the file ends inside this member
+            self.truncated = True
             self._eof = True
             return
+        self._in_member = True
+        if self._inflater.eof:
+            self._input = self._inflater.unused_data
+            self._inflater = zlib.decompressobj(wbits=31)
+            self._in_member = False
+        else:
+            self._input = self._inflater.unconsumed_tail
+        self._member_out += len(out)
+        self._record_out += len(out)
+        if self._record_out > self._max_inflated:
+            self.oversized_at.append(self._member_start)
+            out = out[: len(out) - (self._record_out - self._max_inflated)]
+            if self._in_member:
+                self._abandon_member("oversized")
+            else:
+                self.broken = "oversized"
+        self._out = out
+
+    def _abandon_member(self, why: str) -> None:
+        """Drop the rest of this member: pause if it produced output, then find the next member's header."""
+        if self._member_out:
+            self.broken = why
         self._inflater = zlib.decompressobj(wbits=31)
         self._in_member = False
-        data = self._compressed[1:]
+        data = self._input[1:]
         while True:
             at = data.find(_GZIP_MAGIC)
             if at >= 0:
-                self._compressed = data[at:]
+                self._input = data[at:]
                 return
-            tail = data[-2:]
-            chunk = self._raw.read(_RESYNC_CHUNK)
-            self._raw_read += len(chunk)
+            chunk = self._read_raw()
             if not chunk:
-                self._compressed = b""
+                self._input = b""
                 self._eof = True
                 return
-            data = tail + chunk
+            data = data[-2:] + chunk
 
 
-def open_decompressed(location: str, resume_after: int = -1, counters: Counter | None = None) -> BinaryIO:
+def open_decompressed(location: str, counters: Counter | None = None, **gunzip) -> BinaryIO:
     """The file's bytes with gzip removed, whatever its member layout; plain files pass through.
 
-    `resume_after`: read on past a corrupt member that ends the stream at or before this uncompressed offset.
-    `counters`: where a remote file's retries and resumes are counted.
+    `counters`: where a remote file's retries and resumes are counted; `gunzip`: `GunzipStream` options.
     """
     raw = open_input(location, counters)
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return GunzipStream(raw, resume_after)  # type: ignore[return-value]
+    return decompressed(raw, **gunzip)
+
+
+def decompressed(raw: BinaryIO, **gunzip) -> BinaryIO:
+    """`raw` (a buffered stream) through `GunzipStream` if it starts like gzip, else as it is."""
+    if raw.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
+        return GunzipStream(raw, **gunzip)  # type: ignore[return-value]
     return raw
 
 
-def _gunzip_of(stream: BinaryIO) -> GunzipStream | None:
-    inner = stream.inner if isinstance(stream, _Prefixed) else stream
-    return inner if isinstance(inner, GunzipStream) else None
+def _count_gzip_damage(gunzip: GunzipStream | None, counters: Counter) -> None:
+    if gunzip is None:
+        return
+    if gunzip.corrupt_at:
+        counters["error:corrupt_gzip_member"] += len(gunzip.corrupt_at)
+    if gunzip.oversized_at:
+        counters["error:inflated_too_large"] += len(gunzip.oversized_at)
+    if gunzip.truncated:
+        counters["error:truncated_gzip"] += 1
 
 
-class _GzipDamage:
-    """Counts gzip damage once per file, although a resync re-reads the file from its start."""
+class ArchiveRecords:
+    """warcio records of one open archive stream, with damage contained and counted (module docstring).
 
-    def __init__(self, counters: Counter):
-        self._counters = counters
-        self._corrupt: set[int] = set()
-        self._truncated = False
-
-    def add(self, stream: BinaryIO) -> None:
-        gunzip = _gunzip_of(stream)
-        if gunzip is None:
-            return
-        new = set(gunzip.corrupt_at) - self._corrupt
-        if new:
-            self._counters["error:corrupt_gzip_member"] += len(new)
-            self._corrupt |= new
-        if gunzip.truncated and not self._truncated:
-            self._counters["error:truncated_gzip"] += 1
-            self._truncated = True
-
-
-def _resync(
-    location: str, restart: int, damage: _GzipDamage, counters: Counter
-) -> tuple[BinaryIO, int] | None:
-    """A stream positioned at the first WARC header at or after uncompressed offset `restart`, if any."""
-    while True:
-        plain = open_decompressed(location, resume_after=restart, counters=counters)
-        found = _scan_to_next_header(plain, restart)
-        damage.add(plain)
-        if found is not None:
-            return found
-        gunzip = _gunzip_of(plain)
-        plain.close()
-        if gunzip is None or gunzip.splice_at is None:
-            return None
-        restart = gunzip.splice_at  # the scan stopped at a corrupt member: carry on after it
-
-
-def iter_archive_records(location: str, counters: Counter) -> Iterator:
-    """warcio records of one file, with damage contained and counted (see the module docstring).
-
-    The file is read through a streaming gunzip, so record offsets are positions in the uncompressed
-    archive and a resync can scan forward from the last good record whatever the gzip layout was.
+    Iterate once. `cut_by` says why the stream paused under the record last yielded, if it did ("corrupt",
+    "oversized"): a record read short while it is set was cut by gzip damage or the inflation cap.
     """
-    damage = _GzipDamage(counters)
-    stream: BinaryIO | None = open_decompressed(location, counters=counters)
-    base = 0  # uncompressed offset at which `stream` starts
-    while stream is not None:
-        iterator = _archive_iterator(stream)
-        last_start: int | None = None
-        reason = message = None
+
+    def __init__(self, raw: BinaryIO, counters: Counter, location: str = "", **gunzip):
+        self.counters = counters
+        self.location = location
+        self.plain = decompressed(raw, **gunzip)
+        self.gunzip = self.plain if isinstance(self.plain, GunzipStream) else None
+        self.tape = _Tape(self.plain)
+
+    @property
+    def cut_by(self) -> str | None:
+        return self.gunzip.broken if self.gunzip is not None else None
+
+    def close(self) -> None:
+        self.tape.close()
+
+    def __iter__(self) -> Iterator:
         try:
-            for record in iterator:
-                yield record
-                last_start = iterator.get_record_offset()  # known only once the record is consumed
-        except ArchiveLoadFailed as exc:
-            reason, message = "archive_load_failed", str(exc)
-        except RemoteError:  # the remote file itself is gone (retries used up, or it changed): not damage
-            stream.close()
-            raise
-        except Exception as exc:  # warcio raises assorted errors on malformed headers
-            reason, message = "malformed_record", f"{type(exc).__name__}: {exc}"
-        damage.add(stream)
-        gunzip = _gunzip_of(stream)
-        stream.close()
-        if reason is not None:
-            counters[f"error:{reason}"] += 1
-            first_line = message.strip().splitlines()[0] if message and message.strip() else ""
-            log.warning(
-                "damage in %s at offset ~%d (%s): %s", location, base + (last_start or 0), reason, first_line
-            )
-        if gunzip is not None and gunzip.splice_at is not None:
-            restart = gunzip.splice_at  # a corrupt member ended the stream: go on after it
-        elif reason is None:
-            return
-        else:
-            restart = base + (last_start if last_start is not None else 0) + 1
-        found = _resync(location, restart, damage, counters)
-        if found is None:
-            return
-        stream, base = found
-        counters["warn:resynced"] += 1
+            yield from self._records()
+        finally:
+            _count_gzip_damage(self.gunzip, self.counters)
+            self.close()
+
+    def _records(self) -> Iterator:
+        tape, gunzip, counters = self.tape, self.gunzip, self.counters
+        while True:
+            iterator = _archive_iterator(tape)  # type: ignore[arg-type]
+            last_start: int | None = None
+            reason = message = None
+            try:
+                for record in iterator:
+                    if gunzip is not None:
+                        gunzip.start_record()
+                    yield record
+                    last_start = iterator.get_record_offset()  # known only once the record is consumed
+                    tape.keep_from(last_start)
+            except ArchiveLoadFailed as exc:
+                reason, message = "archive_load_failed", str(exc)
+            except RemoteError:  # the remote file itself is gone (retries used up, or it changed): not damage
+                raise
+            except Exception as exc:  # warcio raises assorted errors on malformed headers
+                reason, message = "malformed_record", f"{type(exc).__name__}: {exc}"
+            unread = iterator.reader.rem_length() if iterator.reader is not None else 0
+            if reason is not None:
+                counters[f"error:{reason}"] += 1
+                first_line = message.strip().splitlines()[0] if message and message.strip() else ""
+                log.warning(
+                    "damage in %s at offset ~%d (%s): %s",
+                    self.location,
+                    last_start if last_start is not None else tape.tell() - unread,
+                    reason,
+                    first_line,
+                )
+            if gunzip is not None and gunzip.broken:
+                gunzip.resume()  # damage ended that stretch: go on with the next member
+                restart = tape.tell()
+            elif reason is None:
+                return
+            elif last_start is not None:
+                restart = last_start + 1  # a wrong length may have swallowed good records: look inside
+            else:
+                restart = (
+                    tape.tell() - unread
+                )  # no record since the last resync: on from where parsing stopped
+            tape.rewind_to(restart)
+            while _scan_to_next_header(tape) is None:
+                if gunzip is None or not gunzip.broken:
+                    return
+                gunzip.resume()  # the scan ran into more gzip damage: on past it
+            counters["warn:resynced"] += 1
+
+
+def iter_archive_records(location: str, counters: Counter, **gunzip) -> Iterator:
+    """warcio records of one file, opened once (see `ArchiveRecords`)."""
+    yield from ArchiveRecords(open_input(location, counters), counters, location, **gunzip)
 
 
 def read_html_responses(
-    location: str, counters: Counter, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    location: str,
+    counters: Counter,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
 ) -> Iterator[HtmlResponse]:
     """Yield HTTP 200 HTML responses from one WARC/ARC file, counting every record that is not one.
 
     A missing or unreadable file counts `error:input_missing` / `error:input_unreadable` and yields nothing;
     a remote file that breaks off for good (`crawl.remote`) counts `error:input_broken_off` and ends there.
+    `max_inflated_bytes` caps what one gzip member may inflate per record (see the module docstring).
     """
     try:
         open_input(location, counters).close()
@@ -394,15 +525,20 @@ def read_html_responses(
         return
 
     try:
-        yield from _html_responses(location, counters, max_body_bytes)
+        records = ArchiveRecords(
+            open_input(location, counters), counters, location, max_inflated=max_inflated_bytes
+        )
+        yield from _html_responses(location, records, counters, max_body_bytes)
     except RemoteError as exc:  # retries used up mid-file: what was read stands, the rest is not read
         counters["error:input_broken_off"] += 1
         log.warning("input %s broke off for good: %s", location, exc)
 
 
-def _html_responses(location: str, counters: Counter, max_body_bytes: int) -> Iterator[HtmlResponse]:
+def _html_responses(
+    location: str, records: ArchiveRecords, counters: Counter, max_body_bytes: int
+) -> Iterator[HtmlResponse]:
     part_of: str | None = None
-    for record in iter_archive_records(location, counters):
+    for record in records:
         rec_type = record.rec_type
         counters["records"] += 1
         if rec_type == "warcinfo":
@@ -429,22 +565,35 @@ def _html_responses(location: str, counters: Counter, max_body_bytes: int) -> It
         if mime not in HTML_TYPES and mime not in SNIFF_TYPES:
             counters["skip:not_html"] += 1
             continue
+        codings = _content_codings(record)
+        if any(coding not in _CONTENT_DECODERS for coding in codings):
+            counters["skip:unsupported_content_encoding"] += 1
+            continue
         try:
-            body = _read_limited(record.content_stream(), max_body_bytes + 1)
+            body, left_encoded = _decoded_body(_http_payload(record), codings, max_body_bytes + 1)
         except EOFError:  # the file ends inside this record's gzip member
             counters["error:truncated_record"] += 1
             continue
+        except _BadEncoding as exc:  # the header lies about the body's coding
+            counters["skip:bad_content_encoding"] += 1
+            log.info("body of %s %s does not decode: %s", location, record_id, exc)
+            continue
         except RemoteError:
             raise
-        except Exception as exc:  # bad chunking, bad content-encoding
+        except Exception as exc:  # bad chunking
             counters["error:bad_payload"] += 1
             log.warning("bad payload in %s %s: %s", location, record_id, exc)
             continue
         if len(body) > max_body_bytes:
             counters["skip:body_too_large"] += 1
             continue
+        if left_encoded:
+            counters["warn:stored_decoded"] += (
+                1  # Content-Encoding names a coding the stored body no longer has
+            )
         if record.raw_stream.limit > 0:
-            counters["error:truncated_record"] += 1
+            cut_by_cap = records.cut_by == "oversized"
+            counters["skip:inflated_too_large" if cut_by_cap else "error:truncated_record"] += 1
             continue
         if not body.strip():
             counters["skip:empty_body"] += 1
@@ -455,6 +604,8 @@ def _html_responses(location: str, counters: Counter, max_body_bytes: int) -> It
         fetch_time = parse_warc_date(fetch_raw)
         if fetch_raw and fetch_time is None:
             counters["warn:bad_warc_date"] += 1
+        if refused_charsets(body, content_type):
+            counters["charset:refused"] += 1  # kept: decoding ignores a label that is not a web encoding
         counters["html_responses"] += 1
         yield HtmlResponse(
             warc_path=location,
@@ -468,16 +619,128 @@ def _html_responses(location: str, counters: Counter, max_body_bytes: int) -> It
         )
 
 
-def _read_limited(stream, limit: int) -> bytes:
-    """Read at most `limit` bytes in bounded chunks (warcio's readers return short reads)."""
+def _http_payload(record):
+    """The HTTP payload with chunked transfer coding removed and any content coding left on."""
+    coding = (record.http_headers.get_header("Transfer-Encoding") or "").split(",")[-1].strip().lower()
+    if coding == "chunked":
+        return ChunkedDataReader(record.raw_stream)  # no decomp_type: content codings are decoded here
+    return record.raw_stream
+
+
+class _BadEncoding(Exception):
+    """The body does not decode under the content coding its header declares."""
+
+
+class _Inflate:
+    """gzip or deflate, in output steps of at most `_INFLATE_BLOCK` bytes (a bomb inflates only as far as read).
+
+    `deflate` is zlib-wrapped by the standard but raw in some servers' answers: like browsers, both are read.
+    """
+
+    def __init__(self, coding: str):
+        self._coding = coding
+        self._inflater = zlib.decompressobj(wbits=31 if coding in ("gzip", "x-gzip") else 15)
+        self._started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data and not self._inflater.eof:
+            try:
+                out = self._inflater.decompress(data, _INFLATE_BLOCK)
+            except zlib.error as exc:
+                if self._coding == "deflate" and not self._started:
+                    self._inflater, self._started = zlib.decompressobj(wbits=-15), True
+                    continue  # raw deflate, no zlib header
+                raise _BadEncoding(f"{self._coding}: {exc}") from exc
+            self._started = True
+            data = self._inflater.unconsumed_tail
+            if out:
+                yield out
+
+
+class _Brotli:
+    """br, in output steps of about `_INFLATE_BLOCK` bytes (brotli packs a gigabyte of zeros in a few bytes)."""
+
+    def __init__(self) -> None:
+        self._decoder = brotli.Decompressor()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
+            if not data or self._decoder.is_finished():
+                return
+            out = self._decoder.process(data, output_buffer_limit=_INFLATE_BLOCK)
+            if out:
+                yield out
+            while not self._decoder.can_accept_more_data():
+                out = self._decoder.process(b"", output_buffer_limit=_INFLATE_BLOCK)
+                if not out:
+                    break
+                yield out
+        except brotli.error as exc:
+            raise _BadEncoding(f"br: {exc}") from exc
+
+
+_CONTENT_DECODERS = {
+    "gzip": _Inflate,
+    "x-gzip": _Inflate,
+    "deflate": _Inflate,
+    "br": lambda _coding: _Brotli(),
+}
+
+
+def _content_codings(record) -> list[str]:
+    header = record.http_headers.get_header("Content-Encoding") or ""
+    return [c for c in (part.strip().lower() for part in header.split(",")) if c and c != "identity"]
+
+
+def _take(pieces: Iterator[bytes], limit: int) -> bytes:
+    """At most `limit` bytes of `pieces`, joined once; stops pulling (and inflating) at the limit."""
     parts, total = [], 0
-    while total < limit:
-        chunk = stream.read(min(1 << 20, limit - total))
-        if not chunk:
+    for part in pieces:
+        parts.append(part)
+        total += len(part)
+        if total >= limit:
             break
-        parts.append(chunk)
-        total += len(chunk)
-    return b"".join(parts)
+    return b"".join(parts)[:limit]
+
+
+def _looks_like_markup(head: bytes) -> bool:
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n\x0c").startswith(b"<")
+
+
+def _decoded_body(stream, codings: list[str], limit: int) -> tuple[bytes, bool]:
+    """The payload of `stream` with `codings` undone (last applied first), at most `limit` bytes, in bounded
+    work; and whether the codings were left undone.
+
+    Many archives (ClueWeb09, older crawls) store the body already decoded yet keep its `Content-Encoding`
+    header: a body that fails to decode but starts like markup is taken as it is. Any other body that fails
+    to decode raises `_BadEncoding`.
+    """
+    kept: list[bytes] = []  # the raw payload read so far, up to `limit`: the body if it was never encoded
+    kept_bytes = 0
+
+    def raw() -> Iterator[bytes]:
+        nonlocal kept_bytes
+        while chunk := stream.read(_RESYNC_CHUNK):
+            if kept_bytes < limit:
+                kept.append(chunk)
+                kept_bytes += len(chunk)
+            yield chunk
+
+    def through(pieces: Iterator[bytes], level: int) -> Iterator[bytes]:
+        if level == len(decoders):
+            yield from pieces
+            return
+        for piece in pieces:
+            yield from through(decoders[level].feed(piece), level + 1)
+
+    decoders = [_CONTENT_DECODERS[coding](coding) for coding in reversed(codings)]
+    pieces = raw()
+    try:
+        return _take(through(pieces, 0), limit), False
+    except _BadEncoding:
+        if not _looks_like_markup(b"".join(kept)[:1024]):
+            raise
+    return _take(iter([*kept, *pieces]), limit), True
 
 
 def _warcinfo_part_of(record) -> str | None:
