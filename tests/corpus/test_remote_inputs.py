@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import gzip
+import json
 import logging
 import os
 import random
@@ -624,3 +625,87 @@ def test_corpus_build_over_faulty_https_and_s3_equals_the_local_build(
     assert _remote_counts(Counter(over_http["counters"])) == (2, 2, 2)
     assert _remote_counts(Counter(over_s3["counters"])) == (2, 1, 1)  # SlowDown; cut; a 500 on the resume
     assert all(f["path"].startswith("s3://") for f in over_s3["per_file"])
+
+
+SECRETS = ("SECRET123", "SECRET456", "SECRET789", "SECRET000", "AKIASECRETCRED", "PASSWORD789")
+
+
+def _every_byte_and_cell(root: Path) -> Iterator[tuple[Path, str]]:
+    """(file, what it holds) for every file under `root`: its raw bytes (as latin-1 text), and for Parquet
+    files their decoded rows too (compressed pages would hide a string from a byte search)."""
+    import pyarrow.parquet as pq
+
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            yield path, path.read_bytes().decode("latin-1")
+            if name.endswith(".parquet"):
+                yield path, str(pq.read_table(path).to_pylist())
+
+
+@pytest.mark.spark
+def test_no_credential_reaches_the_corpus_or_the_logs(spark, sample_crawl, tmp_path, caplog):
+    """Issue 21, item 5: a build and a refresh over presigned-looking URLs and userinfo, read from the real
+    local server; no secret appears in any file of the corpus (Parquet cells included) or in the logs, the
+    locations stay readable, and the refresh still knows the files by their redacted manifest entries."""
+    from crawl.redact import redact_url
+    from jobs.build_corpus import build_corpus
+    from jobs.config import CorpusBuildConfig, CorpusRefreshConfig
+    from jobs.corpus_output import render_stats_markdown
+    from jobs.refresh_corpus import refresh_corpus
+
+    cc_key = f"/crawl-data/CC-MAIN-2026-00/segments/0/warc/{sample_crawl[0].name}"
+    plain_key = f"/mirror/{sample_crawl[1].name}"  # not Common Crawl's layout: known by its whole location
+    files = {cc_key: sample_crawl[0].read_bytes(), plain_key: sample_crawl[1].read_bytes()}
+    with FaultServer(files) as server:
+        with_user = server.base.replace("http://", "http://reader:PASSWORD789@")
+        listed = [
+            f"{with_user}{cc_key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIASECRETCRED%2F20260101"
+            "&X-Amz-Signature=SECRET123",
+            f"{server.base}{plain_key}?sv=2024-05-04&sig=SECRET456",
+            f"{server.base}/gone.warc.gz?token=SECRET789",  # missing: among the failed and unfinished inputs
+        ]
+        server.files["/lists/warc.paths"] = "\n".join(listed).encode()
+        spec = f"{with_user}/lists/warc.paths?X-Amz-Signature=SECRET000"
+        out = tmp_path / "corpus"
+        config = CorpusBuildConfig(
+            input=spec,
+            output=str(out),
+            langs="all",
+            min_math_score=0.0,
+            exact_dedup=False,
+            near_dedup=False,
+            decontaminate=False,
+        )
+        with caplog.at_level(logging.DEBUG):
+            built = build_corpus(spark, config)
+            reads = {key: len(server.gets(key)) for key in files}
+            refreshed = refresh_corpus(spark, CorpusRefreshConfig(corpus=str(out), input=spec))
+    assert built["kept"] > 5 and built["counters"]["error:input_missing"] == 1
+    assert ("/lists/warc.paths", "Basic cmVhZGVyOlBBU1NXT1JENzg5") in server.authorizations
+    assert (cc_key, "Basic cmVhZGVyOlBBU1NXT1JENzg5") in server.authorizations  # userinfo still authenticates
+    # the refresh knew both read files from their redacted entries and retried only the missing one
+    assert {key: len(server.gets(key)) for key in files} == reads
+    assert refreshed["inputs"]["total"] == 1 and refreshed["run_id"] != built["run_id"]
+
+    shown = [redact_url(location) for location in listed]
+    assert shown[0].startswith("http://REDACTED@127.0.0.1:") and shown[0].endswith(
+        f"{cc_key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED"
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["inputs"]) == sorted(shown[:2]) and manifest["inputs_unfinished"] == [shown[2]]
+    assert manifest["config"]["input"].endswith("/lists/warc.paths?X-Amz-Signature=REDACTED")
+    rows = ds.dataset(out / "data", format="parquet").to_table(columns=["warc_path"]).to_pylist()
+    assert {row["warc_path"] for row in rows} == set(shown[:2])  # readable, and without the secrets
+    assert f"`{shown[2]}`: input_missing=1" in (out / "STATS.md").read_text()
+    assert shown[2].replace("&", "&amp;") in (out / "report.html").read_text()
+
+    searched = list(_every_byte_and_cell(tmp_path))
+    assert len(searched) > 10 and any(p.name == "report.html" for p, _ in searched)
+    said = [
+        ("logs", caplog.text),
+        ("printed", render_stats_markdown(built) + render_stats_markdown(refreshed)),
+    ]
+    for where, text in [*((str(p), t) for p, t in searched), *said]:
+        for secret in SECRETS:
+            assert secret not in text, f"{secret} in {where}"
