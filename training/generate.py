@@ -282,13 +282,18 @@ class SpeculativeStats:
 
 @torch.no_grad()
 def speculative_generate(
-    model: Transformer, prompt: Sequence[int], max_new_tokens: int, stop_ids: Collection[int] = ()
+    model: Transformer,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    stop_ids: Collection[int] = (),
+    vocab_size: int | None = None,
 ) -> tuple[list[int], SpeculativeStats]:
     """Greedy decoding of one prompt where the D MTP modules draft D tokens and one main forward verifies them.
 
     The output equals plain greedy decoding; each main forward commits between 1 and D+1 tokens. MTP depth k
     at position j reads h^{k-1}_j and token j+k, so its cache only keeps positions whose inputs are committed;
-    positions computed from drafts are recomputed after verification.
+    positions computed from drafts are recomputed after verification. `vocab_size` masks padded head rows
+    out of drafts and verification alike.
     """
     depth = len(model.mtp)
     if depth == 0:
@@ -317,7 +322,7 @@ def speculative_generate(
 
     hidden = [run_main(tokens)]  # hidden[k]: committed h^k for positions 0.. (k = 0: main model)
     hidden += [hidden[0].new_zeros((1, 0, hidden[0].shape[-1])) for _ in range(depth)]
-    tokens.append(int(model.logits(hidden[0][:, -1]).argmax(-1)))
+    tokens.append(int(mask_padded_vocab(model.logits(hidden[0][:, -1]), vocab_size).argmax(-1)))
     while len(tokens) - len(prompt) < max_new_tokens and not any(
         t in stop_ids for t in tokens[len(prompt) :]
     ):
@@ -336,12 +341,12 @@ def speculative_generate(
             out, normed = module(
                 extended[:, done:n], model.embed(ids), model.rope(positions, n - done), mask, cache
             )
-            drafts.append(int(model.head(normed[:, -1]).argmax(-1)))
+            drafts.append(int(mask_padded_vocab(model.head(normed[:, -1]), vocab_size).argmax(-1)))
             committed = max(0, n - k + 1 - done)  # positions whose token j+k is not a draft
             hidden[k] = torch.cat((hidden[k], out[:, :committed]), dim=1)
             extended = torch.cat((hidden[k], out[:, committed:]), dim=1)
         verified = run_main([tokens[-1], *drafts])
-        greedy = model.logits(verified[0]).argmax(-1).tolist()
+        greedy = mask_padded_vocab(model.logits(verified[0]), vocab_size).argmax(-1).tolist()
         accepted = 0
         while accepted < n_drafts and drafts[accepted] == greedy[accepted]:
             accepted += 1

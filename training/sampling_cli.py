@@ -7,7 +7,7 @@ import torch
 from training.config import GenerateConfig
 from training.generate import generate, speculative_generate
 from training.model_io import load_model
-from training.tokenizer import encode_prompt, special_ids, stop_token_ids
+from training.tokenizer import encode_prompt, n_token_ids, special_ids, stop_token_ids
 
 
 def generate_text(cfg: GenerateConfig) -> str:
@@ -28,7 +28,9 @@ def generate_text(cfg: GenerateConfig) -> str:
     if cfg.speculative:
         if cfg.temperature > 0:
             raise ValueError("--speculative decodes greedily: use --temperature 0")
-        tokens, stats = speculative_generate(model, ids, max_new, stop_ids=stops)
+        tokens, stats = speculative_generate(
+            model, ids, max_new, stop_ids=stops, vocab_size=n_token_ids(tokenizer)
+        )
         print(
             f"# speculative: {stats.accepted}/{stats.drafted} drafts accepted, {stats.main_forwards} main forwards"
         )
@@ -43,6 +45,7 @@ def generate_text(cfg: GenerateConfig) -> str:
             stop_ids=stops,
             pad_id=special_ids(tokenizer).pad,
             generator=generator,
+            vocab_size=n_token_ids(tokenizer),
         )
         tokens = out.tokens[0]
     return tokenizer.decode([t for t in tokens if t not in stops], skip_special_tokens=False)

@@ -157,6 +157,23 @@ def test_padded_vocabulary_rows_are_never_sampled() -> None:
     assert all(t < 50 for row in greedy for t in row)
 
 
+def test_speculative_decoding_masks_padded_rows_too(model) -> None:
+    """Rig one padded row (id 299 of 300 with vocab_size 299) to win every argmax: masked, speculative decoding
+    still equals masked plain greedy decoding and never emits it."""
+    rigged = Transformer(model_config("tiny", 300, max_seq_len=96, mtp_depth=2), seed=11).eval()
+    with torch.no_grad():
+        rigged.norm.weight.zero_()
+        rigged.norm.weight[0] = 1.0
+        rigged.head.weight[298:] = 0.0
+        rigged.head.weight[298, 0], rigged.head.weight[299, 0] = -1e4, 1e4
+    prompt = PROMPTS[0]
+    plain = generate(rigged, [prompt], 8, temperature=0, vocab_size=298).tokens[0]
+    speculative, _ = speculative_generate(rigged, prompt, 8, vocab_size=298)
+    assert speculative == plain and all(t < 298 for t in plain)
+    unmasked, _ = speculative_generate(rigged, prompt, 8)
+    assert all(t >= 298 for t in unmasked)
+
+
 def test_each_row_stops_at_its_own_context_end() -> None:
     """A prompt near max_seq_len gets only the room it has (finish reason "length"); its batch-mates keep their
     whole budget and sample what they would alone. Old code refused the batch (or the caller shrank every
