@@ -58,13 +58,11 @@ def _handler(module: str, config_cls: type):
 
 def _eval(args: argparse.Namespace) -> int:
     from training.config import EvalConfig
-    from training.evaluate import evaluate
+    from training.evaluate import evaluate, format_summary
 
     cfg = dataclass_from_args(EvalConfig, args)
     summary = evaluate(cfg)
-    for name, figures in summary.items():
-        shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
-        print(f"{name}: {shown}")
+    print(format_summary(summary))
     print(f"details in {cfg.out}")
     return 0
 
