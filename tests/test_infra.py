@@ -120,3 +120,83 @@ def test_refresh_cronjob_submits_the_refresh_job_with_flags_it_accepts():
     config = dataclass_from_args(CorpusRefreshConfig, parser.parse_args(argv[argv.index(script) + 1 :]))
     assert config.corpus.startswith("/data/") and config.crawl_base == "s3://commoncrawl/"
     assert crawl_paths_file(config.crawl, config.crawl_base).endswith(f"/{config.crawl}/warc.paths.gz")
+
+
+# ---------------------------------------------------------------- least privilege (issue 21, item 5)
+
+
+def _documents() -> list[dict]:
+    return [d for manifest in MANIFESTS for d in yaml.safe_load_all(manifest.read_text()) if d]
+
+
+def _pod_specs(document: dict) -> list[dict]:
+    """The pod specs a manifest runs: a Pod's own, a Job's template, a CronJob's job template."""
+    kind = document["kind"]
+    if kind == "Pod":
+        return [document["spec"]]
+    if kind == "Job":
+        return [document["spec"]["template"]["spec"]]
+    if kind == "CronJob":
+        return [document["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
+    return []
+
+
+def test_no_role_may_delete_claims_or_reach_beyond_what_spark_uses():
+    """The Spark role creates and removes pods, services and config maps only: no rule names
+    persistentvolumeclaims (the corpus volume cannot be deleted through it), secrets, or a wildcard."""
+    rules = [rule for d in _documents() if d["kind"] in ("Role", "ClusterRole") for rule in d["rules"]]
+    assert rules
+    for rule in rules:
+        assert "*" not in rule["resources"] and "*" not in rule["verbs"] and "*" not in rule["apiGroups"]
+        assert not {"persistentvolumeclaims", "persistentvolumes", "secrets"} & set(rule["resources"]), rule
+    assert not any(d["kind"] in ("ClusterRole", "ClusterRoleBinding") for d in _documents())
+
+
+def test_the_image_runs_as_a_fixed_non_root_uid():
+    users = [
+        line.split(None, 1)[1].strip()
+        for line in (INFRA / "Dockerfile").read_text().splitlines()
+        if line.strip().upper().startswith("USER ")
+    ]
+    assert users, "the Dockerfile sets no USER: the image would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, f"final USER {users[-1]!r} must be a numeric non-zero uid"
+    assert re.search(rf"useradd .*--uid {uid}\b", (INFRA / "Dockerfile").read_text())
+
+
+def test_every_pod_runs_as_non_root_without_privilege_escalation():
+    specs = [spec for d in _documents() for spec in _pod_specs(d)]
+    assert len(specs) >= 3  # the refresh CronJob, the training Job, Spark's pod template
+    uid = next(
+        line.split()[1].split(":")[0]
+        for line in reversed((INFRA / "Dockerfile").read_text().splitlines())
+        if line.startswith("USER ")
+    )
+    for spec in specs:
+        context = spec["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] == int(uid)
+        assert context["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in spec["containers"]:
+            own = container["securityContext"]
+            assert own["allowPrivilegeEscalation"] is False and own.get("privileged", False) is False
+            assert own["capabilities"]["drop"] == ["ALL"]
+
+
+def test_spark_submissions_give_their_pods_the_template_and_create_no_claims():
+    """Spark builds the driver and executor pods itself: every submission passes the pod template (which the
+    image holds at the path the CronJob names) and turns Spark's own claim handling off, which the role
+    could not do anyway."""
+    cron = next(d for d in _documents() if d["kind"] == "CronJob")
+    submit_args = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    script = (INFRA / "k8s" / "build-corpus.sh").read_text()
+    for submission in (submit_args, script):
+        for conf in (
+            "spark.kubernetes.driver.podTemplateFile=",
+            "spark.kubernetes.executor.podTemplateFile=",
+            "spark.kubernetes.driver.ownPersistentVolumeClaim=false",
+            "spark.kubernetes.driver.reusePersistentVolumeClaim=false",
+        ):
+            assert conf in submission, conf
+    in_image = "/opt/mathforge/infra/k8s/spark-pod-template.yaml"
+    assert f"spark.kubernetes.driver.podTemplateFile={in_image}" in submit_args
+    assert "COPY infra/k8s/spark-pod-template.yaml infra/k8s/" in (INFRA / "Dockerfile").read_text()
