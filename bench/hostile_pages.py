@@ -27,6 +27,8 @@ import argparse
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from crawl.math_markup import latexify_tree, parse_html  # noqa: E402
 from jobs.corpus_pipeline import PageAnalyser  # noqa: E402
+from pipeline.route import route_page  # noqa: E402
 
 MATHML_DEPTH = 200
 
@@ -86,6 +89,63 @@ def huge_table(rows: int) -> str:
     return _page("<table>" + f"<tr>{cells}</tr>" * rows + "</table>")
 
 
+def katex_config(kb: int) -> str:
+    """A KaTeX auto-render config of `kb` kilobytes whose delimiter object never closes: every `left:` key
+    in it used to be read to the end of the script (16 s for ~220 kB)."""
+    chunk = 'left: "\\\\(", right: "\\\\)", display: false, '
+    script = "<script>renderMathInElement(document.body, {delimiters: [{" + chunk * (kb * 1024 // len(chunk))
+    return f"<html><head>{script}</script></head><body><p>Let \\(x\\) be real.</p></body></html>"
+
+
+def many_delimiters(n: int) -> str:
+    """A MathJax config of n distinct delimiter pairs over one paragraph that uses them all: every text
+    position used to be tried against every configured opening (pairs x text)."""
+    pairs = ",".join(f"['@{i}@','#{i}#']" for i in range(n))
+    script = f"<script>MathJax={{tex:{{inlineMath:[{pairs}]}}}}</script>"
+    body = " ".join(f"item {i}: @{i}@x^{i}#{i}# holds, and so does $y$." for i in range(n))
+    return f"<html><head>{script}</head><body><p>{body}</p></body></html>"
+
+
+def math_words(kb: int) -> str:
+    """`kb` kilobytes of the words the prefilter classifies one by one ("math", "katex", "latex")."""
+    chunk = "math katex latex mathematics "
+    return _page("<p>" + chunk * (kb * 1024 // len(chunk)) + "</p>")
+
+
+def dollar_run(kb: int) -> str:
+    """One text node of `kb` kilobytes of `$` signs (used to cost ~3 us a byte and hundreds of MB)."""
+    script = "<script>MathJax={tex:{inlineMath:[['$','$']]}}</script>"
+    return f"<html><head>{script}</head><body><p>{'$' * (kb * 1024)}</p></body></html>"
+
+
+def tex_openings(kb: int) -> str:
+    """`kb` kilobytes of `\\(` and `\\[` openings that never close: the rule scorer's span regex used to read
+    2,000 characters ahead from each one."""
+    chunk = "\\( a \\[ b "
+    return _page("<p>The cost: " + chunk * (kb * 1024 // len(chunk)) + "</p>")
+
+
+def begin_flood(kb: int) -> str:
+    """`kb` kilobytes of `\\begin{align}` and `$$` openings that never close, one line, in main content."""
+    chunk = "\\begin{align} x &= $$ y \\\\ "
+    return _page("<article><p>Proof. " + chunk * (kb * 1024 // len(chunk)) + "</p></article>")
+
+
+def mathml_text(kb: int) -> str:
+    """MathML without TeX source whose tokens hold `kb` kilobytes of letters: the converter's join used to
+    rescan the run of letters it had written for every character it added."""
+    letters = "abcdefghij" * (kb * 1024 // 20)
+    return _page(f"<p>Let <math><mn>{letters}</mn><mi>x</mi></math> and <math>{letters}</math>.</p>")
+
+
+def deep_nesting(n: int) -> str:
+    """n blocks, each nested 250 elements deep with a formula at the bottom: every per-element pass and
+    every ancestor walk must stay linear however the page nests."""
+    depth = 250
+    block = '<div class="math">' * depth + "x \\(a_1\\) and $$b$$ <math><mi>y</mi></math>" + "</div>" * depth
+    return _page(block * n)
+
+
 # kind -> (generator, size at scale 1)
 KINDS: dict[str, tuple[Callable[[int], str], int]] = {
     "math_scripts": (math_scripts, 12_500),
@@ -94,6 +154,14 @@ KINDS: dict[str, tuple[Callable[[int], str], int]] = {
     "long_line": (long_line, 128),
     "long_script": (long_script, 128),
     "huge_table": (huge_table, 1_000),
+    "katex_config": (katex_config, 64),
+    "many_delimiters": (many_delimiters, 1_000),
+    "dollar_run": (dollar_run, 128),
+    "tex_openings": (tex_openings, 128),
+    "begin_flood": (begin_flood, 128),
+    "mathml_text": (mathml_text, 16),
+    "math_words": (math_words, 128),
+    "deep_nesting": (deep_nesting, 20),
 }
 
 
@@ -112,31 +180,59 @@ def _seconds(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def time_page(analyser: PageAnalyser, html: str) -> tuple[float, float]:
-    """(math rewrite seconds, whole per-page path seconds) for one page."""
+def time_page(analyser: PageAnalyser, html: str) -> tuple[float, float, str]:
+    """(math rewrite seconds, whole per-page path seconds, its slowest stage) for one page."""
     rewrite = _seconds(lambda: latexify_tree(parse_html(html)))  # type: ignore[arg-type]
-    whole = _seconds(lambda: analyser.analyse_html(html.encode("utf-8"), "text/html; charset=utf-8"))
-    return rewrite, whole
+    stages: Counter[str] = Counter()
+    whole = _seconds(
+        lambda: route_page(
+            html.encode("utf-8"),
+            "text/html; charset=utf-8",
+            scorer=analyser.math_scorer,
+            langid=analyser.langid,
+            decision=analyser.decision,
+            min_math_score=analyser.min_math_score,
+            timings=stages,
+        )
+    )
+    return rewrite, whole, max(stages, key=stages.__getitem__) if stages else ""
 
 
-def run_scaling(kinds: list[str], scales: list[int]) -> None:
-    analyser = PageAnalyser()
+def peak_memory(analyser: PageAnalyser, html: str) -> int:
+    """Peak bytes Python allocated while routing one page (tracemalloc: slower, so timed separately)."""
+    body = html.encode("utf-8")
+    tracemalloc.start()
+    try:
+        analyser.analyse_html(body, "text/html; charset=utf-8")
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def run_scaling(kinds: list[str], scales: list[int], memory: bool = False) -> None:
+    analyser = PageAnalyser(min_math_score=0.0)  # every page takes the whole route, math extraction included
     analyser.load_models()
-    print(f"{'kind':<15} {'size':>8} {'kB':>7} {'rewrite s':>10} {'page s':>8} {'us/kB':>7} {'ratio':>6}")
+    print(
+        f"{'kind':<15} {'size':>8} {'kB':>7} {'rewrite s':>10} {'page s':>8} {'us/kB':>7} {'ratio':>6} "
+        f"{'slowest':>12}" + (f" {'peak MB':>8} {'x page':>7}" if memory else "")
+    )
     for kind in kinds:
         make, base = KINDS[kind]
         first = None
         for scale in scales:
             html = make(base * scale)
             kb = len(html.encode("utf-8")) / 1024
-            rewrite, whole = time_page(analyser, html)
+            rewrite, whole, slowest = time_page(analyser, html)
             per_kb = whole / kb * 1e6
             first = first or per_kb
-            print(
+            line = (
                 f"{kind:<15} {base * scale:>8} {kb:>7.0f} {rewrite:>10.3f} {whole:>8.3f} "
-                f"{per_kb:>7.0f} {per_kb / first:>6.2f}",
-                flush=True,
+                f"{per_kb:>7.0f} {per_kb / first:>6.2f} {slowest:>12}"
             )
+            if memory:
+                peak = peak_memory(analyser, html)
+                line += f" {peak / 2**20:>8.1f} {peak / (kb * 1024):>7.1f}"
+            print(line, flush=True)
 
 
 def run_job(kinds: list[str], scale: int, budget: float) -> None:
@@ -176,12 +272,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scales", default="1,2,4,8", help="size multipliers (default: 1,2,4,8)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="page kinds (default: all)")
+    parser.add_argument("--memory", action="store_true", help="also the peak Python memory of each page")
     parser.add_argument("--job", action="store_true", help="also run the corpus job over the largest pages")
     parser.add_argument("--budget", type=float, default=2.0, help="--page-time-budget for --job (default: 2)")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     scales = [int(s) for s in args.scales.split(",") if s]
-    run_scaling(kinds, scales)
+    run_scaling(kinds, scales, args.memory)
     if args.job:
         run_job(kinds, max(scales), args.budget)
 

@@ -101,7 +101,9 @@ def select_main_text(
     resiliparse = resiliparse_text(root)  # serialised before trafilatura sees the tree
     deadline.check()
     trafilatura = trafilatura_text(root, url)
+    deadline.check()
     if not trafilatura and not resiliparse:
         text = whole_page_text(root)
+        deadline.check()
         return MainText(text, WHOLE_PAGE, "no_main_content", sum(formula_counts(text).values()))
     return choose_main_text(trafilatura, resiliparse)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import html as html_lib
 import logging
 import re
-from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -96,8 +95,16 @@ _BLOCK_TAGS = frozenset(
 )
 
 _JS_STRING = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
-_JS_PAIR_RE = re.compile(r"\[\s*(" + _JS_STRING + r")\s*,\s*(" + _JS_STRING + r")\s*\]")
-_KATEX_DELIM_RE = re.compile(r"\{[^{}]*?\bleft\s*:\s*" + _JS_STRING + r"[^{}]*\}")
+# A delimiter is a few characters: a longer literal is no delimiter, and the cap bounds every read.
+_MAX_DELIMITER = 32
+_DELIM_STRING = r"""(?:"(?:[^"\\\n]|\\.){1,MAX}"|'(?:[^'\\\n]|\\.){1,MAX}')""".replace(
+    "MAX", str(_MAX_DELIMITER)
+)
+_JS_PAIR_RE = re.compile(r"\[\s*(" + _DELIM_STRING + r")\s*,\s*(" + _DELIM_STRING + r")\s*\]")
+_KATEX_LEFT_RE = re.compile(r"\bleft\s*:\s*(" + _DELIM_STRING + ")")
+_KATEX_RIGHT_RE = re.compile(r"\bright\s*:\s*(" + _DELIM_STRING + ")")
+_KATEX_DISPLAY_RE = re.compile(r"\bdisplay\s*:\s*true")
+_BRACE_RE = re.compile(r"[{}]")
 _KATEX_RENDER_RE = re.compile(
     r"katex\.render\(\s*("
     + _JS_STRING
@@ -169,35 +176,77 @@ def _bracket_block(text: str, start: int) -> str:
     return text[start:end]
 
 
-def _config_pairs(script: str, key: str) -> list[tuple[str, str]]:
+def _config_pairs(script: str, key: str, deadline: Deadline = NO_DEADLINE) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     scanned = 0  # a key inside the block just read is read already: each character is scanned once
     for m in re.finditer(r"\b" + key + r"\s*[:=]\s*\[", script):
         if m.start() < scanned:
             continue
+        deadline.check()
         block = _bracket_block(script, m.end() - 1)
         scanned = m.end() - 1 + len(block)
         pairs.extend((_js_unquote(a), _js_unquote(b)) for a, b in _JS_PAIR_RE.findall(block))
     return pairs
 
 
-def page_delimiters(scripts: list[str]) -> Delimiters:
-    """Delimiters configured by the page (MathJax v2/v3 inlineMath/displayMath, KaTeX auto-render), added to the defaults."""
-    inline = list(DEFAULT_DELIMITERS.inline)
-    display = list(DEFAULT_DELIMITERS.display)
+_MAX_DELIMITER_OBJECT = 400  # characters of one KaTeX `{left: .., right: .., display: ..}` object
+
+
+def _katex_pairs(script: str, deadline: Deadline = NO_DEADLINE) -> list[tuple[tuple[str, str], bool]]:
+    """KaTeX auto-render `delimiters: [{left: "..", right: "..", display: ..}, ...]` entries as
+    ((left, right), display).
+
+    Each `left:` key is read with the object around it, which must close within `_MAX_DELIMITER_OBJECT`
+    characters either side: a config that never closes costs that bounded window per key, never a read to
+    the end of the script from every key (which made such a script quadratic)."""
+    found: list[tuple[tuple[str, str], bool]] = []
+    done = 0  # the end of the last object read: its other keys belong to it
+    for m in _KATEX_LEFT_RE.finditer(script):
+        if m.start() < done:
+            continue
+        deadline.check()
+        opening = script.rfind("{", max(0, m.start() - _MAX_DELIMITER_OBJECT), m.start())
+        if opening < 0 or script.find("}", opening, m.start()) >= 0:
+            continue
+        brace = _BRACE_RE.search(script, m.end(), m.end() + _MAX_DELIMITER_OBJECT)
+        if brace is None or brace.group() != "}":
+            continue
+        obj = script[opening : brace.end()]
+        done = brace.end()
+        right = _KATEX_RIGHT_RE.search(obj)
+        if right is not None:
+            pair = (_js_unquote(m.group(1)), _js_unquote(right.group(1)))
+            found.append((pair, bool(_KATEX_DISPLAY_RE.search(obj))))
+    return found
+
+
+MAX_PAGE_DELIMITERS = 16
+"""Delimiter pairs a page may add, per kind (real configs add a handful): every text position is tried
+against each opening, so their number must not grow with the page."""
+
+
+def page_delimiters(scripts: list[str], deadline: Deadline = NO_DEADLINE) -> Delimiters:
+    """Delimiters configured by the page (MathJax v2/v3 inlineMath/displayMath, KaTeX auto-render), added
+    to the defaults: at most `MAX_PAGE_DELIMITERS` of each kind, in the page's order."""
+    inline = dict.fromkeys(DEFAULT_DELIMITERS.inline)
+    display = dict.fromkeys(DEFAULT_DELIMITERS.display)
+    limits = {id(inline): len(inline) + MAX_PAGE_DELIMITERS, id(display): len(display) + MAX_PAGE_DELIMITERS}
+
+    def add(into: dict[tuple[str, str], None], pair: tuple[str, str]) -> None:
+        if pair[0] and pair[1] and len(into) < limits[id(into)]:
+            into[pair] = None
+
     for script in scripts:
+        deadline.check()
         if "inlineMath" in script or "displayMath" in script:
-            inline += _config_pairs(script, "inlineMath")
-            display += _config_pairs(script, "displayMath")
+            for pair in _config_pairs(script, "inlineMath", deadline):
+                add(inline, pair)
+            for pair in _config_pairs(script, "displayMath", deadline):
+                add(display, pair)
         if "delimiters" in script and "left" in script:
-            for obj in _KATEX_DELIM_RE.findall(script):
-                left = re.search(r"\bleft\s*:\s*(" + _JS_STRING + ")", obj)
-                right = re.search(r"\bright\s*:\s*(" + _JS_STRING + ")", obj)
-                if left and right:
-                    pair = (_js_unquote(left.group(1)), _js_unquote(right.group(1)))
-                    (display if re.search(r"\bdisplay\s*:\s*true", obj) else inline).append(pair)
-    clean = lambda ps: tuple(dict.fromkeys(p for p in ps if p[0] and p[1]))  # noqa: E731
-    return Delimiters(inline=clean(inline), display=clean(display))
+            for pair, is_display in _katex_pairs(script, deadline):
+                add(display if is_display else inline, pair)
+    return Delimiters(inline=tuple(inline), display=tuple(display))
 
 
 _MAX_DOLLAR_BODY = 4000  # characters between `$`-style delimiters (no `$` inside)
@@ -215,25 +264,33 @@ class _Pair:
         return self.left.startswith("$")
 
 
-class _Occurrences:
-    """Where each delimiter string occurs in one text (overlaps included), found once per string, so that
-    every "next closing delimiter" question costs a bisection instead of a scan."""
+class _NextOccurrence:
+    """ "Where does `needle` next occur at or after `start`?" for one text, in O(1) memory.
+
+    The scanner asks with starts that only grow, so each needle remembers its last answer: a question whose
+    start is not past that answer costs nothing, and the finds that do run search disjoint stretches of the
+    text, so all of them together read it about once per needle. (Holding every offset of every needle
+    instead cost hundreds of MB on a megabyte of `$` signs.) `searched` counts the characters the finds read.
+    """
 
     def __init__(self, text: str):
         self.text = text
-        self._starts: dict[str, list[int]] = {}
+        self._last: dict[str, tuple[int, int]] = {}  # needle -> (start asked, answer)
+        self.searched = 0
 
     def next(self, needle: str, start: int) -> int:
         """First offset >= start where `needle` occurs, or -1."""
-        starts = self._starts.get(needle)
-        if starts is None:
-            starts = self._starts[needle] = []
-            at = self.text.find(needle)
-            while at >= 0:
-                starts.append(at)
-                at = self.text.find(needle, at + 1)
-        i = bisect_left(starts, start)
-        return starts[i] if i < len(starts) else -1
+        last = self._last.get(needle)
+        if last is not None and last[0] <= start and (last[1] < 0 or last[1] >= start):
+            return last[1]
+        at = self.text.find(needle, start)
+        self.searched += (len(self.text) if at < 0 else at + len(needle)) - start
+        self._last[needle] = (start, at)
+        return at
+
+
+_DOLLAR_RUN_RE = re.compile(r"\$+")
+_CHECK_EVERY = 1024  # openings tried between deadline checks inside one text node
 
 
 class DelimiterScanner:
@@ -242,8 +299,10 @@ class DelimiterScanner:
     Matches are those of one regex alternation over all pairs (longest opening first, leftmost match wins,
     shortest body): `$`-style openings not escaped by a backslash, followed by a non-space, and a body of
     1-4000 characters without `$`; other pairs take a body of 1-8000 characters. A regex does this with a
-    bounded but large scan from every opening; here each closing delimiter is found by bisection, so a
-    megabyte line full of unclosed `\\(` costs what its length costs.
+    bounded but large scan from every opening; here each closing delimiter is found by a search that never
+    reads the same stretch twice, and a run of `$` signs is crossed in one step (only its last few can open a
+    formula, since a `$` body cannot start with `$`), so a megabyte line full of unclosed `\\(` or of `$`
+    costs what its length costs. `openings` counts the openings tried (the work, for tests).
     """
 
     def __init__(self, delims: Delimiters):
@@ -252,12 +311,15 @@ class DelimiterScanner:
         self.pairs = sorted(pairs, key=lambda p: -len(p.left))
         self.literals = frozenset(p.left for p in self.pairs)
         self._opening = re.compile("|".join(re.escape(left) for left in sorted(self.literals, key=len)[::-1]))
+        # the most leading `$` of any opening: deeper inside a run of `$`, no opening can match
+        self._max_dollars = max((len(p.left) - len(p.left.lstrip("$")) for p in self.pairs), default=0)
+        self.openings = 0
 
     def may_match(self, text: str | None) -> bool:
         """Cheap gate: whether any opening delimiter occurs at all."""
         return bool(text) and any(lit in text for lit in self.literals)  # type: ignore[operator]
 
-    def _close(self, text: str, found: _Occurrences, at: int, pair: _Pair) -> int:
+    def _close(self, text: str, found: _NextOccurrence, at: int, pair: _Pair) -> int:
         """Offset of the closing delimiter for `pair` opened at `at`, or -1."""
         if not text.startswith(pair.left, at):
             return -1
@@ -272,13 +334,21 @@ class DelimiterScanner:
         close = found.next(pair.right, body + 1)
         return close if 0 <= close <= limit else -1
 
-    def formulas(self, text: str) -> Iterator[tuple[int, int, str, bool]]:
+    def formulas(self, text: str, deadline: Deadline = NO_DEADLINE) -> Iterator[tuple[int, int, str, bool]]:
         """(start, end, tex, display) of each delimited formula, left to right, not overlapping."""
-        found = _Occurrences(text)
+        found = _NextOccurrence(text)
         pos = 0
         while (opening := self._opening.search(text, pos)) is not None:
             at = opening.start()
+            if text[at] == "$" and self._max_dollars:
+                run_end = _DOLLAR_RUN_RE.match(text, at).end()  # type: ignore[union-attr]
+                if run_end - at > self._max_dollars:
+                    pos = run_end - self._max_dollars
+                    continue
             pos = at + 1
+            self.openings += 1
+            if self.openings % _CHECK_EVERY == 0:
+                deadline.check()
             for pair in self.pairs:
                 close = self._close(text, found, at, pair)
                 if close >= 0:
@@ -286,11 +356,11 @@ class DelimiterScanner:
                     pos = close + len(pair.right)
                     break
 
-    def rewrite(self, text: str) -> tuple[str, int]:
+    def rewrite(self, text: str, deadline: Deadline = NO_DEADLINE) -> tuple[str, int]:
         """The text with each formula that has content wrapped as `$..$`/`$$..$$`; and how many."""
         pieces: list[str] = []
         done = count = 0
-        for start, end, tex, display in self.formulas(text):
+        for start, end, tex, display in self.formulas(text, deadline):
             if has_content(tex):
                 pieces += (text[done:start], wrap_tex(tex, display))
                 done = end
@@ -419,12 +489,12 @@ def _text_nodes_rewrite(page: _Rewrite, delims: Delimiters) -> None:
         name = local_name(el)
         skip_here = skip or name in _SKIP_TAGS or bool(_SKIP_CLASSES.search(_classes(el))) or not name
         if not skip_here and scanner.may_match(el.text):
-            el.text, n = scanner.rewrite(el.text)
+            el.text, n = scanner.rewrite(el.text, page.deadline)
             page.report.add("delimiters", n)
         for child in el:
             stack.append((child, skip_here))
             if not skip_here and scanner.may_match(child.tail):
-                child.tail, n = scanner.rewrite(child.tail)
+                child.tail, n = scanner.rewrite(child.tail, page.deadline)
                 page.report.add("delimiters", n)
 
 
@@ -507,14 +577,14 @@ def _formula_target(
     target = math
     display = math.get("display") == "block" or math.get("mode") == "display"
     parent = target.getparent()
-    while parent is not None:
+    while parent is not None and math_counts.get(parent) == 1:  # first: many formulas share an ancestor
         classes = _classes(parent)
         is_wrapper = (
             bool(_WRAPPER_CLASS_RE.search(classes))
             or local_name(parent).startswith("mjx-")
             or _is_hidden(parent)
         )
-        if not is_wrapper or math_counts.get(parent) != 1:
+        if not is_wrapper:
             break
         target = parent
         display = display or "display" in classes.lower() or parent.get("display") in ("true", "block")
@@ -696,7 +766,9 @@ def latexify_tree(root: etree._Element, deadline: Deadline = NO_DEADLINE) -> Lat
     Linear in the page's size; raises `PageTimeout` once `deadline` passes (the tree is then half done)."""
     page = _Rewrite(root, deadline)
     scripts = list(root.iter("script"))
-    delims = page_delimiters([s.text or "" for s in scripts if s.text and local_name(s) == "script"])
+    delims = page_delimiters(
+        [s.text or "" for s in scripts if s.text and local_name(s) == "script"], deadline
+    )
     _text_nodes_rewrite(page, delims)
     for step in (_math_scripts, _attribute_sources, _mathml, _images, _source_containers):
         step(page)

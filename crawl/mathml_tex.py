@@ -120,22 +120,31 @@ def _chars_to_tex(text: str) -> str:
 
 
 def _join(parts: Iterable[str]) -> str:
-    """Concatenate TeX pieces, adding a space only where a command name would run into a letter."""
-    out = ""
+    """Concatenate TeX pieces, adding a space only where a command name would run into a letter.
+
+    Whether the output so far ends with a command name (a backslash and ASCII letters) is carried from piece
+    to piece, never found by reading the output back: a formula of many single letters would otherwise
+    reread its growing run of letters once per letter (quadratic)."""
+    out: list[str] = []
+    in_command = False  # the output ends with a backslash and one or more ASCII letters
+    backslash = False  # the output ends with a backslash
     for part in parts:
         if not part:
             continue
-        if out and part[0].isalpha() and _ends_with_command(out):
-            out += " "
-        out += part
-    return out
+        if in_command and part[0].isalpha():
+            out.append(" ")
+            in_command = backslash = False
+        letters = len(part) - len(part.rstrip(_ASCII_LETTERS))
+        if letters == len(part):  # all letters: the run before goes on, a command if a backslash opened it
+            in_command = backslash
+        else:
+            in_command = letters > 0 and part[-letters - 1] == "\\"
+        backslash = letters == 0 and part[-1] == "\\"
+        out.append(part)
+    return "".join(out)
 
 
-def _ends_with_command(tex: str) -> bool:
-    i = len(tex)
-    while i > 0 and tex[i - 1].isalpha() and tex[i - 1].isascii():
-        i -= 1
-    return i < len(tex) and i > 0 and tex[i - 1] == "\\"
+_ASCII_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _group(tex: str) -> str:

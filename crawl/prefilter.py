@@ -69,13 +69,23 @@ class PrefilterResult:
         }
 
 
+_MAX_WINDOWS = 256
+
+
 def _scan_anchor(
     data: bytes, anchor: bytes, contexts: tuple[tuple[str, re.Pattern[bytes]], ...], fired: set[str]
 ) -> int:
-    """Classify every occurrence of `anchor`; returns how many were the word 'mathemat...'."""
+    """Classify every occurrence of `anchor`; returns how many were the word 'mathemat...'.
+
+    The first `_MAX_WINDOWS` occurrences are classified one by one (ordinary pages have a few dozen); past
+    them each context still unseen is searched for in the rest of the page in one regex pass, which finds
+    the same matches, since every context pattern contains the anchor: a page made of "math" costs a few
+    scans of its bytes, not a Python step per occurrence."""
     words = 0
     pos = data.find(anchor)
-    while pos != -1:
+    for _ in range(_MAX_WINDOWS):
+        if pos == -1:
+            return words
         window = data[max(pos - _WINDOW, 0) : pos + _WINDOW]
         for name, pattern in contexts:
             if name not in fired and pattern.search(window):
@@ -83,6 +93,12 @@ def _scan_anchor(
         if data.startswith(b"mathemat", pos):
             words += 1
         pos = data.find(anchor, pos + len(anchor))
+    if pos != -1:
+        rest = max(pos - _WINDOW, 0)
+        for name, pattern in contexts:
+            if name not in fired and pattern.search(data, rest):
+                fired.add(name)
+        words += data.count(b"mathemat", pos) if anchor == b"math" else 0
     return words
 
 
