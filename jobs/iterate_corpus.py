@@ -63,6 +63,7 @@ from classifiers.domain_discovery import (
     read_accept_file,
 )
 from classifiers.math_classifier import TrainingOptions, train_math_classifier
+from crawl.redact import redact_record
 from jobs.build_corpus import build_corpus
 from jobs.classifier_seeds import read_seed_texts, stable_fraction
 from jobs.config import IterateConfig
@@ -481,7 +482,7 @@ def render_round_markdown(report: dict[str, Any]) -> str:
 def check_state(out: Path, config: IterateConfig) -> None:
     """Refuse to resume a loop whose settings differ; record them on the first run."""
     state_path = out / STATE_FILE
-    settings = {k: getattr(config, k) for k in _FIXED_SETTINGS}
+    settings = redact_record({k: getattr(config, k) for k in _FIXED_SETTINGS})  # no credentials written
     if state_path.is_file():
         recorded = json.loads(state_path.read_text(encoding="utf-8"))["settings"]
         changed = sorted(k for k in settings if recorded.get(k) != settings[k])
@@ -599,7 +600,7 @@ def write_final_corpus(spark, config: IterateConfig, out: Path, reports: list[di
         "seconds": round(seconds, 2),
     }
     manifest = {
-        "config": dataclasses.asdict(config),
+        "config": redact_record(dataclasses.asdict(config)),
         "versions": package_versions(),
         "spark": {"master": spark.sparkContext.master, "version": spark.version},
         "pool": str(out / POOL_DIR),

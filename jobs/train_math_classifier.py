@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.math_classifier import TrainingOptions, train_math_classifier
+from crawl.redact import redact_record
 from jobs.classifier_seeds import SeedSampler, read_seed_texts, stable_fraction
 from jobs.config import ClassifierTrainConfig
 from jobs.spark import CounterParam, job_main, ship_code
@@ -73,7 +74,7 @@ def train_classifier(spark, config: ClassifierTrainConfig) -> dict[str, Any]:
         "sidecar": str(result.sidecar_path),
         "seed_source": "user" if user_positives is not None else "bootstrap",
         "counters": dict(sorted(counters_acc.value.items())),
-        "config": asdict(config),
+        "config": redact_record(asdict(config)),  # no credentials in the report
         **{k: result.metadata[k] for k in ("version", "counts", "heldout", "params")},
     }
     Path(result.model_path).with_suffix(".report.json").write_text(json.dumps(report, indent=2) + "\n")
