@@ -174,7 +174,9 @@ class CorpusRefreshConfig(WarcInputs):
 
     def preflight(self) -> None:
         super().preflight()
-        if not (Path(self.corpus) / "manifest.json").is_file():
+        from jobs.corpus_output import StagedOutput  # a lost link: the version the refresh recovers to
+
+        if not (StagedOutput(self.corpus, update=True).readable_version() / "manifest.json").is_file():
             raise FileNotFoundError(f"no corpus at {self.corpus} (no manifest.json): build it first")
 
 
