@@ -101,3 +101,18 @@ def test_logprob_gradients_through_the_wrapper_are_synchronised(parallel, tmp_pa
     for record in ranks:
         assert record["wrapped_greedy"] == record["plain_greedy"]
         assert len(record["wrapped_greedy"]) == 1 + record["rank"]
+
+
+@pytest.mark.timeout(300)
+def test_fsdp_generation_keeps_ranks_in_step_whatever_their_prompts(tmp_path) -> None:
+    """Rank 1's prompt leaves 4 tokens of context while rank 0 samples 20 (and, once, stops early): under FSDP2
+    both finish (a hang is cut by the launcher's timeout) and sample exactly what the plain model does."""
+    torchrun_ranks(
+        [str(Path(__file__).with_name("torchrun_generate.py")), "--out", str(tmp_path)], timeout=180
+    )
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for record in ranks:
+        assert record["wrapped"] == record["plain"]
+    assert [len(t) for call in ranks[0]["wrapped"] for t in call] == [20, 20, 3, 20, 20, 20]
+    assert [len(t) for call in ranks[1]["wrapped"] for t in call] == [4, 4, 4]
+    assert ranks[0]["truncated"][1][0] is False and ranks[1]["truncated"] == [[True]] * 3
