@@ -67,7 +67,7 @@ DEFAULT_MAX_BODY_BYTES = 8 << 20
 # A gzip member may inflate this far per record (Common Crawl's records are truncated at about 1 MiB; WAT and
 # WET records are smaller): past it the member is a bomb or not worth reading, and is abandoned.
 DEFAULT_MAX_INFLATED_BYTES = 64 << 20
-_MAX_LINE_BYTES = 1 << 20  # a WARC or HTTP header line longer than this is damage
+_MAX_LINE_BYTES = 256 << 10  # a WARC or HTTP header line longer than this is damage
 _INFLATE_BLOCK = 1 << 16  # output step of every decompressor: no call inflates more than this at once
 _REPLAY_BYTES = 16 << 20  # how far back a resync may re-scan (bytes kept since the last record's start)
 _CRAWL_NAME = re.compile(r"(CC-MAIN-\d{4}-\d{2})")

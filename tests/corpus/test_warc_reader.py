@@ -2,18 +2,21 @@
 
 import io
 import json
+import random
 import re
 import zlib
 from collections import Counter
 from pathlib import Path
 
+import brotli
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from crawl.warc import parse_warc_date, read_html_responses
+from crawl.warc import GunzipStream, parse_warc_date, read_html_responses
 
-from .warcs import html_warc_bytes
+from .fault_server import FaultServer
+from .warcs import gzip_member, html_warc_bytes, response_warc_bytes, warc_response_head
 
 PAGES = [
     (f"https://example.org/p{i}", f"<html><body><p>page {i}</p></body></html>".encode()) for i in range(3)
@@ -450,3 +453,201 @@ def test_a_skipped_record_never_hides_the_pages_after_it(tmp_path, skipped, reas
     pages = list(read_html_responses(str(path), counters, max_body_bytes=1000))
     assert [p.url for p in pages] == ["https://x.org/a", "https://x.org/b", "https://x.org/c"]
     assert counters[reason] == 2 and counters["html_responses"] == 3
+
+
+# ---------------------------------------------------------------- damage and bombs: one pass over one open stream
+
+CAP = 4 << 20  # the inflation cap for these tests (the default is 64 MiB)
+BOMB = 64 << 20  # zeros in each bomb member: 16 times the cap, about 64 KB compressed
+BOMB_PAGE = ("https://bomb.example/after-zeros", b"<html><body><p>kept before the zeros</p></body></html>")
+
+
+@pytest.fixture(scope="module")
+def bombed(dolma, tmp_path_factory) -> tuple[Path, list[tuple[str, bytes]], int]:
+    """The real file with a corrupt page member in the middle and two bomb members: a response that claims
+    64 MiB of zeros, and a good page whose member goes on with 64 MiB of zeros after its record. Returns
+    the file, the pages expected from it (record id, body) in order, and its good members' inflated size."""
+    members, good = dolma
+    pages = _page_members(members)
+    claims = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><body>"
+    bomb_claims = gzip_member(
+        [warc_response_head("https://bomb.example/claims", len(claims) + BOMB, "bomb-claims"), claims],
+        zeros=BOMB,
+    )
+    page_then_zeros = gzip_member([html_warc_bytes([BOMB_PAGE], gzip=False)], zeros=BOMB)
+    damaged = list(members)
+    damaged[pages[5]] = _corrupt(members[pages[5]])
+    damaged.insert(pages[15] + 1, page_then_zeros)
+    damaged.insert(pages[10] + 1, bomb_claims)
+    path = tmp_path_factory.mktemp("bombed") / "bombed.warc.gz"
+    path.write_bytes(b"".join(damaged))
+    expected = [(r.record_id, r.body) for i, r in enumerate(good) if i != 5]
+    expected.insert(15, ("", BOMB_PAGE[1]))  # after good page 15 (14 of them before it once page 5 is lost)
+    inflated = sum(len(zlib.decompress(m, wbits=31)) for i, m in enumerate(members) if i != pages[5])
+    return path, expected, inflated
+
+
+def _pages(rows) -> list[tuple[str, bytes]]:
+    return [("" if r.url == BOMB_PAGE[0] else r.record_id, r.body) for r in rows]
+
+
+def test_damage_and_bombs_cost_only_their_own_records(bombed):
+    """Every good page before and after a corrupt member and two bombs is read; each is counted once."""
+    path, expected, _ = bombed
+    counters: Counter = Counter()
+    rows = list(read_html_responses(str(path), counters, max_inflated_bytes=CAP))
+    assert _pages(rows) == expected
+    assert counters["error:corrupt_gzip_member"] == 1
+    assert counters["error:inflated_too_large"] == 2
+    assert counters["skip:inflated_too_large"] == 1  # the response that claims the zeros
+    assert counters["html_responses"] == len(expected)
+
+
+def test_gunzip_reads_each_compressed_byte_once_and_inflates_each_bomb_only_to_the_cap(bombed):
+    path, _, inflated = bombed
+    gunzip = GunzipStream(open(path, "rb"), max_inflated=CAP)  # noqa: SIM115 (closed below)
+    total, pauses = 0, 0
+    while True:
+        chunk = gunzip.read(1 << 16)
+        if chunk:
+            total += len(chunk)
+        elif gunzip.broken:
+            pauses += 1
+            gunzip.resume()
+        else:
+            break
+    gunzip.close()
+    assert gunzip.raw_bytes_read == path.stat().st_size
+    # the bombs pause the stream (their records are cut); the small corrupt member fails before any of its
+    # output is out, so it is dropped whole without a pause
+    assert (len(gunzip.corrupt_at), len(gunzip.oversized_at), pauses) == (1, 2, 2)
+    # the good members whole, the corrupt one up to its damage, each bomb at most to the cap
+    assert inflated < total <= inflated + 2 * CAP + (1 << 20)
+
+
+def test_a_damaged_remote_file_is_read_in_one_request_without_reopening(bombed):
+    """Over the real HTTP fault server: the same pages as the local file, and after the existence check one
+    GET that reads the file once (no request from byte 0 again, no Range request)."""
+    path, expected, _ = bombed
+    with FaultServer({"/bombed.warc.gz": path.read_bytes()}) as server:
+        counters: Counter = Counter()
+        rows = list(read_html_responses(server.url("/bombed.warc.gz"), counters, max_inflated_bytes=CAP))
+        gets = server.gets("/bombed.warc.gz")
+    assert _pages(rows) == expected
+    assert gets == [None, None]  # the existence check, then the one read
+    assert counters["remote:bytes"] == path.stat().st_size
+    assert counters["error:corrupt_gzip_member"] == 1 and counters["error:inflated_too_large"] == 2
+
+
+def test_a_wrong_content_length_does_not_hide_the_records_it_swallowed(tmp_path):
+    """A record that claims more than it holds swallows the records after it and ends inside a later one;
+    the resync looks inside it (from bytes kept in memory: the file is read once) and finds them all."""
+    first = html_warc_bytes(PAGES[:1], gzip=False)
+    rest = html_warc_bytes(PAGES[1:], gzip=False)
+    tail_pages = [
+        (f"https://example.org/t{i}", f"<html><body><p>tail {i}</p></body></html>") for i in range(2)
+    ]
+    tail = html_warc_bytes(tail_pages, gzip=False)
+    claimed = int(re.search(rb"Content-Length: (\d+)", first).group(1))
+    end = first.index(b"\r\n\r\n", first.index(b"Content-Length")) + 4 + claimed
+    lie = claimed + (len(first) - end) + len(rest) + 60  # ends 60 bytes into the first tail record
+    liar = first.replace(b"Content-Length: %d" % claimed, b"Content-Length: %d" % lie, 1)
+    path = tmp_path / "liar.warc"
+    path.write_bytes(liar + rest + tail)
+    rows, counters = _read(path)
+    # the liar itself comes out with what it swallowed (nothing tells it apart); then every swallowed record
+    assert [r.url for r in rows] == [u for u, _ in PAGES] + [u for u, _ in tail_pages]
+    assert counters["warn:resynced"] == 1
+
+
+def test_a_header_line_of_megabytes_is_cut_not_read_quadratically(tmp_path):
+    """A WARC header line of 8 MiB without a newline (then good records): read in linear time, counted."""
+    path = tmp_path / "long-line.warc"
+    path.write_bytes(
+        html_warc_bytes(PAGES[:1], gzip=False) + b"WARC-X: " + b"y" * (8 << 20) + b"\r\n\r\n"
+        + html_warc_bytes(PAGES[1:], gzip=False)
+    )  # fmt: skip
+    rows, counters = _read(path)
+    assert [r.url for r in rows] == [u for u, _ in PAGES]
+    assert any(k.startswith("error:") for k in counters)
+
+
+# ---------------------------------------------------------------- content codings: gzip, deflate, br, lies
+
+HTML = (
+    "<html><body><p>Brotli, gzip and deflate: $a^2+b^2=c^2$ " + "é" * 2000 + "</p></body></html>"
+).encode()
+
+
+def _coded(coding: str, body: bytes) -> tuple[str, bytes, list[tuple[str, str]]]:
+    return (
+        f"https://enc.example/{coding or 'none'}",
+        body,
+        [("Content-Type", "text/html"), ("Content-Encoding", coding)],
+    )
+
+
+@pytest.mark.parametrize(
+    ("coding", "payload"),
+    [
+        ("br", brotli.compress(HTML)),
+        ("gzip", zlib.compress(HTML, wbits=31)),
+        ("x-gzip", zlib.compress(HTML, wbits=31)),
+        ("deflate", zlib.compress(HTML)),  # zlib-wrapped, as the standard says
+        ("deflate", zlib.compress(HTML, wbits=-15)),  # raw deflate, as some servers send it
+        ("gzip, br", brotli.compress(zlib.compress(HTML, wbits=31))),  # applied in that order
+        ("identity", HTML),
+    ],
+    ids=["br", "gzip", "x-gzip", "deflate-zlib", "deflate-raw", "gzip-then-br", "identity"],
+)
+def test_content_codings_are_decoded_into_normal_pages(tmp_path, coding, payload):
+    path = tmp_path / "coded.warc.gz"
+    path.write_bytes(
+        response_warc_bytes(
+            [_coded(coding, payload), ("https://enc.example/next", HTML, [("Content-Type", "text/html")])]
+        )
+    )
+    rows, counters = _read(path)
+    assert [r.body for r in rows] == [HTML, HTML]
+    assert counters["html_responses"] == 2
+    assert not [k for k in counters if k.startswith(("error:", "skip:", "warn:"))]
+
+
+def test_lying_and_unsupported_codings_are_counted_and_the_next_page_is_read(tmp_path):
+    noise = random.Random(21).randbytes(5000)
+    pages = [
+        _coded("gzip", noise),  # says gzip, is noise: skipped
+        _coded("br", noise),  # says br, is noise: skipped
+        _coded("gzip", _corrupt(zlib.compress(HTML, wbits=31))),  # real gzip, damaged in the middle: skipped
+        _coded("zstd", HTML),  # a coding not decoded here: skipped
+        _coded("br", HTML),  # stored decoded with the header kept (as many archives do): kept as it is
+        ("https://enc.example/last", HTML, [("Content-Type", "text/html")]),
+    ]
+    path = tmp_path / "lies.warc.gz"
+    path.write_bytes(response_warc_bytes(pages))
+    rows, counters = _read(path)
+    assert [r.url for r in rows] == ["https://enc.example/br", "https://enc.example/last"]
+    assert [r.body for r in rows] == [HTML, HTML]
+    assert counters["skip:bad_content_encoding"] == 3
+    assert counters["skip:unsupported_content_encoding"] == 1
+    assert counters["warn:stored_decoded"] == 1
+    assert not [k for k in counters if k.startswith("error:")]
+
+
+def test_a_brotli_bomb_is_inflated_only_to_the_body_limit(tmp_path):
+    """256 MiB of zeros behind `Content-Encoding: br` (a few hundred bytes): counted too large, not inflated."""
+    compressor = brotli.Compressor(quality=1)
+    block = bytes(1 << 20)
+    bomb = b"".join([compressor.process(b"<html><body>"), *(compressor.process(block) for _ in range(256))])
+    bomb += compressor.finish()
+    assert len(bomb) < 100_000
+    path = tmp_path / "br-bomb.warc.gz"
+    path.write_bytes(
+        response_warc_bytes(
+            [_coded("br", bomb), ("https://enc.example/next", HTML, [("Content-Type", "text/html")])]
+        )
+    )
+    counters: Counter = Counter()
+    rows = list(read_html_responses(str(path), counters, max_body_bytes=1 << 20))
+    assert [r.url for r in rows] == ["https://enc.example/next"]
+    assert counters["skip:body_too_large"] == 1
