@@ -426,8 +426,9 @@ def test_large_bucket_finds_every_duplicate_family_and_counts_the_unchecked(spar
 def test_index_holds_exactly_the_documents_the_corpus_keeps(spark, shared_data, tmp_path):
     bench = shared_data / "math_benchmarks" / "gsm8k_test.jsonl"
     question = json.loads(bench.read_text().splitlines()[3])["question"]
+    quoted = "Worked example from class. " + question + " We solve it step by step below."
     docs = {
-        "contaminated": "Worked example from class. " + question + " We solve it step by step below.",
+        "contaminated": quoted,
         "kept-1": _page(1),
         "near-copy": _page(1, 1),
         "kept-2": _page(2),
@@ -442,6 +443,22 @@ def test_index_holds_exactly_the_documents_the_corpus_keeps(spark, shared_data, 
     for table in ("exact", "signatures", "bands"):
         ids = set(ds.dataset(index / table, format="parquet").to_table().column("id").to_pylist())
         assert ids == {"kept-1", "kept-2"}, table
+
+    # a later crawl against that index alone (no corpus beside it: signature estimates), default URL policy
+    later = {
+        "requoted": (
+            quoted + " Thanks",
+            "https://other.example/q",
+        ),  # near the removed page: no snapshot has it
+        "recrawl-same": (_page(2, 1), "https://example.org/kept-2"),  # the page barely changed
+        "recrawl-new": (_page(5), "https://example.org/kept-1"),  # the page became another page
+    }
+    df = _frame(spark, [t for t, _ in later.values()], ids=list(later), urls=[u for _, u in later.values()])
+    cfg = CleaningConfig(decontaminate=False, index=str(index))
+    kept, _ = clean_corpus(spark, df, cfg, tmp_path / "later", "s2")
+    assert _ids(kept) == {"requoted", "recrawl-new"}
+    removed = ds.dataset(tmp_path / "later" / "removed", format="parquet").to_table().to_pylist()
+    assert [(r["id"], r["step"], r["kept_id"]) for r in removed] == [("recrawl-same", "near", "kept-2")]
 
 
 def _digested(spark, rows: list[tuple[str, str | None, str]]):
