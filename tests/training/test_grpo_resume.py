@@ -81,3 +81,25 @@ def test_completions_that_fill_the_context_train(prompts, tokenizer, tmp_path) -
     records = read_metrics(out / "metrics.jsonl")
     # with max_new_tokens 500 only the context cuts a completion: some did reach it
     assert any(r["truncated_frac"] > 0 for r in records)
+
+
+@pytest.mark.timeout(600)
+def test_fsdp_resume_restores_the_synced_reference(prompts, init_model, tmp_path) -> None:
+    """The issue's case: two FSDP2 ranks, β 0.04, sync every 2 steps, stopped after step 3 and resumed."""
+    from torchrun_launch import torchrun
+
+    def args(out: Path) -> list[str]:
+        return ["-m", "training.grpo", "--prompts", str(prompts), "--init", str(init_model), "--out", str(out),
+                "--max-steps", "5", "--num-generations", "4", "--prompts-per-step", "2", "--max-new-tokens", "8",
+                "--template", "plain", "--device", "cpu", "--log-every", "1", "--verify-workers", "1",
+                "--reward", "tests.training.grpo_fixtures:odd_digits", "--beta", "0.04", "--ref-sync-every", "2",
+                "--parallel", "fsdp", "--lr", "3e-2", "--warmup-frac", "0", "--samples-every", "0",
+                "--ckpt-every", "3"]  # fmt: skip
+
+    torchrun(args(tmp_path / "straight"))
+    torchrun([*args(tmp_path / "cut"), "--stop-at", "3"])
+    torchrun([*args(tmp_path / "cut"), "--resume"])
+    straight, resumed = _strip(tmp_path / "straight"), _strip(tmp_path / "cut")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5]
+    assert straight == resumed
+    assert straight[3]["kl"] > 0  # step 4 scores against the policy synced at step 2
