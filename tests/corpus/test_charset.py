@@ -8,6 +8,8 @@ from crawl.charset import decode_html, normalize_charset
 from crawl.extract import extract_main_text
 from crawl.warc import read_html_responses
 
+from .warcs import write_response_warc
+
 RUSSIAN = "<html><body><p>Факты — упрямые вещи, сказал он.</p></body></html>"
 CHINESE = "<html><body><p>数学是研究数量、结构以及空间等概念的一门学科。</p></body></html>"
 
@@ -290,3 +292,64 @@ def test_a_long_page_whose_tail_breaks_its_encoding_still_decodes_with_replaceme
     decoded = decode_html(body)
     assert isinstance(decoded.text, str) and "\ufffd" in decoded.text
     assert "Привет, мир!" in decoded.text
+
+
+# ---------------------------------------------------------------- only web encodings (WHATWG labels)
+
+UTF7_PAGE = b'<html><head><meta charset="utf-7"></head><body><p>+ADw-script+AD4-alert(1)+ADw-/script+AD4-</p></body></html>'
+
+
+def test_a_utf7_meta_tag_is_refused_so_no_script_appears():
+    assert UTF7_PAGE.decode("utf-7").count("<script>") == 1  # what Python's codec would make of it
+    decoded = decode_html(UTF7_PAGE, "text/html")
+    assert "<script>" not in decoded.text and "+ADw-script+AD4-" in decoded.text
+    assert (decoded.charset, decoded.refused) == ("utf-8", ("utf-7",))
+
+
+@pytest.mark.parametrize(
+    "label", ["utf-7", "UTF-32", "rot13", "base64", "hex", "unicode-escape", "punycode", "idna", "cp037",
+              "x-user-defined", "iso-2022-kr", "hz-gb-2312", "replacement", "mac-roman", "cp850", "x-no-such"],
+)  # fmt: skip
+def test_a_header_naming_a_non_web_codec_is_ignored_and_reported(label):
+    """Every one of these is a codec Python knows (but the last) or a WHATWG "replacement"/x-user-defined
+    label; none may decode a page. The bytes decode as they are (UTF-8 here), the label is reported."""
+    html = html_page(FR)
+    decoded = decode_html(html.encode("utf-8"), f"text/html; charset={label}")
+    assert decoded.text == html and decoded.charset == "utf-8"
+    assert decoded.refused == (label.lower(),)
+    assert normalize_charset(label) is None
+
+
+def test_an_ebcdic_header_is_refused_although_every_byte_decodes_under_it():
+    """cp037 decodes any bytes without error, so the strict check alone would have trusted it."""
+    body = html_page(FR).encode("cp1252")
+    assert isinstance(body.decode("cp037"), str)
+    decoded = decode_html(body, "text/html; charset=cp037")
+    assert (decoded.charset, decoded.source, decoded.text) == ("cp1252", "detected", html_page(FR))
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [("ISO-8859-1", "cp1252"), ("us-ascii", "cp1252"), ("latin1", "cp1252"), ("iso-8859-9", "cp1254"),
+     ("utf-16", "utf-16-le"), ("unicodefffe", "utf-16-be"), ("x-mac-cyrillic", "mac-cyrillic"),
+     ("iso-8859-8-i", "iso8859-8"), ("ks_c_5601-1987", "cp949"), ("tis-620", "cp874"), ("koi8-ru", "koi8-u"),
+     ("windows-31j", "cp932"), ("x-x-big5", "big5hkscs"), ("gb_2312-80", "gb18030"), ("unicode11utf8", "utf-8")],
+)  # fmt: skip
+def test_whatwg_labels_map_to_the_codec_browsers_decode_with(label, codec):
+    assert normalize_charset(label) == codec
+
+
+def test_a_refused_charset_is_counted_by_the_reader_and_the_page_kept(tmp_path):
+    html = html_page(RU)
+    path = write_response_warc(
+        tmp_path / "refused.warc.gz",
+        [
+            ("https://r.example/utf7-meta", UTF7_PAGE, "text/html"),
+            ("https://r.example/cp037-header", html.encode("utf-8"), "text/html; charset=cp037"),
+            ("https://r.example/fine", html.encode("cp1251"), "text/html; charset=windows-1251"),
+        ],
+    )
+    counters: Counter = Counter()
+    pages = list(read_html_responses(str(path), counters))
+    assert len(pages) == 3 and counters["charset:refused"] == 2
+    assert [decode_html(p.body, p.content_type).text for p in pages[1:]] == [html, html]
