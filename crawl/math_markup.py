@@ -302,7 +302,7 @@ class DelimiterScanner:
     bounded but large scan from every opening; here each closing delimiter is found by a search that never
     reads the same stretch twice, and a run of `$` signs is crossed in one step (only its last few can open a
     formula, since a `$` body cannot start with `$`), so a megabyte line full of unclosed `\\(` or of `$`
-    costs what its length costs. `openings` counts the openings tried (the work, for tests).
+    costs what its length costs.
     """
 
     def __init__(self, delims: Delimiters):
@@ -313,7 +313,7 @@ class DelimiterScanner:
         self._opening = re.compile("|".join(re.escape(left) for left in sorted(self.literals, key=len)[::-1]))
         # the most leading `$` of any opening: deeper inside a run of `$`, no opening can match
         self._max_dollars = max((len(p.left) - len(p.left.lstrip("$")) for p in self.pairs), default=0)
-        self.openings = 0
+        self.openings = self.searched = 0  # the work done: openings tried, characters searched for closings
 
     def may_match(self, text: str | None) -> bool:
         """Cheap gate: whether any opening delimiter occurs at all."""
@@ -355,6 +355,7 @@ class DelimiterScanner:
                     yield at, close + len(pair.right), text[at + len(pair.left) : close], pair.display
                     pos = close + len(pair.right)
                     break
+        self.searched += found.searched
 
     def rewrite(self, text: str, deadline: Deadline = NO_DEADLINE) -> tuple[str, int]:
         """The text with each formula that has content wrapped as `$..$`/`$$..$$`; and how many."""
