@@ -184,10 +184,32 @@ class RunConfig:
     rank_logs: bool = field(
         default=False, metadata={"help": "every rank writes rank<r>.jsonl with a parameter digest per step"}
     )
+    mixed_precision: str = field(
+        default="off",
+        metadata={"help": "FSDP2 policy: off, or bf16 (bf16 compute and all-gathers, fp32 master weights, "
+                  "Adam state and gradient reduction)"},
+    )  # fmt: skip
+    ref_dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype of a frozen reference/teacher: auto (bf16 on GPU, fp32 on CPU), fp32, bf16"},
+    )
+    ckpt_format: str = field(
+        default="auto",
+        metadata={"help": "checkpoints: safetensors (full state, rank 0 writes), dcp (torch.distributed."
+                  "checkpoint, each rank writes its shards), auto (dcp under torchrun FSDP2)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be ddp or fsdp, got {self.parallel!r}")
+        if self.mixed_precision not in ("off", "bf16"):
+            raise ValueError(f"mixed_precision must be off or bf16, got {self.mixed_precision!r}")
+        if self.mixed_precision != "off" and self.parallel != "fsdp":
+            raise ValueError("--mixed-precision is FSDP2's policy: use it with --parallel fsdp")
+        if self.ref_dtype not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"ref_dtype must be auto, fp32 or bf16, got {self.ref_dtype!r}")
+        if self.ckpt_format not in ("auto", "safetensors", "dcp"):
+            raise ValueError(f"ckpt_format must be auto, safetensors or dcp, got {self.ckpt_format!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.max_steps < 1 or self.log_every < 1 or self.ckpt_every < 1:
