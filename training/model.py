@@ -4,12 +4,20 @@ MTP module k (1-based) sees, at position i, the previous depth's hidden state h^
 token i+k, and predicts token i+k+1. It shares the embedding and the output head with the main model and keeps
 the sequence length (positions past the end are padded and their targets ignored), so every depth reuses the
 same attention mask and RoPE tables. With `fused_kernels` the norms and the head losses go through `kernels`.
+
+Two memory levers are runtime settings of the module (`Transformer.configure`), not part of its saved shape:
+activation checkpointing (each block's activations recomputed in backward) and the attention backend of packed
+rows. A document mask is the dense (B, 1, T, T) boolean mask only on the `dense` path (the reference); `sdpa`
+and `flex` take SDPA's causal kernel without any mask when every row holds one document, and otherwise `flex`
+passes FlexAttention a BlockMask built from per-block document ranges (O(B·(T/128)²), never T×T).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,8 +25,13 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+from torch.utils.checkpoint import checkpoint
 
-from training.config import IGNORE_INDEX, ModelConfig
+from training.config import ATTENTION_BACKENDS, IGNORE_INDEX, ModelConfig
+
+# What attention layers accept: an explicit boolean mask, FlexAttention's block mask, or None (causal).
+AttentionMask = torch.Tensor | BlockMask | None
 
 
 def _kernels():
@@ -53,6 +66,67 @@ def document_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
     same_doc = doc_ids[:, :, None] == doc_ids[:, None, :]
     causal = torch.ones(doc_ids.shape[1], doc_ids.shape[1], dtype=torch.bool, device=doc_ids.device).tril()
     return (same_doc & causal).unsqueeze(1)
+
+
+def doc_block_mask(doc_ids: torch.Tensor, block_size: int = 128) -> BlockMask:
+    """FlexAttention's causal document mask for (B, T) doc ids, built from each block's lowest and highest
+    doc id: a (query, key) block pair is skipped when the ranges cannot meet, full when both blocks hold the
+    same single document and the keys lie strictly before the queries, and otherwise evaluated per element by
+    the mask function. Correct for any doc ids (a range test only over-approximates which pairs can meet)."""
+    b, t = doc_ids.shape
+    n = -(-t // block_size)
+    # Padded ids (-1: no real key or query matches) keep the mask function's reads in bounds.
+    padded = F.pad(doc_ids, (0, n * block_size - t), value=-1)
+    edge = torch.cat((doc_ids, doc_ids[:, -1:].expand(b, n * block_size - t)), dim=1).view(b, n, block_size)
+    low, high = edge.amin(-1), edge.amax(-1)
+    blocks = torch.arange(n, device=doc_ids.device)
+    meet = (blocks[:, None] >= blocks[None, :]) & (low[:, None, :] <= high[:, :, None])
+    meet &= high[:, None, :] >= low[:, :, None]
+    single = low == high
+    full = (blocks[:, None] > blocks[None, :]) & single[:, :, None] & single[:, None, :]
+    full &= low[:, :, None] == low[:, None, :]
+
+    def kv_blocks(pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = pairs[:, None].to(torch.int32)  # (B, 1, query blocks, key blocks)
+        order = torch.argsort(pairs, dim=-1, descending=True, stable=True).to(torch.int32)
+        return pairs.sum(-1, dtype=torch.int32), order
+
+    def mask_mod(batch: torch.Tensor, head: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return (q >= k) & (padded[batch, q] == padded[batch, k])
+
+    return BlockMask.from_kv_blocks(
+        *kv_blocks(meet & ~full),
+        *kv_blocks(full),
+        BLOCK_SIZE=block_size,
+        mask_mod=mask_mod,
+        seq_lengths=(t, t),
+    )
+
+
+def resolve_attention(backend: str, device: torch.device) -> str:
+    """The backend `auto` stands for: FlexAttention where it compiles to a fused kernel (CUDA), else SDPA."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        return "flex" if device.type == "cuda" else "sdpa"
+    return backend
+
+
+@functools.cache
+def _compiled_flex_attention() -> Any:
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def flex_attention_call(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask, enable_gqa: bool
+) -> torch.Tensor:
+    """Compiled FlexAttention on GPU; on CPU the eager, unfused reference (forward only: torch has no CPU
+    backward for it), without its warning that it is unfused."""
+    if q.device.type == "cuda":
+        return _compiled_flex_attention()(q, k, v, block_mask=block_mask, enable_gqa=enable_gqa)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        return flex_attention(q, k, v, block_mask=block_mask, enable_gqa=enable_gqa)
 
 
 def shift_left(x: torch.Tensor, k: int, fill: int) -> torch.Tensor:
@@ -127,7 +201,7 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
+        mask: AttentionMask,
         cache: KVCache | None,
         layer: int,
     ) -> torch.Tensor:
@@ -141,6 +215,9 @@ class Attention(nn.Module):
         if mask is None and k.shape[2] != t:
             raise ValueError("attending to cached positions needs an explicit mask")
         grouped = self.n_kv_heads != self.n_heads
+        if isinstance(mask, BlockMask):
+            out = flex_attention_call(q, k, v, mask, enable_gqa=grouped)
+            return self.wo(out.transpose(1, 2).reshape(b, t, -1))
         if grouped and mask is not None:
             # SDPA's GQA mode has no masked fused kernel on GPU (it would fall back to the slow math path);
             # repeating the KV heads keeps the memory-efficient kernel.
@@ -179,7 +256,7 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
+        mask: AttentionMask,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), rope, mask, cache, self.layer)
@@ -202,7 +279,7 @@ class MTPModule(nn.Module):
         hidden: torch.Tensor,
         next_embedding: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
+        mask: AttentionMask,
         cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """h^k (the next depth's input) and its final norm (the shared head's input), both from one call so
@@ -270,7 +347,38 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.activation_checkpointing = False
+        self.attention = "auto"
         self.init_weights(seed)
+
+    def configure(
+        self, *, activation_checkpointing: bool | None = None, attention: str | None = None
+    ) -> None:
+        """Runtime memory levers (not saved with the weights): recompute each block (and MTP module) in
+        backward instead of keeping its activations; the attention backend of document-masked rows."""
+        if attention is not None:
+            resolve_attention(attention, torch.device("cpu"))  # validates the name
+            self.attention = attention
+        if activation_checkpointing is not None:
+            self.activation_checkpointing = activation_checkpointing
+
+    def _call(self, module: nn.Module, *args: Any) -> Any:
+        """module(*args), under non-reentrant activation checkpointing when it is on and gradients are
+        recorded. The checkpoint wraps the module call, so FSDP2's per-block hooks run inside it, and FSDP2
+        lets its pre-backward unshard serve the recomputation."""
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
+
+    def document_mask(self, doc_ids: torch.Tensor) -> AttentionMask:
+        """The attention mask of packed rows under the configured backend: None (plain causal) when every
+        row holds one document, unless the backend is `dense`; a BlockMask for `flex`; else the dense mask."""
+        backend = resolve_attention(self.attention, doc_ids.device)
+        if backend != "dense" and bool((doc_ids == doc_ids[:, :1]).all()):
+            return None
+        if backend == "flex":
+            return doc_block_mask(doc_ids)
+        return document_causal_mask(doc_ids)
 
     @torch.no_grad()
     def init_weights(self, seed: int) -> None:
@@ -306,14 +414,14 @@ class Transformer(nn.Module):
         self,
         input_ids: torch.Tensor,
         positions: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
+        mask: AttentionMask = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Hidden states after the last block, before the final norm (the input of MTP depth 1)."""
         rope = self.rope(positions, input_ids.shape[1])
         h = self.embed(input_ids)
         for block in self.layers:
-            h = block(h, rope, mask, cache)
+            h = block(h, rope, mask, cache) if cache is not None else self._call(block, h, rope, mask)
         if cache is not None:
             cache.length += input_ids.shape[1]
         return h
@@ -380,7 +488,7 @@ class Transformer(nn.Module):
         incremental decoding; an explicit mask replaces the document mask.
         """
         if mask is None and doc_ids is not None and doc_attention:
-            mask = document_causal_mask(doc_ids)
+            mask = self.document_mask(doc_ids)
         hidden = self.trunk(input_ids, positions, mask, cache)
         if readout is not None:
             return readout(self, self.norm(hidden))
@@ -391,7 +499,7 @@ class Transformer(nn.Module):
         losses, counts = [main], [count]
         for k, module in enumerate(self.mtp, start=1):
             next_embedding = self.embed(shift_left(input_ids, k, 0))
-            hidden, normed = module(hidden, next_embedding, rope, mask)
+            hidden, normed = self._call(module, hidden, next_embedding, rope, mask)
             loss_k, count_k = self._loss(normed, mtp_targets(targets, doc_ids, k))
             losses.append(loss_k)
             counts.append(count_k)
