@@ -32,6 +32,9 @@ C = TypeVar("C")
 # Target value that no loss counts (PyTorch's cross_entropy default, and the kernels' too).
 IGNORE_INDEX = -100
 
+# Attention backends of document-masked (packed) rows; see training/model.py.
+ATTENTION_BACKENDS = ("auto", "sdpa", "flex", "dense")
+
 # Embedding rows are padded to a multiple of this so that matmuls keep tensor-core friendly shapes.
 VOCAB_MULTIPLE = 64
 
@@ -198,8 +201,22 @@ class RunConfig:
         metadata={"help": "checkpoints: safetensors (full state, rank 0 writes), dcp (torch.distributed."
                   "checkpoint, each rank writes its shards), auto (dcp under torchrun FSDP2)"},
     )  # fmt: skip
+    activation_checkpointing: bool = field(
+        default=False,
+        metadata={"help": "recompute each block's activations in backward: less memory, ~1/3 more compute"},
+    )
+    attention: str = field(
+        default="auto",
+        metadata={"help": "attention of packed rows: auto (flex on GPU, else sdpa), sdpa (causal kernel for "
+                  "one-document batches, else a dense mask), flex (FlexAttention BlockMask; CPU: no backward) "
+                  "or dense (the T x T mask always)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"attention must be one of {', '.join(ATTENTION_BACKENDS)}, got {self.attention!r}"
+            )
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"parallel must be ddp or fsdp, got {self.parallel!r}")
         if self.mixed_precision not in ("off", "bf16"):

@@ -30,9 +30,25 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm import tqdm
 
-from training.checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    DCP,
+    Checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_dcp_state,
+    save_checkpoint,
+    save_dcp_checkpoint,
+)
 from training.config import OptimConfig, RunConfig, add_config_args, config_from_args
-from training.distributed import Dist, barrier, gather_objects, param_digest, setup_distributed, wrap_model
+from training.distributed import (
+    Dist,
+    barrier,
+    full_tensor,
+    gather_objects,
+    param_digest,
+    setup_distributed,
+    wrap_model,
+)
 from training.metrics import METRICS_FILE, MetricsLogger, flops_per_token, mfu, peak_flops, plot_curves
 from training.model import Transformer
 from training.schedule import lr_at
@@ -104,7 +120,9 @@ class Objective(Protocol):
 
 class TensorState(Protocol):
     """Optional for an objective: tensors it keeps besides the model and must get back on resume (GRPO's
-    synced reference), the same on every rank; rank 0's are written with the checkpoint."""
+    synced reference), the same on every rank, or DTensors sharded like the model's (a frozen model under
+    FSDP2): gathered for a safetensors checkpoint, written as shards in a DCP one. `load_tensor_state` gets
+    what `tensor_state` gave (full tensors, or the very DTensors DCP loaded in place)."""
 
     def tensor_state(self) -> dict[str, torch.Tensor]: ...
 
@@ -185,6 +203,7 @@ class Trainer:
         torch.manual_seed(run.seed)
         model = objective.setup(TrainContext(d, run_dir, run, resuming=resume_from is not None))
         model = model.to(d.device)
+        model.configure(activation_checkpointing=run.activation_checkpointing, attention=run.attention)
         meta = {
             "objective": objective.name,
             "config": to_dict(config),
@@ -193,7 +212,7 @@ class Trainer:
         }
         if d.is_main:
             (run_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
-        wrapped = wrap_model(model, run.parallel, d)
+        wrapped = wrap_model(model, run.parallel, d, run.mixed_precision)
         opt = torch.optim.AdamW(
             param_groups(model, optim.weight_decay),
             lr=optim.lr,
@@ -265,36 +284,54 @@ class Trainer:
             state["rng_cuda"] = torch.cuda.get_rng_state(self.d.device)
         return state
 
+    def ckpt_format(self) -> str:
+        """safetensors or dcp; `auto` is dcp under torchrun FSDP2, where no rank should hold the full state."""
+        if self.run.ckpt_format != "auto":
+            return self.run.ckpt_format
+        return DCP if self.d.world_size > 1 and self.run.parallel == "fsdp" else "safetensors"
+
     def save(self) -> None:
-        """Collective: every rank contributes its data position and RNG, rank 0 writes full tensors. The
-        schedules are functions of the step, so their state is the step (the next values are stored to read)."""
+        """Collective: every rank contributes its data position and RNG; rank 0 writes the full tensors
+        (safetensors), or every rank writes its own shards (dcp). The schedules are functions of the step, so
+        their state is the step (the next values are stored to read)."""
+        sharded = self.ckpt_format() == DCP
         model_sd, optim_sd = get_state_dict(
-            self.model, self.opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            self.model,
+            self.opt,
+            options=StateDictOptions(full_state_dict=not sharded, cpu_offload=not sharded),
         )
+        tensors = self.objective.tensor_state() if hasattr(self.objective, "tensor_state") else {}
+        if not sharded:
+            tensors = {k: full_tensor(v) for k, v in tensors.items()}  # a collective for DTensors
         ranks = gather_objects(self._rank_state(), self.d)
-        if self.d.is_main:
-            rng = {
-                f"rank{r}.{k}": v for r, s in enumerate(ranks) for k, v in s.items() if k.startswith("rng_")
-            }
-            per_rank = {
-                "data": [s["data"] for s in ranks],
-                "python_rng": [s["python_rng"] for s in ranks],
-                "world_size": self.d.world_size,
-                "tokens": self.tokens,
-                "scheduler": {"step": self.step, "next_lr": lr_at(self.step, self.optim, self.run.max_steps)},
-            }
-            tensors = self.objective.tensor_state() if hasattr(self.objective, "tensor_state") else {}
+        rng = {f"rank{r}.{k}": v for r, s in enumerate(ranks) for k, v in s.items() if k.startswith("rng_")}
+        per_rank = {
+            "data": [s["data"] for s in ranks],
+            "python_rng": [s["python_rng"] for s in ranks],
+            "world_size": self.d.world_size,
+            "tokens": self.tokens,
+            "scheduler": {"step": self.step, "next_lr": lr_at(self.step, self.optim, self.run.max_steps)},
+        }
+        root = Path(self.run.out) / CHECKPOINT_DIR
+        if sharded:
+            state = {"model": model_sd, "optimizer": optim_sd, "objective": tensors}
+            path = save_dcp_checkpoint(
+                root, self.step, state, rng, {**self.meta, **per_rank}, is_main=self.d.is_main,
+                keep=self.run.keep_checkpoints,
+            )  # fmt: skip
+        elif self.d.is_main:
             path = save_checkpoint(
-                Path(self.run.out) / CHECKPOINT_DIR,
+                root,
                 Checkpoint(self.step, model_sd, optim_sd, rng, {**self.meta, **per_rank}, tensors),
                 keep=self.run.keep_checkpoints,
             )
+        if self.d.is_main:
             log.info("checkpoint %s", path)
         barrier(self.d)
 
     def restore(self, path: Path) -> None:
         """Weights, optimiser state, the objective's data position and tensors, this rank's RNG, the step and
-        the token count."""
+        the token count. From a sharded checkpoint each rank reads only its own shards."""
         ckpt = load_checkpoint(path)
         d = self.d
         if ckpt.meta["world_size"] != d.world_size:
@@ -305,13 +342,21 @@ class Trainer:
             )
         if ckpt.meta["config"]["run"]["max_steps"] != self.run.max_steps:
             log.warning("max_steps changed since %s: the learning-rate schedule changes with it", path)
-        set_state_dict(
-            self.model,
-            self.opt,
-            model_state_dict=ckpt.model,
-            optim_state_dict=ckpt.optimizer,
-            options=StateDictOptions(full_state_dict=True),
-        )
+        if ckpt.meta.get("storage") == DCP:
+            model_sd, optim_sd = get_state_dict(self.model, self.opt)  # this rank's shards, to load into
+            tensors = self.objective.tensor_state() if hasattr(self.objective, "tensor_state") else {}
+            state = {"model": model_sd, "optimizer": optim_sd, "objective": tensors}
+            load_dcp_state(path, state, ckpt.meta)
+            set_state_dict(self.model, self.opt, model_state_dict=model_sd, optim_state_dict=optim_sd)
+            ckpt.objective = tensors
+        else:
+            set_state_dict(
+                self.model,
+                self.opt,
+                model_state_dict=ckpt.model,
+                optim_state_dict=ckpt.optimizer,
+                options=StateDictOptions(full_state_dict=True),
+            )
         self.objective.load_state_dict(ckpt.meta["data"][d.rank])
         if hasattr(self.objective, "load_tensor_state"):
             self.objective.load_tensor_state(ckpt.objective)
