@@ -6,6 +6,14 @@ the newest complete one. A checkpoint is written into a hidden temporary directo
 a crash mid-write never leaves something that looks finished. This module knows files, not processes: the
 training loop gathers full (unsharded) state and per-rank state before calling `save_checkpoint`.
 
+Sharded checkpoints (`storage: "dcp"` in the meta) are for FSDP2 runs too big for one rank to hold the full
+state: every rank writes its own shards of the weights, the Adam state and the objective's tensors with
+torch.distributed.checkpoint (`__<rank>_0.distcp` files and DCP's `.metadata`) and reads back only its own
+on resume; rank 0 adds `rng.safetensors` and `meta.json`. That path is a collective (every rank calls
+`save_dcp_checkpoint`, on a file system all ranks share) and keeps the same atomic publish: the shards go into
+a hidden temporary directory that rank 0 renames into place once DCP's metadata says every rank has written.
+`load_dcp_model` reads such a checkpoint into a full model in one process (the converter, `load_model`).
+
 A model with tied embeddings (`model_config.tie_embeddings` in the meta) is stored with `embed.weight` only,
 as Hugging Face stores it: safetensors refuses two names for one buffer (one process), and a gathered FSDP2
 state holds two equal copies that would double the file. `load_checkpoint` puts `head.weight` back as the
@@ -27,6 +35,7 @@ from safetensors.torch import load_file, save_file
 FORMAT_VERSION = 1
 _LATEST = "latest"
 _OBJECTIVE = "objective.safetensors"
+DCP = "dcp"  # meta["storage"] of a sharded checkpoint
 
 
 @dataclass
@@ -96,6 +105,33 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
+def _fsync_tree(path: Path) -> None:
+    for sub in sorted(path.rglob("*"), reverse=True):
+        if sub.is_file():
+            with open(sub, "rb") as fh:
+                os.fsync(fh.fileno())
+        else:
+            _fsync_dir(sub)
+    _fsync_dir(path)
+
+
+def _publish(root: Path, tmp: Path, final: Path, keep: int) -> Path:
+    """Rename a complete temporary checkpoint into place, point `latest` at it, drop all but `keep`."""
+    _fsync_tree(tmp)
+    if final.exists():  # re-saving a step (after a resume): move the old one aside first
+        stale = root / f".stale-{final.name}-{os.getpid()}"
+        os.replace(final, stale)
+        os.replace(tmp, final)
+        shutil.rmtree(stale)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    _write_text_atomic(root / _LATEST, final.name + "\n")
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def save_checkpoint(root: str | Path, ckpt: Checkpoint, keep: int = 2) -> Path:
     """Write `ckpt` under root, point `latest` at it, and keep only the newest `keep` checkpoints."""
     root = Path(root)
@@ -113,22 +149,59 @@ def save_checkpoint(root: str | Path, ckpt: Checkpoint, keep: int = 2) -> Path:
         save_file({k: v.detach().cpu().contiguous() for k, v in ckpt.objective.items()}, tmp / _OBJECTIVE)
     meta = {"format": FORMAT_VERSION, "step": ckpt.step, "optimizer": optim_rest, **ckpt.meta}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-    for path in tmp.iterdir():
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(tmp)
-    if final.exists():  # re-saving a step (after a resume): move the old one aside first
-        stale = root / f".stale-{final.name}-{os.getpid()}"
-        os.replace(final, stale)
-        os.replace(tmp, final)
-        shutil.rmtree(stale)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(root)
-    _write_text_atomic(root / _LATEST, final.name + "\n")
-    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    return _publish(root, tmp, final, keep)
+
+
+def save_dcp_checkpoint(
+    root: str | Path,
+    step: int,
+    state: dict[str, Any],
+    rng: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    *,
+    is_main: bool,
+    keep: int = 2,
+) -> Path:
+    """Collective: every rank writes its shards of `state` ({"model", "optimizer", "objective"}: sharded
+    state dicts, DTensors welcome) with DCP; rank 0 then writes `rng` and `meta` and publishes atomically.
+    The temporary directory's name is the same on every rank, so that they all write into one."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    root = Path(root)
+    final = root / step_dir_name(step)
+    tmp = root / f".tmp-{final.name}-dcp"
+    if is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    if dist.is_initialized():
+        dist.barrier()
+    model = stored_model_state(state["model"], meta)
+    dcp.save({**state, "model": model}, checkpoint_id=tmp)  # returns once DCP's .metadata is written
+    if not is_main:
+        return final
+    save_file({k: v.cpu().contiguous() for k, v in rng.items()}, tmp / "rng.safetensors")
+    full_meta = {"format": FORMAT_VERSION, "storage": DCP, "step": step, **meta}
+    (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1, sort_keys=True))
+    return _publish(root, tmp, final, keep)
+
+
+def load_dcp_state(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Read a sharded checkpoint into `state` in place ({"model", "optimizer", "objective"} as for saving,
+    shaped like this run's, so each rank reads only its own shards). A collective under torchrun."""
+    import torch.distributed.checkpoint as dcp
+
+    model = stored_model_state(state["model"], meta)
+    dcp.load({**state, "model": model}, checkpoint_id=Path(path))
+
+
+def load_dcp_model(path: str | Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
+    """The weights of a sharded checkpoint, gathered into a plain (unsharded) model in this one process."""
+    import torch.distributed.checkpoint as dcp
+
+    state = stored_model_state(dict(model.state_dict()), meta)
+    dcp.load({"model": state}, checkpoint_id=Path(path), no_dist=True)  # in place: into the model's tensors
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
@@ -155,6 +228,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     meta = json.loads((path / "meta.json").read_text())
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {meta.get('format')}, this code reads {FORMAT_VERSION}")
+    if meta.get("storage") == DCP:  # tensors stay in the shards: load_dcp_state / load_dcp_model
+        return Checkpoint(
+            step=meta.pop("step"),
+            model={},
+            optimizer={},
+            rng=load_file(path / "rng.safetensors"),
+            meta={k: v for k, v in meta.items() if k != "format"},
+        )
     optimizer = _unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta.pop("optimizer"))
     model = load_file(path / "model.safetensors")
     if _tied(meta) and TIED_HEAD not in model:

@@ -93,6 +93,13 @@ def _model_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_convert(args: argparse.Namespace) -> int:
+    from training.model_io import convert_to_model_dir
+
+    print(convert_to_model_dir(args.source, args.out))
+    return 0
+
+
 def _traces(args: argparse.Namespace) -> int:
     from training.config import TracesConfig
     from training.traces import write_traces
@@ -140,6 +147,13 @@ def register_model_commands(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument("--from", dest="source", required=True, help="run, checkpoint or model directory")
     exp.add_argument("--out", required=True, help="Hugging Face directory to write")
     exp.set_defaults(handler=_model_export)
+    convert = model_cmds.add_parser(
+        "convert",
+        help="a run or checkpoint (sharded DCP ones too) → a mathforge model directory, in one process",
+    )
+    convert.add_argument("--from", dest="source", required=True, help="run or checkpoint directory")
+    convert.add_argument("--out", required=True, help="mathforge model directory to write")
+    convert.set_defaults(handler=_model_convert)
 
     distill = subparsers.add_parser(
         "distill", help="teacher traces for distillation (train with `train distill`)"

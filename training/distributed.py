@@ -45,8 +45,12 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
-def wrap_model(model: Transformer, parallel: str, d: Dist) -> nn.Module:
-    """DDP, or FSDP2 with one shard group per block (and MTP module) plus the root, or the model itself."""
+def wrap_model(model: Transformer, parallel: str, d: Dist, mixed_precision: str = "off") -> nn.Module:
+    """DDP, or FSDP2 with one shard group per block (and MTP module) plus the root, or the model itself.
+
+    `mixed_precision="bf16"` gives FSDP2 a bf16 policy: parameters are all-gathered and computed with in bf16
+    (half the all-gather traffic and the unsharded parameter memory), gradients are reduce-scattered in fp32,
+    and the sharded parameters the optimiser steps (the master weights) and Adam's state stay fp32."""
     if d.world_size == 1:
         return model
     if parallel == "ddp":
@@ -58,13 +62,55 @@ def wrap_model(model: Transformer, parallel: str, d: Dist) -> nn.Module:
             model, device_ids=[d.local_rank] if d.device.type == "cuda" else None, broadcast_buffers=False
         )
     if parallel == "fsdp":
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        policy = MixedPrecisionPolicy()
+        if mixed_precision == "bf16":
+            policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        elif mixed_precision != "off":
+            raise ValueError(f"mixed_precision must be off or bf16, got {mixed_precision!r}")
+        for block in [*model.layers, *model.mtp]:
+            fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
+        return model
+    if mixed_precision != "off":
+        raise ValueError("mixed_precision is an FSDP2 policy: use it with parallel fsdp")
+    raise ValueError(f"parallel must be ddp or fsdp, got {parallel!r}")
+
+
+def frozen_dtype(ref_dtype: str, device: torch.device) -> torch.dtype:
+    """The dtype a frozen reference or teacher is held in: `auto` is bf16 on GPU (where its forward runs under
+    bf16 autocast anyway), fp32 on CPU."""
+    if ref_dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[ref_dtype]
+
+
+def prepare_frozen(model: Transformer, parallel: str, d: Dist, ref_dtype: str = "auto") -> Transformer:
+    """A frozen model (GRPO's reference, distillation's teacher): eval mode, no gradients, in `ref_dtype`, and
+    under torchrun FSDP2 sharded like the policy, so that each rank holds 1/world of it instead of a full
+    copy. The sharded model all-gathers its parameters in each forward, which is then a collective that every
+    rank must call equally often; its root reshards after the forward too (FSDP2 keeps a training root's
+    parameters gathered for the backward, which a frozen model never runs)."""
+    model = model.to(device=d.device, dtype=frozen_dtype(ref_dtype, d.device))
+    model.eval().requires_grad_(False)
+    if d.world_size > 1 and parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         for block in [*model.layers, *model.mtp]:
-            fully_shard(block)
-        fully_shard(model)
-        return model
-    raise ValueError(f"parallel must be ddp or fsdp, got {parallel!r}")
+            fully_shard(block, reshard_after_forward=True)
+        fully_shard(model, reshard_after_forward=True)
+    return model
+
+
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a DTensor (a collective: every rank must ask), or the tensor itself."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def local_numel(model: nn.Module) -> int:
+    """Parameter elements this rank holds (its shards under FSDP2)."""
+    return sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters())
 
 
 def unwrap(model: nn.Module) -> Transformer:

@@ -1,7 +1,7 @@
 """One way to name a model: every command that takes `--model` or `--init` accepts any of
 
 - a run directory (its latest checkpoint, the run's tokenizer and prompt template),
-- a checkpoint directory inside a run (`RUN/checkpoints/step_N`),
+- a checkpoint directory inside a run (`RUN/checkpoints/step_N`; safetensors, or the shards of a DCP one),
 - a mathforge model directory (`model.json` + `model.safetensors`, from `mathforge model import`),
 - a Hugging Face Llama/Qwen2 directory (`config.json` + safetensors + `tokenizer.json`).
 
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from training.checkpoint import latest_checkpoint, load_checkpoint
+from training.checkpoint import DCP, latest_checkpoint, load_checkpoint, load_dcp_model
 from training.config import model_config_from_dict
 from training.model import Transformer
 from training.prompts import PromptTemplate, chat_template_of, read_tokenizer_config, resolve_template
@@ -65,7 +65,10 @@ def _state_from_checkpoint(checkpoint: Path) -> tuple[Transformer, dict[str, Any
     ckpt = load_checkpoint(checkpoint)
     cfg = model_config_from_dict(ckpt.meta["model_config"])
     model = Transformer(cfg)
-    model.load_state_dict(ckpt.model)
+    if ckpt.meta.get("storage") == DCP:  # the shards of every rank, gathered into one model here
+        load_dcp_model(checkpoint, model, ckpt.meta)
+    else:
+        model.load_state_dict(ckpt.model)
     return model, ckpt.meta
 
 
@@ -131,3 +134,12 @@ def load_model(
         resolved = template_for(tokenizer, stored, tokenizer_config)
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     return LoadedModel(model.eval(), tokenizer, tokenizer_path, resolved, kind, path)
+
+
+def convert_to_model_dir(source: str | Path, out: str | Path) -> Path:
+    """Any model `load_model` names (above all a sharded DCP checkpoint, which only a torchrun job could read
+    before) → a mathforge model directory with its tokenizer and prompt template, gathered in this process."""
+    from training.hf import save_model_dir
+
+    loaded = load_model(source)
+    return save_model_dir(loaded.model, loaded.tokenizer_path, out, {"template": loaded.template.to_dict()})
