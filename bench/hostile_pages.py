@@ -10,15 +10,28 @@ is generated at growing sizes and timed on one core:
 - long_line: one line of N kB of prose full of `$` amounts and `\\(` openings that never close;
 - long_script: one line of N kB of script repeating an unclosed MathJax `inlineMath: [` config (64 kB took
   30 s: every occurrence was read to the end of the script);
-- huge_table: a table of N rows of 10 cells, each cell an inline formula.
+- huge_table: a table of N rows of 10 cells, each cell an inline formula;
+- katex_config: a KaTeX auto-render config of N kB whose delimiter object never closes (issue 21: every
+  `left:` key was read to the end of the script, 16 s for ~220 kB);
+- many_delimiters: N distinct delimiter pairs configured, all used in one paragraph;
+- dollar_run: one text node of N kB of `$` (issue 21: ~3 us a byte and hundreds of MB);
+- tex_openings: N kB of unclosed `\\(` and `\\[` (issue 21: the rule scorer read 2,000 characters from each);
+- begin_flood: N kB of unclosed `\\begin{align}` and `$$` in an article;
+- mathml_text: MathML tokens of N kB of letters (issue 21: the MathML join reread its output per letter);
+- math_words: N kB of "math katex latex mathematics" (the prefilter classified each occurrence in Python);
+- deep_nesting: N blocks nested 250 elements deep, each with formulas at the bottom.
 
 For each size it prints the page's bytes, the seconds of the math rewrite (parse + latexify) and of the
-whole per-page path (`PageAnalyser.analyse_html`, what a Spark task runs per page), and the whole path's
-microseconds per kB: flat when the cost is linear (the ratio column compares each size with the smallest).
+whole per-page path (`route_page` as a Spark task runs it, with the keep rule `--min-math-score 0` that
+sends every page through math extraction: the worst case), the whole path's microseconds per kB: flat when
+the cost is linear (the ratio column compares each size with the smallest), and its slowest stage. With
+--memory, also the peak of Python's allocations while routing the page (tracemalloc; lxml's C memory is
+not traced), in MB and per byte of page. With --route-budget B, also each page routed under a B-second
+deadline, as the job routes it: its seconds (at most B plus one library call) and whether it timed out.
 With --job, the largest page of each kind goes into one WARC between ordinary pages and the corpus job runs
 over it (Spark local[1], `--page-time-budget`): it finishes, and the pages over budget are counted.
 
-    .venv/bin/python bench/hostile_pages.py [--scales 1,2,4,8] [--kinds math_scripts,...] [--job] [--budget 2]
+    .venv/bin/python bench/hostile_pages.py [--scales 1,2,4,8] [--kinds math_scripts,...] [--memory] [--route-budget 2] [--job] [--budget 2]
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from crawl.deadline import Deadline, PageTimeout  # noqa: E402
 from crawl.math_markup import latexify_tree, parse_html  # noqa: E402
 from jobs.corpus_pipeline import PageAnalyser  # noqa: E402
 from pipeline.route import route_page  # noqa: E402
@@ -209,12 +223,26 @@ def peak_memory(analyser: PageAnalyser, html: str) -> int:
         tracemalloc.stop()
 
 
-def run_scaling(kinds: list[str], scales: list[int], memory: bool = False) -> None:
+def budgeted_seconds(analyser: PageAnalyser, html: str, budget: float) -> tuple[float, bool]:
+    """(seconds, timed out) of one page routed under a `budget`-second deadline, as the job routes it."""
+    started = time.perf_counter()
+    try:
+        analyser.analyse_html(html.encode("utf-8"), "text/html; charset=utf-8", None, Deadline.after(budget))
+    except PageTimeout:
+        return time.perf_counter() - started, True
+    return time.perf_counter() - started, False
+
+
+def run_scaling(
+    kinds: list[str], scales: list[int], memory: bool = False, budget: float | None = None
+) -> None:
     analyser = PageAnalyser(min_math_score=0.0)  # every page takes the whole route, math extraction included
     analyser.load_models()
     print(
         f"{'kind':<15} {'size':>8} {'kB':>7} {'rewrite s':>10} {'page s':>8} {'us/kB':>7} {'ratio':>6} "
-        f"{'slowest':>12}" + (f" {'peak MB':>8} {'x page':>7}" if memory else "")
+        f"{'slowest':>12}"
+        + (f" {'peak MB':>8} {'x page':>7}" if memory else "")
+        + (f" {'budgeted s':>10} {'outcome':>8}" if budget else "")
     )
     for kind in kinds:
         make, base = KINDS[kind]
@@ -232,6 +260,9 @@ def run_scaling(kinds: list[str], scales: list[int], memory: bool = False) -> No
             if memory:
                 peak = peak_memory(analyser, html)
                 line += f" {peak / 2**20:>8.1f} {peak / (kb * 1024):>7.1f}"
+            if budget:
+                seconds, timed_out = budgeted_seconds(analyser, html, budget)
+                line += f" {seconds:>10.3f} {'timeout' if timed_out else 'done':>8}"
             print(line, flush=True)
 
 
@@ -273,12 +304,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scales", default="1,2,4,8", help="size multipliers (default: 1,2,4,8)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="page kinds (default: all)")
     parser.add_argument("--memory", action="store_true", help="also the peak Python memory of each page")
+    parser.add_argument(
+        "--route-budget",
+        type=float,
+        default=None,
+        help="also route each page under this --page-time-budget: its seconds and whether it timed out",
+    )
     parser.add_argument("--job", action="store_true", help="also run the corpus job over the largest pages")
     parser.add_argument("--budget", type=float, default=2.0, help="--page-time-budget for --job (default: 2)")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     scales = [int(s) for s in args.scales.split(",") if s]
-    run_scaling(kinds, scales, args.memory)
+    run_scaling(kinds, scales, args.memory, args.route_budget)
     if args.job:
         run_job(kinds, max(scales), args.budget)
 

@@ -98,7 +98,7 @@ def analyser() -> PageAnalyser:
 
 
 @settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
     derandomize=True,
     database=None,
