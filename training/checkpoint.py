@@ -198,10 +198,14 @@ def load_dcp_state(path: str | Path, state: dict[str, Any], meta: dict[str, Any]
 
 def load_dcp_model(path: str | Path, model: torch.nn.Module, meta: dict[str, Any]) -> None:
     """The weights of a sharded checkpoint, gathered into a plain (unsharded) model in this one process."""
+    import warnings
+
     import torch.distributed.checkpoint as dcp
 
     state = stored_model_state(dict(model.state_dict()), meta)
-    dcp.load({"model": state}, checkpoint_id=Path(path), no_dist=True)  # in place: into the model's tensors
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load({"model": state}, checkpoint_id=Path(path), no_dist=True)  # in place: the model's tensors
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:

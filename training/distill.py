@@ -7,8 +7,9 @@ next-token distribution is pulled towards the teacher's; the divergence comes fr
 states and output heads through `kernels.distill_divergence`, chunk by chunk, so neither model's full logits
 ever exist. The trainer normalises by the number of distilled positions.
 
-- The teacher is frozen (no gradients, eval mode) and held in bf16 on GPU; it runs outside the trainer's
-  wrapper, replicated on every rank. Its tokenizer must equal the student's (ids compared token by token), and
+- The teacher is frozen (no gradients, eval mode), held in bf16 on GPU (`--ref-dtype`), and under torchrun
+  FSDP2 sharded like the student (each rank holds 1/world of it; its head is gathered for each micro-batch's
+  divergence); it runs outside the trainer's wrapper. Its tokenizer must equal the student's (ids compared token by token), and
   head rows beyond the tokenizer (Hugging Face padding) are left out of both distributions.
 - `--lmbda λ`: each step is on-policy with probability λ (drawn from the run seed and the step, so a resumed
   run draws the same): `--batch-size` prompts per micro-batch are completed by the student itself (through the
@@ -36,6 +37,7 @@ from torch import nn
 
 import kernels
 from training.config import IGNORE_INDEX, DistillConfig
+from training.distributed import full_tensor, prepare_frozen
 from training.generate import generate
 from training.model import Transformer
 from training.model_io import TOKENIZER_FILE, load_model
@@ -216,13 +218,13 @@ class DistillObjective(LoaderObjective):
         return student
 
     def _load_teacher(self, ctx: TrainContext, tokenizer: Any) -> Transformer:
-        """The teacher: frozen, eval mode, bf16 on GPU; its tokenizer checked against the student's."""
-        dtype = torch.bfloat16 if ctx.d.device.type == "cuda" else None
-        loaded = load_model(self.opts.teacher, device=ctx.d.device, dtype=dtype)
+        """The teacher: frozen, eval mode, in --ref-dtype, sharded under FSDP2; its tokenizer checked against
+        the student's. It is read on the CPU and cast before it is sharded or moved."""
+        loaded = load_model(self.opts.teacher)
         check_same_vocabulary(loaded.tokenizer, tokenizer)
         teacher = loaded.model
         teacher.drop_mtp()
-        teacher.eval().requires_grad_(False)
+        teacher = prepare_frozen(teacher, ctx.run.parallel, ctx.d, ctx.run.ref_dtype)
         if teacher.cfg.vocab_size < self.vocab_size:
             raise ValueError(
                 f"the teacher's head has {teacher.cfg.vocab_size} rows for a tokenizer of {self.vocab_size} ids"
@@ -313,7 +315,7 @@ class DistillObjective(LoaderObjective):
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_hidden = self.teacher(batch.input_ids, doc_ids=batch.doc_ids, readout=NormedAt(rows))
-            weight = self.teacher.head.weight
+            weight = full_tensor(self.teacher.head.weight)  # sharded teacher: gathered (a collective)
             settings.update(teacher_hidden=teacher_hidden.to(weight.dtype), teacher_weight=weight)
         else:
             assert batch.top_ids is not None and batch.top_logprobs is not None

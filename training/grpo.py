@@ -29,7 +29,7 @@ from torch import nn
 
 from training.answers import gold_answer
 from training.config import GRPOConfig
-from training.distributed import all_ranks_done, unwrap
+from training.distributed import all_ranks_done, prepare_frozen, unwrap
 from training.generate import completion_logprobs, generate
 from training.grpo_loss import aggregate, group_advantages, policy_terms, zero_spread
 from training.model import Transformer
@@ -122,8 +122,8 @@ class GRPOObjective:
         if ctx.d.is_main:
             (ctx.run_dir / TOKENIZER_FILE).write_bytes(loaded.tokenizer_path.read_bytes())
         self.d, self.device, self.run_dir = ctx.d, ctx.d.device, ctx.run_dir
-        if g.beta > 0:
-            self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(ctx.d.device)
+        if g.beta > 0:  # sharded like the policy under FSDP2; --ref-dtype
+            self.ref = prepare_frozen(copy.deepcopy(model), ctx.run.parallel, ctx.d, ctx.run.ref_dtype)
         self.prompts = load_prompts(g.prompts, g.prompt_column)
         if len(self.prompts) < ctx.d.world_size:
             raise ValueError(f"{len(self.prompts)} prompts for {ctx.d.world_size} ranks")
@@ -178,12 +178,13 @@ class GRPOObjective:
         return {}
 
     def _sync_reference(self, model: nn.Module) -> None:
-        """Iterative GRPO: the reference becomes the current policy (a collective under FSDP2)."""
+        """Iterative GRPO: the reference becomes the current policy. Under FSDP2 both are sharded alike, so
+        each rank copies its own shard (into the reference's dtype) and nothing is gathered."""
         assert self.ref is not None
-        policy = dict(unwrap_params(model))
+        policy = dict(unwrap(model).named_parameters())
         with torch.no_grad():
             for name, param in self.ref.named_parameters():
-                param.copy_(policy[name])
+                param.copy_(policy[name].detach())
 
     def _generate_groups(self, model: nn.Module, items: list[PromptItem]) -> dict[str, Any]:
         g, template = self.g, self.template
@@ -459,7 +460,8 @@ class GRPOObjective:
 
     def tensor_state(self) -> dict[str, torch.Tensor]:
         """A synced reference is a past policy that nothing else keeps: it goes into the checkpoint (without
-        ref-sync the reference is the init model, which a resumed run loads again)."""
+        ref-sync the reference is the init model, which a resumed run loads again). Under FSDP2 these are the
+        reference's shards (DTensors): gathered for safetensors, written per rank by DCP."""
         if self.ref is None or not self.g.ref_sync_every:
             return {}
         return {f"ref.{name}": param.detach() for name, param in self.ref.named_parameters()}
@@ -476,7 +478,7 @@ class GRPOObjective:
             )
         with torch.no_grad():
             for name, param in params.items():
-                param.copy_(stored[name])
+                param.copy_(shard_like(stored[name], param))
 
     def position(self) -> dict[str, Any]:
         return {"epoch": self.cursor.epoch, "index": self.cursor.index}
@@ -498,13 +500,14 @@ class GRPOObjective:
             self.rewards.close()
 
 
-def unwrap_params(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """(name, full tensor) of the policy's parameters, gathering FSDP2 shards."""
-    out = []
-    for name, param in unwrap(model).named_parameters():
-        full = param.full_tensor() if hasattr(param, "full_tensor") else param
-        out.append((name, full.detach()))
-    return out
+def shard_like(tensor: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`tensor` (a full tensor, or already a DTensor) laid out like `param` (a DTensor under FSDP2): every rank
+    holds the full tensor here, so each takes its own shard without communication."""
+    if not hasattr(param, "device_mesh") or hasattr(tensor, "device_mesh"):
+        return tensor
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(tensor.to(param.device), param.device_mesh, param.placements, src_data_rank=None)
 
 
 def run(cfg: GRPOConfig) -> dict[str, Any]:
