@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed.checkpoint as dcp
 import transformers
 from safetensors import safe_open
 from test_hf import CHATML, TEXTS, hf_model, save_hf
@@ -97,8 +98,9 @@ def test_import_sft_stop_resume_export_reload(tmp_path, tied: bool) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_tied_model_under_torchrun_checkpoints_once_and_resumes(tmp_path, parallel: str) -> None:
-    """Two ranks: the gathered full state (two equal copies under FSDP2) is written with the matrix once, the
-    resumed ranks stay identical, and the result exports to a tied transformers model."""
+    """Two ranks: DDP's full state is written with the matrix once; FSDP2's sharded DCP checkpoint holds the
+    matrix once too, and `model convert` gathers it into a tied model directory. The resumed ranks stay
+    identical, and the result exports to a tied transformers model."""
     from torchrun_launch import torchrun
 
     save_hf(hf_model("qwen2", tied=True), tmp_path / "hf", sharded=False, chat_template=CHATML)
@@ -111,7 +113,13 @@ def test_tied_model_under_torchrun_checkpoints_once_and_resumes(tmp_path, parall
             "--ckpt-every", "2", "--device", "cpu", "--log-every", "1", "--rank-logs", "--parallel", parallel,
             "--lr", "1e-3"]  # fmt: skip
     torchrun([*args, "--stop-at", "2"])
-    weights = _keys(out / "checkpoints" / "step_00000002" / "model.safetensors")
+    step2 = out / "checkpoints" / "step_00000002"
+    if parallel == "ddp":
+        weights = _keys(step2 / "model.safetensors")
+    else:  # the DCP default under FSDP2: rank shards, no full-state file
+        assert not (step2 / "model.safetensors").exists() and (step2 / "__1_0.distcp").is_file()
+        stored = dcp.FileSystemReader(str(step2)).read_metadata().state_dict_metadata
+        weights = {k.removeprefix("model.") for k in stored if k.startswith("model.")}
     assert "embed.weight" in weights and "head.weight" not in weights
     torchrun([*args, "--resume"])
     rank0, rank1 = (read_metrics(out / f"rank{r}.jsonl") for r in (0, 1))
@@ -120,6 +128,11 @@ def test_tied_model_under_torchrun_checkpoints_once_and_resumes(tmp_path, parall
 
     model = load_model(out).model
     assert model.head.weight is model.embed.weight
+    assert mathforge(["model", "convert", "--from", str(out), "--out", str(tmp_path / "converted")]) == 0
+    converted = load_model(tmp_path / "converted").model
+    assert converted.head.weight is converted.embed.weight
+    for (name, a), b in zip(model.state_dict().items(), converted.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
     assert mathforge(["model", "export", "--from", str(out), "--out", str(tmp_path / "export")]) == 0
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
     assert reloaded.lm_head.weight is reloaded.model.embed_tokens.weight
