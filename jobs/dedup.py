@@ -211,7 +211,8 @@ def connected_components(edges: DataFrame) -> DataFrame:
     return labels.withColumnRenamed("label", "component")
 
 
-def _index_meta(config: MinHashConfig, bands: int, rows: int, threshold: float) -> dict[str, Any]:
+def index_meta(config: MinHashConfig, bands: int, rows: int, threshold: float) -> dict[str, Any]:
+    """What `index.json` records: the settings a signature is only comparable under."""
     return {"minhash": asdict(config), "bands": bands, "rows": rows, "threshold": threshold, "format": 1}
 
 
@@ -340,7 +341,7 @@ def near_dedup(
     `write_index` restricts to the rows kept once decontamination has had its say."""
     mh = minhash_config(cfg)
     bands, rows = lsh_bands(cfg)
-    meta = _index_meta(mh, bands, rows, cfg.threshold)
+    meta = index_meta(mh, bands, rows, cfg.threshold)
     sigs = signatures(spark, df, mh, bands, rows).localCheckpoint()
     band_rows = sigs.select("id", F.explode("bands").alias("hash"))
     removed_parts: list[DataFrame] = []
@@ -352,7 +353,9 @@ def near_dedup(
         # indexed documents are mutually distinct, each a representative of its family: as in a large
         # bucket of a build, a new document is checked against at most max_pairs_bucket of them per bucket
         cap = cfg.max_pairs_bucket
-        ranked = old_bands.withColumn("_n", F.row_number().over(Window.partitionBy("hash").orderBy("id")))
+        hit = old_bands.join(band_rows.select("hash").distinct(), "hash", "left_semi")  # buckets met only
+        ranked = hit.withColumn("_n", F.row_number().over(Window.partitionBy("hash").orderBy("id")))
+        ranked = ranked.where(f"_n <= {cap + 1}").localCheckpoint()
         cand = band_rows.join(
             ranked.where(f"_n <= {cap}").select("hash", F.col("id").alias("b")), "hash"
         ).select(F.col("id").alias("a"), "b")
@@ -425,7 +428,7 @@ def write_index(
     )
     kept_sigs.select("id", "sig").write.parquet(str(snapshot_dir(index_out / "signatures", snapshot)))
     bands, rows = lsh_bands(cfg)
-    meta = _index_meta(minhash_config(cfg), bands, rows, cfg.threshold)
+    meta = index_meta(minhash_config(cfg), bands, rows, cfg.threshold)
     (index_out / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n")
 
 

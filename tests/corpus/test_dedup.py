@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -17,6 +18,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from bench.near_dup_data import make_near_dup_corpus
+from classifiers.minhash import MinHasher, band_hash_matrix
 from classifiers.text_norm import text_digest
 from jobs.build_corpus import build_corpus
 from jobs.config import CleaningConfig, CorpusBuildConfig, CorpusDedupConfig
@@ -26,8 +28,10 @@ from jobs.dedup import (
     connected_components,
     drop_indexed_exact,
     exact_dedup,
+    index_meta,
     lsh_bands,
     minhash_config,
+    near_dedup,
     near_duplicate_edges,
     signatures,
 )
@@ -459,6 +463,33 @@ def test_index_holds_exactly_the_documents_the_corpus_keeps(spark, shared_data, 
     assert _ids(kept) == {"requoted", "recrawl-new"}
     removed = ds.dataset(tmp_path / "later" / "removed", format="parquet").to_table().to_pylist()
     assert [(r["id"], r["step"], r["kept_id"]) for r in removed] == [("recrawl-same", "near", "kept-2")]
+
+
+def test_a_new_document_meets_at_most_max_pairs_bucket_indexed_documents_per_bucket(spark, tmp_path):
+    cfg = CleaningConfig(decontaminate=False, max_pairs_bucket=2, index=str(tmp_path / "index"))
+    mh, (bands, rows) = minhash_config(cfg), lsh_bands(cfg)
+    hasher = MinHasher(mh)
+    text = _page(1)
+    new_band = int(band_hash_matrix(hasher.signature(text), bands, rows)[0, 0])
+    # three indexed documents in the new page's first band bucket; the third by id is a copy of it
+    indexed = {
+        "i-0": hasher.signature(_page(8)),
+        "i-1": hasher.signature(_page(9)),
+        "i-2": hasher.signature(text),
+    }
+    for table, columns in (
+        ("bands", {"hash": [new_band] * 3, "id": list(indexed)}),
+        ("signatures", {"id": list(indexed), "sig": [s.astype("<u4").tobytes() for s in indexed.values()]}),
+    ):
+        (tmp_path / "index" / table / "snapshot=s1").mkdir(parents=True)
+        pq.write_table(pa.table(columns), tmp_path / "index" / table / "snapshot=s1" / "part-0.parquet")
+    (tmp_path / "index" / "index.json").write_text(json.dumps(index_meta(mh, bands, rows, cfg.threshold)))
+    df = _frame(spark, [text], ids=["new"])
+    kept, _, info, _ = near_dedup(spark, df, cfg)
+    assert _ids(kept) == {"new"} and info["index_bucket_unchecked"] == 1  # i-2 is past the cap of 2
+    kept, removed, info, _ = near_dedup(spark, df, dataclasses.replace(cfg, max_pairs_bucket=3))
+    assert _ids(kept) == set() and info["index_bucket_unchecked"] == 0
+    assert [(r["id"], r["kept_id"]) for r in removed.collect()] == [("new", "i-2")]
 
 
 def _digested(spark, rows: list[tuple[str, str | None, str]]):
