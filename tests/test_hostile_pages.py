@@ -7,6 +7,7 @@ what they produce and that a page's deadline stops every stage.
 from __future__ import annotations
 
 import time
+import tracemalloc
 
 import lxml.html
 import pytest
@@ -230,3 +231,16 @@ def test_the_prefilter_classifies_every_occurrence_past_its_window_budget():
     )
     found = math_prefilter(b"<html><body>" + words + b"</body></html>")
     assert not found.hit and found.vocabulary == 5_000
+
+
+def test_scanning_a_megabyte_of_dollars_allocates_no_per_character_state():
+    """The scanner used to hold every offset of every delimiter (hundreds of MB for a page of `$`)."""
+    text = "$" * (1 << 20)
+    scanner = DelimiterScanner(Delimiters(inline=(("$", "$"),)))
+    tracemalloc.start()
+    try:
+        assert scanner.rewrite(text) == (text, 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(text) // 16
