@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch.distributed.checkpoint as dcp
 from safetensors import safe_open
 
 from training.config import GRPOConfig, GRPODataConfig, GRPOOptimConfig, RunConfig, model_config
@@ -84,8 +85,10 @@ def test_completions_that_fill_the_context_train(prompts, tokenizer, tmp_path) -
 
 
 @pytest.mark.timeout(600)
-def test_fsdp_resume_restores_the_synced_reference(prompts, init_model, tmp_path) -> None:
-    """The issue's case: two FSDP2 ranks, β 0.04, sync every 2 steps, stopped after step 3 and resumed."""
+@pytest.mark.parametrize("ckpt_format", ["dcp", "safetensors"])
+def test_fsdp_resume_restores_the_synced_reference(prompts, init_model, tmp_path, ckpt_format: str) -> None:
+    """The issue's case: two FSDP2 ranks, β 0.04, sync every 2 steps, stopped after step 3 and resumed. The
+    reference is sharded like the policy: DCP writes its shards, safetensors gathers it."""
     from torchrun_launch import torchrun
 
     def args(out: Path) -> list[str]:
@@ -94,10 +97,17 @@ def test_fsdp_resume_restores_the_synced_reference(prompts, init_model, tmp_path
                 "--template", "plain", "--device", "cpu", "--log-every", "1", "--verify-workers", "1",
                 "--reward", "tests.training.grpo_fixtures:odd_digits", "--beta", "0.04", "--ref-sync-every", "2",
                 "--parallel", "fsdp", "--lr", "3e-2", "--warmup-frac", "0", "--samples-every", "0",
-                "--ckpt-every", "3"]  # fmt: skip
+                "--ckpt-every", "3", "--ckpt-format", ckpt_format]  # fmt: skip
 
     torchrun(args(tmp_path / "straight"))
     torchrun([*args(tmp_path / "cut"), "--stop-at", "3"])
+    step3 = tmp_path / "cut" / "checkpoints" / "step_00000003"
+    if ckpt_format == "dcp":
+        stored = dcp.FileSystemReader(str(step3)).read_metadata().state_dict_metadata
+        assert len(stored["objective.ref.layers.0.attn.wq.weight"].chunks) == 2  # two rank shards
+    else:
+        with safe_open(step3 / "objective.safetensors", "pt") as fh:
+            assert "ref.layers.0.attn.wq.weight" in set(fh.keys())
     torchrun([*args(tmp_path / "cut"), "--resume"])
     straight, resumed = _strip(tmp_path / "straight"), _strip(tmp_path / "cut")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5]
