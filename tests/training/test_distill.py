@@ -269,15 +269,22 @@ def test_on_policy_jsd_with_cross_entropy_resumes_bitwise(teacher, init_model, t
 @pytest.mark.timeout(300)
 def test_distill_under_torchrun_fsdp_keeps_both_ranks_identical(teacher, init_model, task, tmp_path) -> None:
     """Two ranks, FSDP2, one on-policy step among three (the student samples through the sharded wrapper,
-    the replicated teacher scores): the ranks hold the same weights after every step, on different data."""
+    the teacher, sharded too, scores): the ranks hold the same weights after every step, on different data,
+    and the divergences are those of a DDP run with a full teacher on every rank."""
     from torchrun_launch import torchrun
 
-    args = ["-m", "training.distill", "--teacher", str(teacher), "--data", str(task["train"]), "--init",
-            str(init_model), "--out", str(tmp_path / "run"), "--max-steps", "3", "--seed", "3", "--lmbda", "0.5",
-            "--max-new-tokens", "8", "--loss", "reverse_kl", "--template", "plain", "--seq-len", "128",
-            "--batch-size", "2", "--grad-accum", "2", "--parallel", "fsdp", "--device", "cpu", "--log-every", "1",
-            "--rank-logs", "--lr", "1e-2"]  # fmt: skip
-    torchrun(args)
+    def args(out: Path, parallel: str) -> list[str]:
+        return ["-m", "training.distill", "--teacher", str(teacher), "--data", str(task["train"]), "--init",
+                str(init_model), "--out", str(out), "--max-steps", "3", "--seed", "3", "--lmbda", "0.5",
+                "--max-new-tokens", "8", "--loss", "reverse_kl", "--template", "plain", "--seq-len", "128",
+                "--batch-size", "2", "--grad-accum", "2", "--parallel", parallel, "--device", "cpu",
+                "--log-every", "1", "--rank-logs", "--lr", "1e-2"]  # fmt: skip
+
+    torchrun(args(tmp_path / "run", "fsdp"))
+    torchrun(args(tmp_path / "ddp", "ddp"))
+    fsdp, ddp = (read_metrics(tmp_path / d / "metrics.jsonl") for d in ("run", "ddp"))
+    for a, b in zip(fsdp, ddp, strict=True):
+        assert a["divergence"] == pytest.approx(b["divergence"], rel=1e-4)
     rank0, rank1 = (read_metrics(tmp_path / "run" / f"rank{r}.jsonl") for r in (0, 1))
     assert [r["step"] for r in rank0] == [1, 2, 3]
     assert [r["param_digest"] for r in rank0] == [r["param_digest"] for r in rank1]
