@@ -23,6 +23,9 @@ most shingles of a long page intact (near-duplicates keep a high Jaccard), long 
 sharing stock phrases ("let x be the", "the solution of the") do not look alike. A document shorter than n
 words is one shingle of all its words; an empty document has no shingles and the all-ones signature
 datasketch gives an empty `MinHash` (drop empty texts before near-dedup, or they all collide).
+
+`bucket_links` checks an LSH bucket too large for all its pairs (boilerplate shared by thousands of pages)
+against bounded representatives, so every duplicate family in it is found in linear work.
 """
 
 from __future__ import annotations

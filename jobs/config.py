@@ -101,7 +101,7 @@ class CleaningConfig:
     url_dedup: str = field(
         default="changed",
         metadata={
-            "help": f"one of {URL_DEDUP}: 'first' and 'changed' keep one document per URL in a build or "
+            "help": f"one of {', '.join(URL_DEDUP)}: 'first' and 'changed' keep one document per URL in a build or "
             "refresh (the survivor; empty URLs never match); against --index, 'first' drops every recrawl "
             "of an indexed URL, 'changed' keeps one whose content is new (no exact or near duplicate "
             "indexed); 'off' dedups by content only"
