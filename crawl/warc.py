@@ -2,9 +2,9 @@
 
 `read_html_responses` yields only what the corpus wants (HTTP 200 HTML responses with a body) and counts
 everything else in a `Counter` under `skip:<reason>` or `error:<reason>` keys, so a job can report exactly
-where records went. Every file is opened once and read front to back once, whatever the damage: recovery
-scans forward on the same stream (for a remote file: no second request, see `crawl.remote`), and the work
-and memory per record are bounded. Damage handling:
+where records went. Every file is read front to back once, whatever the damage (after an existence check
+that opens and closes it): recovery scans forward on the same stream (a remote file gets no further
+request, see `crawl.remote`), and the work and memory per record are bounded. Damage handling:
 
 - a single-member ("non-chunked") gzip file, which warcio refuses, is read through a streaming gunzip;
 - a record cut short by the end of the file is skipped and counted (`error:truncated_record`);
@@ -448,6 +448,7 @@ class ArchiveRecords:
 
     def _records(self) -> Iterator:
         tape, gunzip, counters = self.tape, self.gunzip, self.counters
+        resynced_at = -1  # where the last resync scan found a header
         while True:
             iterator = _archive_iterator(tape)  # type: ignore[arg-type]
             last_start: int | None = None
@@ -465,17 +466,12 @@ class ArchiveRecords:
                 raise
             except Exception as exc:  # warcio raises assorted errors on malformed headers
                 reason, message = "malformed_record", f"{type(exc).__name__}: {exc}"
-            unread = iterator.reader.rem_length() if iterator.reader is not None else 0
+            parsed_to = tape.tell() - (iterator.reader.rem_length() if iterator.reader is not None else 0)
             if reason is not None:
                 counters[f"error:{reason}"] += 1
-                first_line = message.strip().splitlines()[0] if message and message.strip() else ""
-                log.warning(
-                    "damage in %s at offset ~%d (%s): %s",
-                    self.location,
-                    last_start if last_start is not None else tape.tell() - unread,
-                    reason,
-                    first_line,
-                )
+                first_line = message.strip().splitlines()[0][:200] if message and message.strip() else ""
+                where = last_start if last_start is not None else parsed_to
+                log.warning("damage in %s at offset ~%d (%s): %s", self.location, where, reason, first_line)
             if gunzip is not None and gunzip.broken:
                 gunzip.resume()  # damage ended that stretch: go on with the next member
                 restart = tape.tell()
@@ -483,15 +479,14 @@ class ArchiveRecords:
                 return
             elif last_start is not None:
                 restart = last_start + 1  # a wrong length may have swallowed good records: look inside
-            else:
-                restart = (
-                    tape.tell() - unread
-                )  # no record since the last resync: on from where parsing stopped
+            else:  # nothing read since the last resync: on from where parsing stopped, and never back
+                restart = max(parsed_to, resynced_at + 1)
             tape.rewind_to(restart)
-            while _scan_to_next_header(tape) is None:
+            while (found := _scan_to_next_header(tape)) is None:
                 if gunzip is None or not gunzip.broken:
                     return
                 gunzip.resume()  # the scan ran into more gzip damage: on past it
+            resynced_at = found
             counters["warn:resynced"] += 1
 
 
