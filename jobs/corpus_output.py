@@ -798,6 +798,16 @@ def render_stats_markdown(stats: dict[str, Any]) -> str:
             )
         rows.append(("documents after", cleaning["output_documents"]))
         lines += _table(rows, ("step", "documents"))
+        # how each step worked (candidate pairs, large LSH buckets, documents a bucket cap left unchecked)
+        details = [
+            (f"{step}: {key}", value)
+            for step, info in cleaning["steps"].items()
+            for key, value in sorted(info.items())
+            if key != "removed" and isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+        if details:
+            lines += ["", "### How the steps worked", ""]
+            lines += _table(details, ("step: figure", "value"))
     lines += ["", "## Kept documents by language", ""]
     lines += _table(sorted(stats["by_lang"].items(), key=lambda kv: -kv[1]), ("lang", "documents"))
     lines += ["", "## Math score of kept documents", ""]

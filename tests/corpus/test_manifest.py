@@ -64,3 +64,38 @@ def test_package_versions_name_each_tracked_library():
     versions = package_versions()
     assert set(versions) == {"python", *TRACKED_PACKAGES}
     assert versions["resiliparse"] == "2.0.0" and versions["justext"] != "not installed"
+
+
+def test_stats_report_shows_how_each_cleaning_step_worked():
+    """The figures a reader needs to trust near dedup (candidates, large buckets, documents a bucket cap left
+    unchecked) are in STATS.md, not only in stats.json."""
+    from jobs.corpus_output import render_stats_markdown
+
+    stats = {
+        "run_id": "r1",
+        "inputs": {"total": 1, "failed": []},
+        "counters": {"records": 3},
+        "kept": 2,
+        "kept_chars": 10,
+        "seconds": 1.0,
+        "by_lang": {"en": 2},
+        "math_score_histogram": [],
+        "cleaning": {
+            "input_documents": 5,
+            "output_documents": 2,
+            "steps": {
+                "exact": {"removed": 1},
+                "near": {
+                    "removed": 2,
+                    "candidate_pairs": 7,
+                    "large_bucket_unchecked": 3,
+                    "exact_check": True,
+                },
+                "decontaminate": {"skipped": "no benchmarks"},
+            },
+        },
+    }
+    text = render_stats_markdown(stats)
+    assert "| removed by near | 2 |" in text
+    assert "| near: large_bucket_unchecked | 3 |" in text and "| near: candidate_pairs | 7 |" in text
+    assert "exact_check" not in text  # flags are not figures
