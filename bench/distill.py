@@ -1,6 +1,6 @@
 """Distillation transfers, and the chunked divergence keeps memory flat: the two figures of roadmap item 9.
 
-`transfer` (the default): the synthetic "last number" task (training/synthetic.py), every step through the
+`transfer` (the default): the synthetic "last number" task (training/data/synthetic.py), every step through the
 `mathforge` command line. The teacher is the tiny preset (158k parameters) fine-tuned long on the task's own
 consistently written solutions; the student is a smaller model (dim 32, 58k parameters) given the same
 number of steps three ways:
@@ -61,10 +61,10 @@ def _models(out: Path) -> tuple[Path, Path]:
     from training_corpus import write_corpus
 
     from training.config import model_config
-    from training.data import index_corpus, iter_texts
-    from training.hf import save_model_dir
-    from training.model import Transformer
-    from training.tokenizer import train_tokenizer
+    from training.data.packing import index_corpus, iter_texts
+    from training.models.hf import save_model_dir
+    from training.models.tokenizer import train_tokenizer
+    from training.models.transformer import Transformer
 
     write_corpus(out / "corpus")
     tokenizer = train_tokenizer(list(iter_texts(index_corpus(out / "corpus"), 10**9)), vocab_size=512)
@@ -87,7 +87,7 @@ def _pass_at_1(model: Path, test: Path, out: Path) -> float:
 
 
 def transfer(args: argparse.Namespace) -> dict[str, float]:
-    from training.synthetic import restyle_solutions, write_last_number_task
+    from training.data.synthetic import restyle_solutions, write_last_number_task
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.config import model_config
-from training.generate import completion_logprobs, generate
-from training.model import Transformer
+from training.models.generation import completion_logprobs, generate
+from training.models.transformer import Transformer
 from typedconfig import add_dataclass_args, dataclass_from_args
 
 

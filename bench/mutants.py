@@ -6,9 +6,10 @@ tests do not notice ("survived") marks a behaviour no test pins down. Slow by na
 mutant), so it is not part of CI: `make mutants`, or
 
     .venv/bin/python bench/mutants.py                                  # every module in MODULES
-    .venv/bin/python bench/mutants.py training/model.py --sample 80    # one module, 80 mutants drawn at random
+    .venv/bin/python bench/mutants.py training/models/transformer.py --sample 80   # one module, 80 mutants at random
     .venv/bin/python bench/mutants.py --list                           # modules and their tests
-    .venv/bin/python bench/mutants.py training/model.py --retest DIR/training_model.sqlite  # survivors again
+    .venv/bin/python bench/mutants.py training/models/transformer.py \
+        --retest DIR/training_models_transformer.sqlite             # survivors again
 
 Safe while people work in the checkout: nothing in it is written. The tracked and untracked (not ignored)
 files are copied into a temporary directory (with `../shared` linked next to it, as CI lays it out), and
@@ -71,17 +72,17 @@ MODULES: dict[str, tuple[str, ...]] = {
     "crawl/charset.py": ("tests/corpus/test_charset*.py",),
     "crawl/math_markup.py": ("tests/test_math_markup*.py", "tests/test_math_extract.py"),
     "jobs/dedup.py": ("tests/corpus/test_dedup*.py",),
-    "training/model.py": (
-        "tests/training/test_mtp_loss.py",
-        "tests/training/test_transformer.py",
-        "tests/training/test_generation.py",
-        "tests/training/test_fused_training.py::test_fused_gradients_and_logprobs_match_plain_pytorch",
+    "training/models/transformer.py": (
+        "tests/training/models/test_mtp_loss.py",
+        "tests/training/models/test_transformer.py",
+        "tests/training/models/test_generation.py",
+        "tests/training/models/test_fused_training.py::test_fused_gradients_and_logprobs_match_plain_pytorch",
     ),
     "training/trainer.py": (
         "tests/training/test_optim_groups.py",
-        "tests/training/test_pretrain.py::test_resume_reproduces_an_uninterrupted_run_bit_for_bit",
-        "tests/training/test_pretrain.py::test_gradient_accumulation_sees_the_same_rows_as_one_big_batch",
-        "tests/training/test_pretrain.py::test_an_existing_run_is_not_overwritten_without_resume",
+        "tests/training/objectives/test_pretrain.py::test_resume_reproduces_an_uninterrupted_run_bit_for_bit",
+        "tests/training/objectives/test_pretrain.py::test_gradient_accumulation_sees_the_same_rows_as_one_big_batch",
+        "tests/training/objectives/test_pretrain.py::test_an_existing_run_is_not_overwritten_without_resume",
     ),
     "kernels/backend.py": _KERNEL_TESTS,
     "kernels/chunked.py": _KERNEL_TESTS,

@@ -40,13 +40,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.config import IGNORE_INDEX, ModelConfig, RunConfig, SFTConfig, SFTDataConfig, SFTOptimConfig
-from training.data import Batch, shift_targets
+from training.data.packing import Batch, shift_targets
 from training.distributed import Dist, prepare_frozen
-from training.generate import completion_logprobs, generate
-from training.grpo_loss import aggregate, policy_terms
 from training.metrics import flops_per_token, mfu, peak_flops
-from training.model import Transformer
-from training.sft import SFTObjective
+from training.models.generation import completion_logprobs, generate
+from training.models.transformer import Transformer
+from training.objectives.grpo_loss import aggregate, policy_terms
+from training.objectives.sft import SFTObjective
 from training.trainer import Trainer
 from typedconfig import add_dataclass_args, dataclass_from_args
 

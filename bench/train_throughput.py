@@ -33,11 +33,11 @@ from training.config import (
     RunConfig,
     model_config,
 )
-from training.data import Batch, shift_targets
+from training.data.packing import Batch, shift_targets
 from training.distributed import Dist
 from training.metrics import flops_per_token, mfu, peak_flops
-from training.model import Transformer
-from training.pretrain import PretrainObjective
+from training.models.transformer import Transformer
+from training.objectives.pretrain import PretrainObjective
 from training.trainer import Trainer
 from typedconfig import add_dataclass_args, dataclass_from_args, to_dict
 

@@ -80,9 +80,9 @@ EVAL_SAMPLES = (
 def post_train(
     out: Path, pretrained: Path, *, sft_steps: int, grpo_steps: int, eval_items: int = 100
 ) -> dict[str, float]:
-    """SFT then GRPO on the "last number" task (training.synthetic), `mathforge eval` before and after each;
+    """SFT then GRPO on the "last number" task (training.data.synthetic), `mathforge eval` before and after each;
     returns held-out pass@1 of the pretrained, SFT and GRPO models."""
-    from training.synthetic import write_last_number_task
+    from training.data.synthetic import write_last_number_task
 
     task = write_last_number_task(out / "task", n_test=eval_items, **TASK)
     common = ["--device", "cpu", "--log-every", "10"]

@@ -86,7 +86,7 @@ def test_training_job_passes_flags_the_trainer_accepts():
     )
     command = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     argv = shlex.split(command)
-    module_args = argv[argv.index("training.pretrain") + 1 :]
+    module_args = argv[argv.index("training.objectives.pretrain") + 1 :]
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_config_args(parser, PretrainConfig)
     config = config_from_args(PretrainConfig, parser.parse_args(module_args))

@@ -67,3 +67,40 @@ def test_the_checker_sees_real_imports():
     assert "pyspark" in _imports(ROOT / "jobs" / "spark.py")
     assert "typedconfig" in _imports(ROOT / "training" / "config.py")
     assert _modules("crawl")
+
+
+# training's own floors: part of training -> the parts it may import (itself always allowed). The trainer and the
+# objectives sit on top, so nothing below them can grow a second loop or reach into an objective.
+TRAINING_FLOORS: dict[str, set[str]] = {
+    "rewards": set(),
+    "models": {"config", "distributed"},
+    "data": {"config", "models", "rewards"},
+    "evaluation": {"config", "distributed", "models", "data", "rewards"},
+}
+
+
+def _training_parts(path: Path) -> set[str]:
+    parts: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = node.module.split(".")
+            if names[0] == "training":
+                parts.add(names[1] if len(names) > 1 else node.names[0].name)
+        elif isinstance(node, ast.Import):
+            parts.update(a.name.split(".")[1] for a in node.names if a.name.startswith("training."))
+    return parts
+
+
+@pytest.mark.parametrize("part", sorted(TRAINING_FLOORS))
+def test_training_parts_import_only_the_floors_below_them(part):
+    wrong = {
+        str(path.relative_to(ROOT)): sorted(_training_parts(path) - TRAINING_FLOORS[part] - {part})
+        for path in _modules(f"training/{part}")
+    }
+    assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def test_the_training_checker_sees_real_imports():
+    assert {"models", "data", "rewards", "trainer"} <= _training_parts(
+        ROOT / "training" / "objectives" / "grpo.py"
+    )

@@ -57,7 +57,8 @@ def _importorskips(path: Path) -> list[tuple[int, str]]:
 
 
 def test_no_test_skips_when_one_of_our_own_modules_fails_to_import():
-    """`pytest.importorskip("training.model")` would turn a broken module into a skip; import it plainly."""
+    """`pytest.importorskip("training.models.transformer")` would turn a broken module into a skip; import it
+    plainly."""
     offenders = [
         f"{path.relative_to(REPO)}:{line} importorskip({name!r})"
         for path in sorted((REPO / "tests").rglob("*.py"))

@@ -19,23 +19,23 @@ from typedconfig import add_dataclass_args, dataclass_from_args
 # objective → (its module, with `run` and the torchrun entry point; its run config; help)
 OBJECTIVES = {
     "pretrain": (
-        "training.pretrain",
+        "training.objectives.pretrain",
         PretrainConfig,
         "pretrain a transformer with multi-token prediction on corpus shards; trains a tokenizer first "
         "unless one is given",
     ),
     "sft": (
-        "training.sft",
+        "training.objectives.sft",
         SFTConfig,
         "supervised fine-tuning on prompt/completion (or messages) rows, loss on completion tokens only",
     ),
     "grpo": (
-        "training.grpo",
+        "training.objectives.grpo",
         GRPOConfig,
         "GRPO: group-relative policy optimisation with verifiable rewards on prompts with answers",
     ),
     "distill": (
-        "training.distill",
+        "training.objectives.distill",
         DistillConfig,
         "logit distillation from a frozen teacher (forward/reverse KL, generalised JSD; off- or on-policy, or "
         "offline from stored top-K log-probs), chunked so that neither model's full logits exist",
@@ -58,7 +58,7 @@ def _handler(module: str, config_cls: type):
 
 def _eval(args: argparse.Namespace) -> int:
     from training.config import EvalConfig
-    from training.evaluate import evaluate, format_summary
+    from training.evaluation.evaluate import evaluate, format_summary
 
     cfg = dataclass_from_args(EvalConfig, args)
     summary = evaluate(cfg)
@@ -69,22 +69,22 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from training.config import GenerateConfig
-    from training.sampling_cli import generate_text
+    from training.evaluation.sampling_cli import generate_text
 
     print(generate_text(dataclass_from_args(GenerateConfig, args)))
     return 0
 
 
 def _model_import(args: argparse.Namespace) -> int:
-    from training.hf import import_hf
+    from training.models.hf import import_hf
 
     print(import_hf(args.source, args.out, dtype=args.dtype))
     return 0
 
 
 def _model_export(args: argparse.Namespace) -> int:
-    from training.hf import export_hf
-    from training.model_io import load_model
+    from training.models.hf import export_hf
+    from training.models.model_io import load_model
 
     loaded = load_model(args.source)
     template = loaded.template
@@ -94,7 +94,7 @@ def _model_export(args: argparse.Namespace) -> int:
 
 
 def _model_convert(args: argparse.Namespace) -> int:
-    from training.model_io import convert_to_model_dir
+    from training.models.model_io import convert_to_model_dir
 
     print(convert_to_model_dir(args.source, args.out))
     return 0
@@ -102,7 +102,7 @@ def _model_convert(args: argparse.Namespace) -> int:
 
 def _traces(args: argparse.Namespace) -> int:
     from training.config import TracesConfig
-    from training.traces import write_traces
+    from training.objectives.traces import write_traces
 
     summary = write_traces(dataclass_from_args(TracesConfig, args))
     run = summary["this_run"]

@@ -32,7 +32,7 @@ C = TypeVar("C")
 # Target value that no loss counts (PyTorch's cross_entropy default, and the kernels' too).
 IGNORE_INDEX = -100
 
-# Attention backends of document-masked (packed) rows; see training/model.py.
+# Attention backends of document-masked (packed) rows; see training/models/transformer.py.
 ATTENTION_BACKENDS = ("auto", "sdpa", "flex", "dense")
 
 # Embedding rows are padded to a multiple of this so that matmuls keep tensor-core friendly shapes.

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.model import Transformer
+from training.models.transformer import Transformer
 
 
 @dataclass(frozen=True)

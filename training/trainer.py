@@ -30,15 +30,6 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 from tqdm import tqdm
 
-from training.checkpoint import (
-    DCP,
-    Checkpoint,
-    latest_checkpoint,
-    load_checkpoint,
-    load_dcp_state,
-    save_checkpoint,
-    save_dcp_checkpoint,
-)
 from training.config import OptimConfig, RunConfig, add_config_args, config_from_args
 from training.distributed import (
     Dist,
@@ -50,7 +41,16 @@ from training.distributed import (
     wrap_model,
 )
 from training.metrics import METRICS_FILE, MetricsLogger, flops_per_token, mfu, peak_flops, plot_curves
-from training.model import Transformer
+from training.models.checkpoint import (
+    DCP,
+    Checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_dcp_state,
+    save_checkpoint,
+    save_dcp_checkpoint,
+)
+from training.models.transformer import Transformer
 from training.schedule import lr_at
 from typedconfig import to_dict
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import training.config as config_module
-import training.model as model_module
+import training.models.transformer as model_module
 
 VOCAB, SEQ, BATCH, STEPS = 200, 24, 3, 6
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from training_corpus import write_corpus
 
-from training.data import index_corpus, iter_texts
-from training.tokenizer import train_tokenizer
+from training.data.packing import index_corpus, iter_texts
+from training.models.tokenizer import train_tokenizer
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -46,7 +46,7 @@ def pattern_model():
     from training_corpus import repeated_pattern_batch
 
     from training.config import model_config
-    from training.model import Transformer
+    from training.models.transformer import Transformer
 
     generator = torch.Generator().manual_seed(0)
     pattern = torch.randperm(60, generator=generator)[:11] + 4
@@ -67,8 +67,8 @@ def pattern_model():
 def init_model(tokenizer, tmp_path_factory) -> Path:
     """A tiny random model (with one MTP depth) and the session tokenizer, as a mathforge model directory."""
     from training.config import model_config
-    from training.hf import save_model_dir
-    from training.model import Transformer
+    from training.models.hf import save_model_dir
+    from training.models.transformer import Transformer
 
     root = tmp_path_factory.mktemp("init")
     tokenizer.save(str(root / "tokenizer.json"))

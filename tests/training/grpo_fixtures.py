@@ -1,6 +1,6 @@
-"""A user reward for tests/training/test_grpo.py, imported by name ("grpo_fixtures:hang_on_marked") inside its
-reward worker: it never returns for a batch whose prompts contain "HANG", so a GRPO run must cut it at the
-reward timeout, count it, and go on."""
+"""A user reward for tests/training/objectives/test_grpo.py, imported by name ("grpo_fixtures:hang_on_marked")
+inside its reward worker: it never returns for a batch whose prompts contain "HANG", so a GRPO run must cut it
+at the reward timeout, count it, and go on."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""User reward functions for tests/training/test_rewards.py, imported by name ("reward_fixtures:NAME") inside
-the reward worker processes. Each misbehaves only on marked completions, so that a worker that timed out or
+"""User reward functions for tests/training/rewards/test_rewards.py, imported by name ("reward_fixtures:NAME")
+inside the reward worker processes. Each misbehaves only on marked completions, so that a worker that timed out or
 failed can be shown to work again on the next batch."""
 
 from __future__ import annotations

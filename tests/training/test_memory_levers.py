@@ -16,7 +16,7 @@ from training_corpus import write_corpus
 
 from mathforge.cli import main as mathforge
 from training.metrics import read_metrics
-from training.model_io import load_model
+from training.models.model_io import load_model
 
 COMMON = ("--max-steps 4 --seq-len 32 --batch-size 2 --grad-accum 2 --vocab-size 400 --device cpu --log-every 1 "
           "--rank-logs --parallel fsdp")  # fmt: skip
@@ -32,7 +32,16 @@ def data(tmp_path_factory) -> Path:
 
 def pretrain(data: Path, out: Path, extra: str = "") -> None:
     torchrun_ranks(
-        ["-m", "training.pretrain", "--data", str(data), "--out", str(out), *COMMON.split(), *extra.split()]
+        [
+            "-m",
+            "training.objectives.pretrain",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            *COMMON.split(),
+            *extra.split(),
+        ]
     )
 
 

@@ -15,8 +15,8 @@ import torch
 from training.config import DataConfig, OptimConfig, PretrainConfig, RunConfig, model_config
 from training.distributed import Dist
 from training.metrics import flops_per_token, read_metrics
-from training.model import Transformer
-from training.pretrain import PretrainObjective
+from training.models.transformer import Transformer
+from training.objectives.pretrain import PretrainObjective
 from training.schedule import lr_at
 from training.trainer import StepResult, Throughput, Trainer, metric, param_groups
 

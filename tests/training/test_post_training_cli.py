@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.data.synthetic import write_last_number_task
 from training.metrics import read_metrics
-from training.synthetic import write_last_number_task
 
 MATHFORGE = shutil.which("mathforge", path=str(Path(sys.executable).parent)) or "mathforge"
 
@@ -121,7 +121,7 @@ def test_generate_export_and_import_carry_the_fine_tuned_model(fine_tuned, tmp_p
 
     import transformers
 
-    from training.model_io import load_model
+    from training.models.model_io import load_model
 
     ours = load_model(fine_tuned["run"])
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()

@@ -22,9 +22,18 @@ def data(tmp_path_factory) -> Path:
 
 
 def torchrun(data: Path, out: Path, extra: str = "") -> None:
-    """`torchrun --standalone --nproc-per-node 2 -m training.pretrain ...`."""
+    """`torchrun --standalone --nproc-per-node 2 -m training.objectives.pretrain ...`."""
     torchrun_ranks(
-        ["-m", "training.pretrain", "--data", str(data), "--out", str(out), *COMMON.split(), *extra.split()]
+        [
+            "-m",
+            "training.objectives.pretrain",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            *COMMON.split(),
+            *extra.split(),
+        ]
     )
 
 

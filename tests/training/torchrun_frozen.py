@@ -15,8 +15,8 @@ import torch.distributed as dist
 
 from training.config import model_config
 from training.distributed import full_tensor, local_numel, prepare_frozen, setup_distributed, wrap_model
-from training.generate import completion_logprobs
-from training.model import Transformer
+from training.models.generation import completion_logprobs
+from training.models.transformer import Transformer
 
 
 def main() -> None:

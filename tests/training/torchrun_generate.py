@@ -18,8 +18,8 @@ import torch.distributed as dist
 
 from training.config import model_config
 from training.distributed import setup_distributed, wrap_model
-from training.generate import generate
-from training.model import Transformer
+from training.models.generation import generate
+from training.models.transformer import Transformer
 
 MAX_SEQ_LEN = 32
 

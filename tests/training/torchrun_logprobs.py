@@ -16,8 +16,8 @@ import torch.distributed as dist
 
 from training.config import model_config
 from training.distributed import param_digest, setup_distributed, wrap_model
-from training.generate import completion_logprobs, generate
-from training.model import Transformer
+from training.models.generation import completion_logprobs, generate
+from training.models.transformer import Transformer
 
 
 def rank_data(rank: int) -> tuple[list[list[int]], list[list[int]]]:

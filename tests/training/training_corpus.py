@@ -69,7 +69,7 @@ def pretrained_tiny(out: Path, steps: int = 30) -> Path:
     """The tiny preset pretrained briefly on `write_corpus` text (its tokenizer learns the digits): the
     starting point of the post-training benchmark and of the GRPO learning test."""
     from training.config import DataConfig, OptimConfig, PretrainConfig, RunConfig
-    from training.pretrain import run
+    from training.objectives.pretrain import run
 
     write_corpus(out / "corpus", n_docs=600)
     run(
