@@ -56,7 +56,9 @@ SECRET_PARAMS = frozenset(
 # ...and any parameter whose name contains one of these
 SECRET_WORDS = ("signature", "token", "secret", "password", "credential", "apikey", "api_key", "api-key")
 
-_URL_CHAR = r"(?:(?!,[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>\\`])"  # `--input a,b`: a comma before a scheme ends it
+_URL_CHAR = (
+    r"(?:(?!,[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>\\`])"  # `--input a,b`: a comma before a scheme ends it
+)
 _URL = re.compile(rf"\b[A-Za-z][A-Za-z0-9+.-]*://{_URL_CHAR}*(?<![.,;:!?)\]])")  # not the final comma either
 _PARAM = re.compile(r"(?<![\w.%-])([\w.%-]+)=([^&\s'\"<>#,;)\]]*)")
 

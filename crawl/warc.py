@@ -508,8 +508,8 @@ def read_html_responses(
     a remote file that breaks off for good (`crawl.remote`) counts `error:input_broken_off` and ends there.
     `max_inflated_bytes` caps what one gzip member may inflate per record (see the module docstring).
     """
-    try:
-        open_input(location, counters).close()
+    try:  # opened once: the stream that proves the file exists is the one that is read
+        stream = open_input(location, counters)
     except FileNotFoundError:
         counters["error:input_missing"] += 1
         log.warning("input missing: %s", location)
@@ -520,9 +520,7 @@ def read_html_responses(
         return
 
     try:
-        records = ArchiveRecords(
-            open_input(location, counters), counters, location, max_inflated=max_inflated_bytes
-        )
+        records = ArchiveRecords(stream, counters, location, max_inflated=max_inflated_bytes)
         yield from _html_responses(location, records, counters, max_body_bytes)
     except RemoteError as exc:  # retries used up mid-file: what was read stands, the rest is not read
         counters["error:input_broken_off"] += 1

@@ -36,7 +36,6 @@ from .fault_server import (
     Cut,
     FaultServer,
     IgnoreRange,
-    Normal,
     Redirect,
     Slow,
     Stall,
@@ -268,9 +267,7 @@ def test_retry_policy_from_env_and_full_jitter():
 def test_read_html_responses_over_a_faulty_url_equals_the_local_file(sample_crawl):
     local = sample_crawl[0]
     with FaultServer({f"/{local.name}": local.read_bytes()}) as server:
-        server.script(
-            f"/{local.name}", Status(503, retry_after="0"), Normal(), Cut(local.stat().st_size // 2)
-        )
+        server.script(f"/{local.name}", Status(503, retry_after="0"), Cut(local.stat().st_size // 2))
         url = server.url(f"/{local.name}")
         counters: Counter = Counter()
         over_http = list(read_html_responses(url, counters))
@@ -281,7 +278,7 @@ def test_read_html_responses_over_a_faulty_url_equals_the_local_file(sample_craw
         dataclasses.replace(r, warc_path="") for r in records
     ]
     assert {k: v for k, v in counters.items() if not k.startswith("remote:")} == expected
-    # the existence check takes the 503 and its retry; the read is cut halfway and resumed once
+    # the one GET takes the 503 and its retry; the read is cut halfway and resumed once
     assert _remote_counts(counters) == (1, 1, 1) and counters["remote:bytes"] == local.stat().st_size
 
 
@@ -443,7 +440,7 @@ def test_errors_and_logs_of_the_remote_layer_carry_no_credentials(server, sample
         "&X-Amz-Security-Token=TOKEN000&X-Amz-Signature=SECRET123"
     )
     sas = server.base.replace("http://", "http://u:PASSWORD789@") + "/gone.warc.gz?sv=2024&sig=SECRET456"
-    server.script(f"/{local.name}", Status(503, retry_after="0"), Normal(), Cut(1_000))
+    server.script(f"/{local.name}", Status(503, retry_after="0"), Cut(1_000))
     counters: Counter = Counter()
     with caplog.at_level(logging.DEBUG):
         assert list(read_html_responses(presigned, counters))
@@ -601,14 +598,14 @@ def test_corpus_build_over_faulty_https_and_s3_equals_the_local_build(
             monkeypatch.setenv(name, value)
         sc.environment.update(env)
         try:
-            http_server.script(first, Status(503, retry_after="0"), Normal(), Cut(sizes[0] // 2))
-            http_server.script(second, Status(429), Normal(), Cut(sizes[1] // 3, reset=True))
+            http_server.script(first, Status(503, retry_after="0"), Cut(sizes[0] // 2))
+            http_server.script(second, Status(429), Cut(sizes[1] // 3, reset=True))
             http_paths = tmp_path / "http.paths"
             http_paths.write_text("".join(f"{http_server.url(path)}\n" for path in files))
             over_http = build(str(http_paths), "http")
 
             key = f"/{BUCKET}/crawl-data/CC-MAIN-2026-00/segments/0/warc/{sample_crawl[0].name}"
-            s3_proxy.script(key, Status(503), Normal(), Cut(sizes[0] // 4), Status(500))
+            s3_proxy.script(key, Status(503), Cut(sizes[0] // 4), Status(500))
             over_s3 = build(f"s3://{BUCKET}/crawl-data/CC-MAIN-2026-00/warc.paths.gz", "s3")
         finally:
             sc.environment.clear()
@@ -621,7 +618,7 @@ def test_corpus_build_over_faulty_https_and_s3_equals_the_local_build(
         plain = {k: v for k, v in stats["counters"].items() if not k.startswith("remote:")}
         assert plain == local["counters"]
         assert stats["counters"]["remote:bytes"] == sum(sizes)
-    # per file: the existence check meets the throttling answer and retries; the read is cut and resumed
+    # per file: the one GET meets the throttling answer and retries; the read is cut and resumed
     assert _remote_counts(Counter(over_http["counters"])) == (2, 2, 2)
     assert _remote_counts(Counter(over_s3["counters"])) == (2, 1, 1)  # SlowDown; cut; a 500 on the resume
     assert all(f["path"].startswith("s3://") for f in over_s3["per_file"])
