@@ -34,6 +34,7 @@ IGNORE_INDEX = -100
 
 # Attention backends of document-masked (packed) rows; see training/models/transformer.py.
 ATTENTION_BACKENDS = ("auto", "sdpa", "flex", "dense")
+TRACKER_NAMES = ("tensorboard", "wandb")  # training.metrics.TRACKERS: where metrics.jsonl is mirrored
 
 # Embedding rows are padded to a multiple of this so that matmuls keep tensor-core friendly shapes.
 VOCAB_MULTIPLE = 64
@@ -180,6 +181,11 @@ class RunConfig:
     parallel: str = field(default="ddp", metadata={"help": "data parallelism under torchrun: ddp or fsdp"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     log_every: int = field(default=10, metadata={"help": "steps between log lines"})
+    log_to: tuple[str, ...] = field(
+        default=("tensorboard",),
+        metadata={"help": "trackers mirroring metrics.jsonl: tensorboard, wandb (WANDB_PROJECT, WANDB_MODE="
+                  "offline apply), or none"},
+    )  # fmt: skip
     ckpt_every: int = field(
         default=500, metadata={"help": "steps between checkpoints (one is always written at the end)"}
     )
@@ -229,6 +235,10 @@ class RunConfig:
             raise ValueError(f"ckpt_format must be auto, safetensors or dcp, got {self.ckpt_format!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        self.log_to = tuple(name for name in self.log_to if name != "none")
+        unknown = sorted(set(self.log_to) - set(TRACKER_NAMES))
+        if unknown:
+            raise ValueError(f"log_to takes {', '.join(TRACKER_NAMES)} or none, got {', '.join(unknown)}")
         if self.max_steps < 1 or self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError("max_steps, log_every and ckpt_every must be positive")
 

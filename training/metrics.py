@@ -1,10 +1,15 @@
-"""Training metrics: a JSONL log (one object per logged step), TensorBoard scalars, a loss-curve PNG, and the
-FLOP arithmetic behind MFU (shared by the training loop and bench/train_throughput.py)."""
+"""Training metrics: a JSONL log (one object per logged step) mirrored to TensorBoard and/or Weights & Biases,
+a loss-curve PNG, and the FLOP arithmetic behind MFU (shared by the training loop and bench/).
+
+The JSONL log is the record of a run; the trackers are views of it. Each tracker is one small class with
+`log(step, scalars)` and `close()`, chosen by name with `--log-to` (`TRACKERS`)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +66,78 @@ def mfu(tokens_per_s: float, flops_per_tok: float, peak: float | None) -> float 
     return None if not peak else tokens_per_s * flops_per_tok / peak
 
 
+class TensorBoardTracker:
+    """Scalars under <run_dir>/tensorboard."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], resumed: bool) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        for key, value in scalars.items():
+            self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class WandbTracker:
+    """One W&B run per run directory: its id is kept in <run_dir>/wandb_run_id, so a resumed training run
+    continues the same W&B run. Project and entity come from W&B's own environment (`WANDB_PROJECT`,
+    default "mathforge"; `WANDB_ENTITY`); `WANDB_MODE=offline` writes it under <run_dir>/wandb to sync later."""
+
+    ID_FILE = "wandb_run_id"
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], resumed: bool) -> None:
+        import wandb
+
+        id_file = run_dir / self.ID_FILE
+        run_id = id_file.read_text().strip() if resumed and id_file.is_file() else uuid.uuid4().hex[:12]
+        id_file.write_text(run_id + "\n")
+        self._run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "mathforge"),
+            name=run_dir.resolve().name,
+            id=run_id,
+            resume="allow",
+            dir=str(run_dir),
+            config=config,
+            reinit="create_new",
+        )
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        self._run.log(scalars, step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+TRACKERS: dict[str, type[TensorBoardTracker] | type[WandbTracker]] = {
+    "tensorboard": TensorBoardTracker,
+    "wandb": WandbTracker,
+}
+
+
 class MetricsLogger:
-    """Appends one JSON object per logged step to <run_dir>/metrics.jsonl and mirrors numbers to TensorBoard.
+    """Appends one JSON object per logged step to <run_dir>/metrics.jsonl and mirrors the finite numbers to
+    the trackers named in `log_to` (`TRACKERS`).
 
     On resume, records past the resumed step (logged after the checkpoint by the interrupted run) are dropped
     so the log reads as one uninterrupted run.
     """
 
-    def __init__(self, run_dir: str | Path, resume_step: int | None = None, tensorboard: bool = True) -> None:
-        self.path = Path(run_dir) / METRICS_FILE
+    def __init__(
+        self,
+        run_dir: str | Path,
+        resume_step: int | None = None,
+        log_to: tuple[str, ...] = ("tensorboard",),
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        unknown = sorted(set(log_to) - set(TRACKERS))
+        if unknown:
+            raise ValueError(f"unknown tracker(s) {', '.join(unknown)}; choose from {', '.join(TRACKERS)}")
+        run_dir = Path(run_dir)
+        self.path = run_dir / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             self.path.write_text("")
@@ -77,24 +145,23 @@ class MetricsLogger:
             kept = [r for r in read_metrics(self.path) if r.get("step", -1) <= resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a")  # noqa: SIM115 - kept open for the whole run, closed in close()
-        self._writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        self._trackers = [TRACKERS[name](run_dir, config or {}, resume_step is not None) for name in log_to]
 
     def log(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, int | float) and math.isfinite(value):
-                    self._writer.add_scalar(key, value, record["step"])
+        scalars = {
+            key: value
+            for key, value in record.items()
+            if key != "step" and isinstance(value, int | float) and math.isfinite(value)
+        }
+        for tracker in self._trackers:
+            tracker.log(record["step"], scalars)
 
     def close(self) -> None:
         self._file.close()
-        if self._writer is not None:
-            self._writer.close()
+        for tracker in self._trackers:
+            tracker.close()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -418,7 +418,10 @@ class Trainer:
         run_dir = Path(run.out)
         start = self.step
         end = min(run.max_steps, run.stop_at or run.max_steps)
-        logger = MetricsLogger(run_dir, resume_step=start if self.resumed else None) if d.is_main else None
+        logger = None
+        if d.is_main:
+            resume_step = start if self.resumed else None
+            logger = MetricsLogger(run_dir, resume_step, run.log_to, self.meta)
         rank_log = None
         if run.rank_logs:
             rank_log = open(run_dir / f"rank{d.rank}.jsonl", "a" if self.resumed else "w")  # noqa: SIM115

@@ -44,11 +44,11 @@ def test_flops_per_token_is_six_n_plus_attention() -> None:
 
 
 def test_resumed_log_drops_records_after_the_checkpoint(tmp_path) -> None:
-    logger = MetricsLogger(tmp_path, tensorboard=False)
+    logger = MetricsLogger(tmp_path, log_to=())
     for step in range(1, 6):
         logger.log({"step": step, "loss": 5.0 - step})
     logger.close()
-    logger = MetricsLogger(tmp_path, resume_step=3, tensorboard=False)
+    logger = MetricsLogger(tmp_path, resume_step=3, log_to=())
     logger.log({"step": 4, "loss": 0.5})
     logger.close()
     records = read_metrics(tmp_path / "metrics.jsonl")
@@ -57,7 +57,7 @@ def test_resumed_log_drops_records_after_the_checkpoint(tmp_path) -> None:
 
 
 def test_loss_curve_is_a_png(tmp_path) -> None:
-    logger = MetricsLogger(tmp_path, tensorboard=True)
+    logger = MetricsLogger(tmp_path, log_to=("tensorboard",))
     for step in range(1, 4):
         logger.log({"step": step, "loss": 3.0 / step, "main_loss": 2.0 / step, "mtp_loss_1": 2.5 / step})
     logger.close()
@@ -68,3 +68,38 @@ def test_loss_curve_is_a_png(tmp_path) -> None:
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     with pytest.raises(ValueError, match="no metrics"):
         plot_curves(tmp_path / "missing.jsonl", tmp_path, curves)
+
+
+def test_trackers_are_named_in_one_place() -> None:
+    from training.config import TRACKER_NAMES, RunConfig
+    from training.metrics import TRACKERS
+
+    assert set(TRACKERS) == set(TRACKER_NAMES)
+    assert RunConfig(out="x", log_to=("none",)).log_to == ()
+    with pytest.raises(ValueError, match="log_to takes"):
+        RunConfig(out="x", log_to=("mlflow",))
+    with pytest.raises(ValueError, match="unknown tracker"):
+        MetricsLogger("unused", log_to=("mlflow",))
+
+
+def test_wandb_receives_every_logged_number_and_a_resume_continues_its_run(tmp_path, monkeypatch) -> None:
+    """Offline W&B (no server): the run files hold the JSONL log's numbers at their steps and the config;
+    a resumed logger reopens the same W&B run id, so the run's history reads as one."""
+    from wandb_files import read_offline_runs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = MetricsLogger(tmp_path, log_to=("wandb",), config={"optim": {"lr": 2e-5}})
+    for step in range(1, 4):
+        logger.log({"step": step, "loss": 4.0 - step, "nan": float("nan"), "note": "text"})
+    logger.close()
+    logger = MetricsLogger(tmp_path, resume_step=2, log_to=("wandb",), config={"optim": {"lr": 2e-5}})
+    logger.log({"step": 3, "loss": 0.5})
+    logger.close()
+
+    first, resumed = read_offline_runs(tmp_path)
+    assert first["id"] == resumed["id"] == (tmp_path / "wandb_run_id").read_text().strip()
+    assert first["config"]["optim"] == {"lr": 2e-5}
+    assert first["history"] == [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0}, {"step": 3, "loss": 1.0}]
+    assert resumed["history"] == [{"step": 3, "loss": 0.5}]
+    assert [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [3.0, 2.0, 0.5]

@@ -68,18 +68,28 @@ def test_loss_goes_down_on_real_math_text(shared_data, tmp_path) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(corpus_dir, tmp_path) -> None:
+def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(corpus_dir, tmp_path, monkeypatch) -> None:
+    from wandb_files import read_offline_runs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the interrupted run also logs to W&B, offline
+    monkeypatch.setenv("WANDB_SILENT", "true")
     options = {"max_steps": 8, "log_every": 1, "ckpt_every": 3}
+    tracked = {**options, "log_to": ("tensorboard", "wandb")}
     run(_config(corpus_dir, tmp_path / "straight", **options))
-    run(_config(corpus_dir, tmp_path / "interrupted", stop_at=4, **options))
+    run(_config(corpus_dir, tmp_path / "interrupted", stop_at=4, **tracked))
     assert latest_checkpoint(tmp_path / "interrupted" / "checkpoints").name == "step_00000004"
-    run(_config(corpus_dir, tmp_path / "interrupted", resume=True, **options))
+    run(_config(corpus_dir, tmp_path / "interrupted", resume=True, **tracked))
     straight = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     resumed = read_metrics(tmp_path / "interrupted" / "metrics.jsonl")
     assert [r["step"] for r in resumed] == list(range(1, 9))
     keys = ("loss", "main_loss", "mtp_loss_1", "grad_norm", "lr", "tokens")
     for a, b in zip(straight, resumed, strict=True):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, a["step"]
+    # W&B saw one run (the resume reopened its id) whose last word on each step is the JSONL log's
+    first, second = read_offline_runs(tmp_path / "interrupted")
+    assert first["id"] == second["id"] and first["config"]["objective"] == "pretrain"
+    seen = {row["step"]: row["loss"] for row in first["history"] + second["history"]}
+    assert seen == {r["step"]: r["loss"] for r in resumed}
 
 
 def test_gradient_accumulation_sees_the_same_rows_as_one_big_batch(corpus_dir, tmp_path) -> None:
