@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crawl.inputs import DEFAULT_CRAWL_BASE, InputError, crawl_locations, resolve_inputs, take_part
-from crawl.warc import DEFAULT_MAX_BODY_BYTES
+from crawl.warc import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INFLATED_BYTES
 from pipeline.filters import PageFilterConfig
 
 
@@ -151,6 +151,13 @@ class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs):
         default=None, metadata={"help": "path to lid.176.ftz (default: the bundled copy)"}
     )
     max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES, metadata={"help": "skip larger HTTP bodies"})
+    max_inflated_bytes: int = field(
+        default=DEFAULT_MAX_INFLATED_BYTES,
+        metadata={
+            "help": "what one gzip member may inflate to within a record; past it the member is dropped "
+            "and counted (error:inflated_too_large), and reading goes on with the next"
+        },
+    )
     page_time_budget: float = field(
         default=10.0,
         metadata={

@@ -144,7 +144,13 @@ class CorpusPipeline:
         self.analyser.load_models()
         started = last_log = time.monotonic()
         seen = 0
-        for response in read_html_responses(location, counters, max_body_bytes=self.config.max_body_bytes):
+        responses = read_html_responses(
+            location,
+            counters,
+            max_body_bytes=self.config.max_body_bytes,
+            max_inflated_bytes=self.config.max_inflated_bytes,
+        )
+        for response in responses:
             seen += 1
             deadline = Deadline.after(self.config.page_time_budget)
             try:

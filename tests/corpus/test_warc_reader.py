@@ -503,6 +503,23 @@ def test_damage_and_bombs_cost_only_their_own_records(bombed):
     assert counters["html_responses"] == len(expected)
 
 
+def test_the_corpus_job_reads_with_its_configured_inflation_cap(bombed):
+    """`--max-inflated-bytes` reaches the reader in each task: with the default (64 MiB) the 64 MiB bombs
+    pass, with the cap they are cut, and the good pages are read either way."""
+    from jobs.config import CorpusBuildConfig
+    from jobs.corpus_pipeline import CorpusPipeline
+
+    path, expected, _ = bombed
+    seen = {}
+    for cap in (CAP, BOMB + (1 << 20)):
+        config = CorpusBuildConfig(input=str(path), output="-", min_math_score=0.0, max_inflated_bytes=cap)
+        counters: Counter = Counter()
+        list(CorpusPipeline(config).process_file(str(path), counters))
+        seen[cap] = (counters["error:inflated_too_large"], counters["html_responses"])
+    assert seen[CAP] == (2, len(expected))
+    assert seen[BOMB + (1 << 20)][0] == 0
+
+
 def test_gunzip_reads_each_compressed_byte_once_and_inflates_each_bomb_only_to_the_cap(bombed):
     path, _, inflated = bombed
     gunzip = GunzipStream(open(path, "rb"), max_inflated=CAP)  # noqa: SIM115 (closed below)
