@@ -200,17 +200,12 @@ class TraceWriter:
         k = cfg.samples
         rendered = [template.render_prompt(item.text) for _, item in items]
         prompt_ids = [encode_prompt(tokenizer, text, template.renders_special_tokens) for text in rendered]
-        room = self.model.cfg.max_seq_len + 1 - max(len(p) for p in prompt_ids)
-        if room < 1:
-            raise ValueError(
-                f"a prompt of {max(len(p) for p in prompt_ids)} tokens leaves no room to generate"
-            )
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
         )
         with autocast:
             out = generate(
-                self.model, [p for p in prompt_ids for _ in range(k)], min(cfg.max_new_tokens, room),
+                self.model, [p for p in prompt_ids for _ in range(k)], cfg.max_new_tokens,
                 temperature=cfg.temperature, top_p=cfg.top_p, stop_ids=self.stop_ids, pad_id=self.pad_id,
                 generator=generator, vocab_size=self.vocab_size, top_k_logprobs=cfg.top_k_logprobs,
                 logprob_temperature=cfg.logprob_temperature,
