@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed.checkpoint as dcp
+from torchrun_launch import pretrain_ranks
 from torchrun_launch import torchrun as torchrun_ranks
 from training_corpus import write_corpus
 
@@ -18,8 +19,6 @@ from mathforge.cli import main as mathforge
 from training.metrics import read_metrics
 from training.models.model_io import load_model
 
-COMMON = ("--max-steps 4 --seq-len 32 --batch-size 2 --grad-accum 2 --vocab-size 400 --device cpu --log-every 1 "
-          "--rank-logs --parallel fsdp")  # fmt: skip
 VOLATILE = {"tokens_per_s", "mfu"}
 
 
@@ -30,21 +29,6 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def pretrain(data: Path, out: Path, extra: str = "") -> None:
-    torchrun_ranks(
-        [
-            "-m",
-            "training.objectives.pretrain",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            *COMMON.split(),
-            *extra.split(),
-        ]
-    )
-
-
 def _metrics(out: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in read_metrics(out / "metrics.jsonl")]
 
@@ -53,14 +37,14 @@ def _metrics(out: Path) -> list[dict]:
 def fp32_full(data, tmp_path_factory) -> Path:
     """The reference run: FSDP2 in fp32, full-state safetensors checkpoints."""
     out = tmp_path_factory.mktemp("fp32") / "run"
-    pretrain(data, out, "--ckpt-format safetensors")
+    pretrain_ranks(data, out, "--parallel fsdp --ckpt-format safetensors")
     return out
 
 
 @pytest.mark.timeout(600)
 def test_dcp_checkpoints_hold_shards_resume_exactly_and_convert(data, fp32_full, tmp_path) -> None:
     out = tmp_path / "run"
-    pretrain(data, out, "--stop-at 2")  # dcp is the default under torchrun FSDP2
+    pretrain_ranks(data, out, "--parallel fsdp --stop-at 2")  # dcp is the default under torchrun FSDP2
     step2 = out / "checkpoints" / "step_00000002"
     files = {p.name for p in step2.iterdir()}
     # one shard file per rank and DCP's metadata; no full-state file, not even on rank 0
@@ -75,7 +59,7 @@ def test_dcp_checkpoints_hold_shards_resume_exactly_and_convert(data, fp32_full,
     assert "optimizer.state.layers.0.attn.wq.weight.exp_avg" in meta
     assert len({chunk.offsets for chunk in wq.chunks}) == 2  # stored as two rank shards
 
-    pretrain(data, out, "--resume")
+    pretrain_ranks(data, out, "--parallel fsdp --resume")
     assert _metrics(out) == _metrics(fp32_full)  # the format changes nothing; the resume is exact
     digests = [[r["param_digest"] for r in read_metrics(run / "rank1.jsonl")] for run in (out, fp32_full)]
     assert digests[0] == digests[1]
@@ -94,7 +78,7 @@ def test_dcp_checkpoints_hold_shards_resume_exactly_and_convert(data, fp32_full,
 @pytest.mark.timeout(600)
 def test_bf16_policy_trains_close_to_fp32_and_keeps_fp32_master_weights(data, fp32_full, tmp_path) -> None:
     out = tmp_path / "run"
-    pretrain(data, out, "--mixed-precision bf16")
+    pretrain_ranks(data, out, "--parallel fsdp --mixed-precision bf16")
     bf16, fp32 = read_metrics(out / "metrics.jsonl"), read_metrics(fp32_full / "metrics.jsonl")
     assert [r["step"] for r in bf16] == [1, 2, 3, 4]
     for a, b in zip(bf16, fp32, strict=True):

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from torchrun_launch import pretrain_ranks
 from torchrun_launch import torchrun as torchrun_ranks
 from training_corpus import write_corpus
 
 from training.metrics import read_metrics
-
-COMMON = "--max-steps 4 --seq-len 32 --batch-size 2 --grad-accum 2 --vocab-size 400 --device cpu --log-every 1 --rank-logs"
 
 
 @pytest.fixture(scope="module")
@@ -21,26 +20,10 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def torchrun(data: Path, out: Path, extra: str = "") -> None:
-    """`torchrun --standalone --nproc-per-node 2 -m training.objectives.pretrain ...`."""
-    torchrun_ranks(
-        [
-            "-m",
-            "training.objectives.pretrain",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            *COMMON.split(),
-            *extra.split(),
-        ]
-    )
-
-
 @pytest.fixture(scope="module")
 def straight(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp") / "run"
-    torchrun(data, out)
+    pretrain_ranks(data, out)
     return out
 
 
@@ -65,8 +48,8 @@ def test_ranks_hold_identical_weights_after_every_step_and_read_different_data(s
 @pytest.mark.timeout(300)
 def test_resume_under_torchrun_matches_the_uninterrupted_run(data, straight, tmp_path) -> None:
     out = tmp_path / "run"
-    torchrun(data, out, "--stop-at 2")
-    torchrun(data, out, "--resume")
+    pretrain_ranks(data, out, "--stop-at 2")
+    pretrain_ranks(data, out, "--resume")
     assert read_metrics(out / "metrics.jsonl") == [
         {**r, "tokens_per_s": r2["tokens_per_s"], "mfu": r2["mfu"]}
         for r, r2 in zip(
@@ -80,7 +63,7 @@ def test_resume_under_torchrun_matches_the_uninterrupted_run(data, straight, tmp
 
 @pytest.mark.timeout(300)
 def test_fsdp_trains_like_ddp(data, straight, tmp_path) -> None:
-    torchrun(data, tmp_path / "run", "--parallel fsdp")
+    pretrain_ranks(data, tmp_path / "run", "--parallel fsdp")
     fsdp, ddp = read_metrics(tmp_path / "run" / "metrics.jsonl"), read_metrics(straight / "metrics.jsonl")
     for a, b in zip(fsdp, ddp, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)

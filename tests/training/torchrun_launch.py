@@ -33,3 +33,16 @@ def torchrun(script: list[str], timeout: float = 240) -> None:
         raise
     errors = [line for line in stderr.splitlines() if "Error" in line or "error:" in line]
     assert proc.returncode == 0, "\n".join(errors[:20]) + "\n...\n" + stderr[-3000:]
+
+
+# The tiny pretraining run the distributed tests compare: 4 steps, 2 micro-batches, a parameter digest per rank.
+PRETRAIN_FLAGS = (
+    "--max-steps 4 --seq-len 32 --batch-size 2 --grad-accum 2 --vocab-size 400 --device cpu --log-every 1 "
+    "--rank-logs"
+)
+
+
+def pretrain_ranks(data: Path, out: Path, extra: str = "") -> None:
+    """Two ranks of `python -m training.objectives.pretrain` on `data` into `out`, `extra` flags appended."""
+    module = ["-m", "training.objectives.pretrain", "--data", str(data), "--out", str(out)]
+    torchrun([*module, *PRETRAIN_FLAGS.split(), *extra.split()])

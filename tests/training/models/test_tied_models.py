@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 import transformers
+from hf_fixtures import CHATML, TEXTS, hf_model, save_hf
 from safetensors import safe_open
-from test_hf import CHATML, TEXTS, hf_model, save_hf
 
 from mathforge.cli import main as mathforge
 from training.metrics import read_metrics
