@@ -32,6 +32,7 @@ from resiliparse.extract.html2text import extract_plain_text  # noqa: E402
 from warcio.archiveiterator import ArchiveIterator  # noqa: E402
 
 from classifiers.math_score import RuleMathScorer  # noqa: E402
+from classifiers.metrics import precision_recall  # noqa: E402
 from crawl.charset import decode_html  # noqa: E402
 from crawl.extract import extract_main_text  # noqa: E402
 from crawl.math_eval import (  # noqa: E402
@@ -40,7 +41,6 @@ from crawl.math_eval import (  # noqa: E402
     gold_text_pages,
     labelled_pages,
     line_recall,
-    precision_recall,
     read_page,
     snippet_pages,
     snippet_score,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from classifiers.fasttext_model import LazyFastText, check_fasttext_file
 from classifiers.math_score import RuleMathScorer
-from crawl.math_eval import precision_recall
+from classifiers.metrics import precision_recall
 
 log = logging.getLogger(__name__)
 

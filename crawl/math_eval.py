@@ -1,7 +1,7 @@
 """Measuring extraction against gold data: formula recall, must/must-not snippets, labelled page sets.
 
-Shared by the tests, `bench/math_extraction.py` and the classifier's held-out report, so that the figures
-a test asserts and the figures a benchmark or model sidecar reports are computed the same way. The loaders
+Shared by the tests and `bench/math_extraction.py`, so that the figures a test asserts and the figures a
+benchmark reports are computed the same way (precision and recall of a decision: `classifiers.metrics`). The loaders
 read the layout of the shared test data (`html_math/`, `html_general/` with their index files, see its
 MANIFEST.md).
 """
@@ -136,11 +136,3 @@ def snippet_pages(data_root: Path) -> list[SnippetPage]:
         SnippetPage(folder / entry["file"], url, list(entry.get("with", [])), list(entry.get("without", [])))
         for url, entry in gold.items()
     ]
-
-
-def precision_recall(truth: list[bool], predicted: list[bool]) -> tuple[float, float]:
-    """Precision and recall of the positive class."""
-    tp = sum(1 for t, p in zip(truth, predicted, strict=True) if t and p)
-    fp = sum(1 for t, p in zip(truth, predicted, strict=True) if not t and p)
-    fn = sum(1 for t, p in zip(truth, predicted, strict=True) if t and not p)
-    return (tp / (tp + fp) if tp + fp else 0.0), (tp / (tp + fn) if tp + fn else 0.0)

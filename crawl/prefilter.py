@@ -13,7 +13,7 @@ It runs on every page of a crawl, so it must cost a small fraction of the fast t
 * vocabulary: counts of "theorem" and "equation", plus the "mathemat..." occurrences found above.
 
 A hit is a recommendation, not a verdict: pages it misses are still recalled by the stage-one score of
-the classifier, and pages it passes are judged on their extracted text (`classifiers.math_decision`).
+the classifier, and pages it passes are judged on their extracted text (`pipeline.math_decision`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from classifiers.langid import LanguageIdentifier
-from classifiers.math_decision import MathDecisionConfig
 from classifiers.math_score import MathScorer, RuleMathScorer
 from classifiers.text_norm import text_digest
 from crawl.deadline import NO_DEADLINE, Deadline, PageTimeout
@@ -24,6 +23,7 @@ from crawl.warc import HtmlResponse, read_html_responses
 from jobs.config import CorpusBuildConfig
 from jobs.corpus_schema import row_from
 from pipeline.filters import drop_reason, page_filters
+from pipeline.math_decision import MathDecisionConfig
 from pipeline.route import DEFAULT_DECISION, PageAnalysis, route_page
 
 log = redact_logs(logging.getLogger(__name__))  # log lines name input locations: no credentials

@@ -25,7 +25,7 @@ CORPUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("lang_score", "float", "lid.176 probability of `lang`"),
     ("math_score", "float", "math score in [0, 1] (see `math_scorer` in the manifest)"),
     ("text", "string", "extracted main text"),
-    ("is_math", "bool", "the two-stage math decision (prefilter + score, see classifiers/math_decision.py)"),
+    ("is_math", "bool", "the two-stage math decision (prefilter + score, see pipeline/math_decision.py)"),
     (
         "extractor",
         "string",

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from classifiers.math_decision import passes_math_bar
+from pipeline.math_decision import passes_math_bar
 from pipeline.route import PageAnalysis
 
 ALL_LANGS = "all"

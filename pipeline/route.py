@@ -28,18 +28,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from classifiers.langid import UNKNOWN, Language, LanguageIdentifier
-from classifiers.math_decision import (
+from classifiers.math_score import MathScorer
+from crawl.charset import decode_html
+from crawl.deadline import NO_DEADLINE, Deadline
+from crawl.math_extract import extract_fast_text, extract_math_text
+from crawl.prefilter import math_prefilter
+from pipeline.math_decision import (
     MathDecision,
     MathDecisionConfig,
     is_math_page,
     needs_math_extraction,
     passes_math_bar,
 )
-from classifiers.math_score import MathScorer
-from crawl.charset import decode_html
-from crawl.deadline import NO_DEADLINE, Deadline
-from crawl.math_extract import extract_fast_text, extract_math_text
-from crawl.prefilter import math_prefilter
 
 DEFAULT_DECISION = MathDecisionConfig()
 NO_LANGUAGE = Language(UNKNOWN, 0.0)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALLOWED: dict[str, set[str]] = {
     "typedconfig": set(),
     "crawl": set(),
-    "classifiers": {"crawl"},
+    "classifiers": set(),
     "pipeline": {"crawl", "classifiers"},
     "samplecrawl": {"crawl", "classifiers", "typedconfig"},
     "jobs": {"crawl", "classifiers", "pipeline", "samplecrawl", "typedconfig"},

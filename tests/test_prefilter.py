@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from classifiers.math_decision import (
+from classifiers.math_score import RuleMathScorer
+from classifiers.metrics import precision_recall
+from crawl.math_eval import labelled_pages, read_page
+from crawl.prefilter import PrefilterResult, math_prefilter
+from pipeline.math_decision import (
     MathDecision,
     MathDecisionConfig,
     is_math_page,
     needs_math_extraction,
 )
-from classifiers.math_score import RuleMathScorer
-from crawl.math_eval import labelled_pages, precision_recall, read_page
-from crawl.prefilter import PrefilterResult, math_prefilter
 from pipeline.route import route_page
 
 

@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from classifiers.math_decision import MathDecision
 from crawl.prefilter import PrefilterResult
 from pipeline.filters import (
     FILTERS,
@@ -19,6 +18,7 @@ from pipeline.filters import (
     drop_reason,
     page_filters,
 )
+from pipeline.math_decision import MathDecision
 from pipeline.route import PageAnalysis
 
 TEXT = "Solve $x^2 = 4$: the roots are $x = 2$ and $x = -2$, since both square to four."

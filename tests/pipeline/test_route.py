@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from classifiers.math_decision import needs_math_extraction
 from classifiers.math_score import RuleMathScorer
 from crawl.deadline import Deadline, PageTimeout
 from crawl.math_eval import snippet_pages
 from pipeline.filters import PageFilterConfig, drop_reason, page_filters
+from pipeline.math_decision import needs_math_extraction
 from pipeline.route import DEFAULT_DECISION, route_page
 
 SCORER = RuleMathScorer()

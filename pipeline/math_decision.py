@@ -9,7 +9,9 @@ clear, because a page that carries real formulas and whose text holds some of th
 the prose around them is short.
 
 Only the rules live here, as pure functions of scores and prefilter signals; the route that runs the
-extractors and applies them to one page is `pipeline.route`. Every stage's outcome is kept on the
+extractors and applies them to one page is `pipeline.route`. The rules combine a `crawl` result (the
+prefilter's signals) with a `classifiers` result (the scores), so they sit in `pipeline`, above both, and
+neither lower package needs the other. Every stage's outcome is kept on the
 `MathDecision`, so `mathforge inspect` can show why a page was kept.
 """
 
