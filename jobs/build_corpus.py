@@ -34,7 +34,6 @@ from jobs.config import CleaningConfig, CorpusBuildConfig
 from jobs.corpus_output import (
     DATA_DIR,
     REMOVED_DIR,
-    SNAPSHOT,
     StagedOutput,
     crash_point,
     link_snapshots,
@@ -44,17 +43,16 @@ from jobs.corpus_output import (
 )
 from jobs.corpus_pipeline import CorpusPipeline
 from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
+from jobs.corpus_summary import summarise_version
 from jobs.dedup import clean_corpus
 from jobs.spark import CounterParam, ListParam, job_main, ship_code
 
 log = logging.getLogger("mathforge.build_corpus")
 
 TARGET_SHARD_CHARS = 250_000_000  # ~250 MB of text per shard before compression
-REPORT_DOMAINS = 20  # top domains in stats.json (and report.html)
 # Per-file errors after which the file was not read to its end: the manifest lists it as unfinished, not as
 # seen, so the next refresh reads it again (what it did give is then removed as exact duplicates).
 UNFINISHED_INPUT = frozenset({"input_missing", "input_unreadable", "input_broken_off"})
-REPORT_SAMPLES = 5  # sample documents in stats.json (and report.html), first SNIPPET_CHARS of their text
 
 
 def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any]:
@@ -123,10 +121,12 @@ def write_version(
     crash_point("extracted")
     added = write_snapshot(spark, extracted, staging, config, snapshot)
     shutil.rmtree(extracted_dir)
-    if staged.base is not None and history is not None:
+    base = staged.base if history is not None else None
+    if base is not None:
         for table in (DATA_DIR, REMOVED_DIR):
-            link_snapshots(staged.base / table, staging / table)
-    summary = summarise_corpus(spark, staging / DATA_DIR)
+            link_snapshots(base / table, staging / table)
+    # the earlier snapshots' figures come from the base's stored summary: only the new rows are scanned
+    summary = summarise_version(spark, staging, snapshot, base)
     seconds = round(time.time() - started, 2)
     stats = {
         "run_id": snapshot,
@@ -191,63 +191,6 @@ def write_snapshot(
         "added_chars": int(total_chars),
         "shards": shards,
         "cleaning": cleaning_report,
-    }
-
-
-def summarise_corpus(spark: SparkSession, data: Path) -> dict[str, Any]:
-    """What the stats and report.html say of the whole corpus (every snapshot under `data`)."""
-    written = spark.read.parquet(str(data))
-    by_lang = {r["lang"]: r["count"] for r in written.groupBy("lang").count().collect()}
-    bucket = F.least(F.floor(F.col("math_score") * 10), F.lit(9)).cast("int")
-    hist = {
-        r["b"]: r["count"] for r in written.groupBy(bucket.alias("b")).count().collect() if r["b"] is not None
-    }
-    return {
-        "kept": sum(by_lang.values()),
-        "kept_chars": int(written.agg(F.sum("n_chars")).collect()[0][0] or 0),
-        "snapshots": sorted(r[0] for r in written.select(SNAPSHOT).distinct().collect()),
-        "by_lang": dict(sorted(by_lang.items())),
-        "math_score_histogram": [(b / 10, hist.get(b, 0)) for b in range(10)],
-        **report_extras(written),
-    }
-
-
-def report_extras(df: DataFrame) -> dict[str, Any]:
-    """What report.html shows beyond the counts: the top domains with their math share, aggregated in Spark,
-    and a few sample documents (a fixed pseudo-random pick: the smallest hashes of their ids), text clipped
-    in Spark; only top-N rows reach the driver."""
-    from jobs.corpus_report import SNIPPET_CHARS
-
-    if "is_math" in df.columns:  # a table handed to `corpus dedup` may lack it
-        math_by, is_math = "is_math", F.coalesce(F.col("is_math"), F.lit(False))
-    else:
-        math_by, is_math = "math_score >= 0.5", F.col("math_score") >= 0.5
-    domains = (
-        df.groupBy("domain")
-        .agg(F.count(F.lit(1)).alias("documents"), F.sum(is_math.cast("long")).alias("math"))
-        .orderBy(F.desc("documents"), F.asc("domain"))
-        .limit(REPORT_DOMAINS)
-        .collect()
-    )
-    samples = (
-        df.select(
-            "id",
-            "url",
-            "domain",
-            "lang",
-            "math_score",
-            F.substring("text", 1, SNIPPET_CHARS + 1).alias("text"),
-        )
-        .orderBy(F.xxhash64("id"), "id")
-        .limit(REPORT_SAMPLES)
-        .collect()
-    )
-    return {
-        "top_domains": [
-            {"domain": r["domain"], "documents": r["documents"], "math": int(r["math"] or 0)} for r in domains
-        ],
-        "top_domains_math_by": math_by,
-        "samples": [r.asDict() for r in samples],
     }
 
 

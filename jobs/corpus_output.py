@@ -6,6 +6,7 @@ Layout: `<corpus>` is a symbolic link to `<corpus>.versions/<run id>/`, a comple
     removed/snapshot=<run id>/                 what each run's dedup and decontamination removed, and why
     dedup_index/{exact,bands,signatures}/snapshot=<run id>/, dedup_index/index.json
     manifest.json, stats.json, STATS.md, report.html
+    summary.json, summary_domains/             the stats in a form the next refresh merges with (`jobs.corpus_summary`)
 
 A run writes the next version into `<corpus>.staging-<run id>` (a refresh hard-links the snapshots it keeps,
 so nothing is copied), fsyncs every file and folder in it, writes `_COMPLETE.json` last (each file and its

@@ -3,7 +3,7 @@
 One pure function, `render_report_html(stats, manifest)`, turns what `stats.json` and `manifest.json` hold
 into a self-contained HTML page (inline CSS, plots as base64 PNGs drawn with matplotlib's Agg canvas, no
 scripts, nothing fetched). No Spark here: the job aggregates the top domains and picks the sample documents
-(`jobs/build_corpus.py`, `report_extras`) and stores them in `stats.json`, so the page can be re-rendered
+(`jobs/corpus_summary.py`, merged per snapshot) and stores them in `stats.json`, so the page can be re-rendered
 from the two JSON files alone (`mathforge corpus report --corpus DIR`).
 
 Every string that comes from the crawl (URLs, domains, document text) is HTML-escaped; a URL becomes a link

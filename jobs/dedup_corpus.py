@@ -27,10 +27,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from classifiers.text_norm import text_digest
-from jobs.build_corpus import summarise_corpus, write_snapshot
+from jobs.build_corpus import write_snapshot
 from jobs.config import CorpusDedupConfig
 from jobs.corpus_output import DATA_DIR, SNAPSHOT, StagedOutput, render_stats_markdown, write_corpus_reports
 from jobs.corpus_schema import REQUIRED_COLUMNS
+from jobs.corpus_summary import summarise_version
 from jobs.spark import job_main, ship_code
 
 log = logging.getLogger("mathforge.dedup_corpus")
@@ -71,7 +72,7 @@ def dedup_corpus(spark: SparkSession, config: CorpusDedupConfig) -> dict[str, An
         stats = {
             "run_id": staged.run_id,
             "seconds": round(time.time() - started, 2),
-            **summarise_corpus(spark, staging / DATA_DIR),
+            **summarise_version(spark, staging, staged.run_id),
             **added,
             "counters": {},
             "inputs": {"total": 1, "failed": []},

@@ -9,8 +9,10 @@ the corpus's own settings (its manifest's config: route, keep rules, cleaning), 
 corpus's dedup index (an indexed document always survives: published snapshots never change; a recrawl of
 an indexed URL stays only when its text is new, and never in a corpus built with `--url-dedup first`) and become
 `data/snapshot=<run id>/` of the corpus's next version, committed with its manifest, index and reports by
-one rename (`jobs.corpus_output`). A refresh killed at any point leaves the old version in place; run again,
-it ends with exactly the rows an uninterrupted run gives. A refresh with nothing new changes nothing.
+one rename (`jobs.corpus_output`). Its stats and report read only the new snapshot's rows and merge them
+with the previous version's stored summary (`jobs.corpus_summary`): they cost what is new, not the corpus.
+A refresh killed at any point leaves the old version in place; run again, it ends with exactly the rows an
+uninterrupted run gives. A refresh with nothing new changes nothing.
 """
 
 from __future__ import annotations

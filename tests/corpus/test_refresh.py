@@ -15,12 +15,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from jobs.build_corpus import build_corpus
 from jobs.config import CorpusBuildConfig, CorpusRefreshConfig
 from jobs.corpus_output import CorpusLockedError
+from jobs.corpus_summary import (
+    DOMAINS_DIR,
+    REPORT_DOMAINS,
+    REPORT_SAMPLES,
+    SUMMARY_FILE,
+    read_summary,
+    summarise_corpus,
+    summarise_version,
+)
 from jobs.refresh_corpus import refresh_corpus
 from samplecrawl.writer import write_sample_crawl
 
@@ -189,3 +200,70 @@ def test_a_concurrent_refresh_is_refused(spark, mirror, corpora, tmp_path):
     config.limit = 1
     assert refresh_corpus(spark, config)["inputs"]["total"] == 1
     assert len(json.loads((corpus / "manifest.json").read_text())["inputs"]) == 3
+
+
+def _summary(stats: dict) -> dict:
+    """The figures of stats.json that describe the whole corpus (what `summarise_corpus` returns)."""
+    return {k: stats[k] for k in SUMMARY_KEYS}
+
+
+SUMMARY_KEYS = (
+    "kept", "kept_chars", "snapshots", "by_lang", "math_score_histogram", "top_domains", "top_domains_math_by",
+    "samples",
+)  # fmt: skip
+
+
+def test_the_refresh_merged_summary_equals_a_full_scan_of_the_corpus(spark, corpora):
+    refreshed, stats = corpora["refreshed"], corpora["stats"]
+    full = summarise_corpus(spark, refreshed / "data")
+    assert set(full) == set(SUMMARY_KEYS)
+    assert _summary(stats) == full  # exact: every figure is a sum over snapshots, nothing approximated
+    on_disk = json.loads((refreshed / "stats.json").read_text())
+    assert _summary(on_disk) == json.loads(json.dumps(full))
+    earlier = json.loads((corpora["part"] / "stats.json").read_text())["snapshots"]
+    assert len(earlier) == 1 and stats["snapshots"] == sorted([*earlier, stats["snapshot"]])
+    assert stats["summary_scanned"] == [stats["snapshot"]]  # the new rows only
+    assert full["top_domains"] and len(full["samples"]) == min(REPORT_SAMPLES, full["kept"])
+
+
+def test_a_refresh_takes_the_earlier_snapshots_figures_from_the_stored_summary(
+    spark, mirror, corpora, tmp_path
+):
+    """Were the earlier snapshot scanned again, the figures planted in its stored summary would be lost."""
+    corpus = _copy_corpus(corpora["part"], tmp_path / "planted")
+    summary_file = corpus / SUMMARY_FILE
+    state = json.loads(summary_file.read_text())
+    state["kept"] += 1000
+    state["by_lang"]["planted"] = 1000
+    summary_file.write_text(json.dumps(state))
+    planted = pa.table(
+        {
+            "domain": ["planted.example"],
+            "documents": pa.array([10**6], pa.int64()),
+            "math": pa.array([7], pa.int64()),
+        }
+    )
+    pq.write_table(planted, corpus / DOMAINS_DIR / "part-planted.parquet")
+    stats = refresh_corpus(spark, _refresh_config(mirror, corpus))
+    reference = _summary(corpora["stats"])
+    assert stats["summary_scanned"] == [stats["snapshot"]]
+    assert stats["kept"] == reference["kept"] + 1000 and stats["by_lang"]["planted"] == 1000
+    assert stats["top_domains"][0] == {"domain": "planted.example", "documents": 10**6, "math": 7}
+    assert stats["top_domains"][1:] == reference["top_domains"][: REPORT_DOMAINS - 1]
+    for key in ("kept_chars", "math_score_histogram", "samples", "top_domains_math_by"):
+        assert stats[key] == reference[key], key
+    assert len(_rows(corpus)) == reference["kept"]  # the rows themselves are those of the plain refresh
+
+
+def test_a_corpus_without_a_stored_summary_is_scanned_whole_once_then_merged(spark, corpora, tmp_path):
+    corpus = _copy_corpus(corpora["refreshed"], tmp_path / "legacy")
+    current = corpus.resolve()
+    previous = next(p for p in current.parent.iterdir() if p != current)
+    for version in (previous, current):  # as written before summaries were stored
+        (version / SUMMARY_FILE).unlink()
+        shutil.rmtree(version / DOMAINS_DIR)
+    new = corpora["stats"]["snapshot"]
+    summary = summarise_version(spark, current, new, base=previous)
+    assert summary.pop("summary_scanned") == sorted(summary["snapshots"]) and len(summary["snapshots"]) == 2
+    assert summary == summarise_corpus(spark, corpus / "data")
+    assert read_summary(current) is not None  # stored: the next refresh merges with it

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs.build_corpus import REPORT_SAMPLES
 from jobs.corpus_report import SNIPPET_CHARS, render_report_html
+from jobs.corpus_summary import REPORT_SAMPLES
 from mathforge.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
