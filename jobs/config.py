@@ -69,6 +69,27 @@ class WarcInputs(Preflight):
         self.warc_locations()
 
 
+@dataclass(kw_only=True)
+class SparkSettings:
+    """How a job's Spark session is made, one section every Spark command shares. mathforge's own Spark
+    settings are defaults (`jobs.spark.SPARK_DEFAULTS`): spark-defaults.conf and `spark-submit --conf`
+    override them, and `--conf` here overrides all of them (README "Spark configuration")."""
+
+    master: str = field(
+        default="local[*]",
+        metadata={"help": "Spark master URL (ignored under spark-submit: its --master wins)"},
+    )
+    conf: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "a Spark setting KEY=VALUE, applied last (over spark-defaults.conf, spark-submit --conf "
+            "and mathforge's defaults); repeat for several, a value may hold commas",
+            "split": False,
+            "metavar": "KEY=VALUE",
+        },
+    )
+
+
 URL_DEDUP = ("first", "changed", "off")  # CleaningConfig.url_dedup; README "Dedup and decontamination"
 
 
@@ -127,20 +148,18 @@ class CleaningConfig:
 
 
 @dataclass(kw_only=True)
-class CorpusDedupConfig(CleaningConfig):
+class CorpusDedupConfig(CleaningConfig, SparkSettings):
     input: str = field(metadata={"help": "existing corpus directory (from corpus build)"})
     output: str = field(metadata={"help": "deduplicated corpus directory to create"})
-    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
     app_name: str = field(default="mathforge-dedup", metadata={"help": "Spark application name"})
 
 
 @dataclass(kw_only=True)
-class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs):
+class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs, SparkSettings):
     """`corpus build`: the inputs, the keep rules (`PageFilterConfig`), cleaning, and how to run."""
 
     output: str = field(metadata={"help": "corpus directory to create (Parquet shards + manifest + stats)"})
-    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     math_model: str | None = field(
         default=None,
         metadata={
@@ -170,13 +189,12 @@ class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs):
 
 
 @dataclass(kw_only=True)
-class CorpusRefreshConfig(WarcInputs):
+class CorpusRefreshConfig(WarcInputs, SparkSettings):
     """`corpus refresh`: the inputs to add; every other setting is the corpus's own (its manifest's), so new
     files go through exactly the route, keep rules and cleaning the corpus was built with."""
 
     corpus: str = field(metadata={"help": "corpus directory to refresh (from corpus build)"})
     # --limit and --shard apply to the files the corpus has not seen: `--limit 100` adds 100 new files a run
-    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     app_name: str = field(default="mathforge-refresh-corpus", metadata={"help": "Spark application name"})
 
     def preflight(self) -> None:
@@ -188,7 +206,7 @@ class CorpusRefreshConfig(WarcInputs):
 
 
 @dataclass
-class ClassifierTrainConfig(WarcInputs):
+class ClassifierTrainConfig(WarcInputs, SparkSettings):
     output: str = field(metadata={"help": "model file to write (its JSON sidecar goes next to it)"})
     positives: str | None = field(
         default=None,
@@ -198,7 +216,6 @@ class ClassifierTrainConfig(WarcInputs):
     negative_fraction: float = field(
         default=1.0, metadata={"help": "share of clean negative pages to sample"}
     )
-    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     seed: int = field(default=0, metadata={"help": "sampling and training seed"})
     epoch: int = field(
         default=3,
@@ -214,7 +231,7 @@ class ClassifierTrainConfig(WarcInputs):
 
 
 @dataclass(kw_only=True)
-class IterateConfig(CleaningConfig, WarcInputs):
+class IterateConfig(CleaningConfig, WarcInputs, SparkSettings):
     """`corpus iterate`: DeepSeekMath's loop. The pool pass (extraction, language ID, dedup: `corpus build`
     with every page kept) runs once; each round trains, scores, collects and discovers math domains."""
 
@@ -269,7 +286,6 @@ class IterateConfig(CleaningConfig, WarcInputs):
     page_time_budget: float = field(
         default=10.0, metadata={"help": "seconds one page may take in the pool pass"}
     )
-    master: str = field(default="local[*]", metadata={"help": "Spark master URL"})
     app_name: str = field(default="mathforge-iterate", metadata={"help": "Spark application name"})
 
     def pool_config(self, output: str) -> CorpusBuildConfig:
@@ -280,6 +296,7 @@ class IterateConfig(CleaningConfig, WarcInputs):
             **{f: getattr(self, f) for f in WarcInputs.__dataclass_fields__},
             output=output,
             master=self.master,
+            conf=self.conf,
             lid_model=self.lid_model,
             max_body_bytes=self.max_body_bytes,
             page_time_budget=self.page_time_budget,

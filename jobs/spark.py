@@ -1,4 +1,8 @@
-"""Spark plumbing shared by the jobs: the session, dict/list accumulators, and shipping our code to executors."""
+"""Spark plumbing shared by the jobs: the session, dict/list accumulators, and shipping our code to executors.
+
+The session's configuration belongs to the user: mathforge's settings are defaults under spark-defaults.conf
+and `spark-submit --conf`, and a command's own `--conf KEY=VALUE` is applied last (`session_conf`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,11 @@ import os
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from pyspark import AccumulatorParam
+from pyspark import AccumulatorParam, SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from crawl import remote
@@ -52,28 +56,75 @@ def is_local(master: str) -> bool:
     return master.startswith("local")
 
 
-def get_spark(master: str | None, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
+# mathforge's own Spark settings. They are defaults, never impositions: a key the user set in
+# spark-defaults.conf or with `spark-submit --conf` (or PYSPARK_SUBMIT_ARGS) keeps the user's value, and a
+# `--conf KEY=VALUE` given to a mathforge command overrides everything (README "Spark configuration").
+SPARK_DEFAULTS: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.compression.codec": "zstd",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.ui.showConsoleProgress": "true",
+    "spark.ui.enabled": "false",
+    "spark.python.worker.reuse": "true",
+    "spark.task.maxFailures": "2",
+}
+
+
+def parse_conf(items: Iterable[str]) -> dict[str, str]:
+    """`--conf KEY=VALUE` values as settings, split at the first `=` (a value may hold `=` and commas); a
+    later use of a key wins, as with spark-submit. Only `spark.*` keys: Spark ignores any other, so a typo
+    would silently change nothing."""
+    conf: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--conf takes KEY=VALUE, got {item!r}")
+        if not key.startswith("spark."):
+            raise ValueError(
+                f"--conf {key}: Spark settings start with 'spark.' (Spark ignores any other key)"
+            )
+        conf[key] = value
+    return conf
+
+
+def session_conf(
+    defaults: Mapping[str, str], user: Mapping[str, str], explicit: Mapping[str, str]
+) -> dict[str, str]:
+    """What mathforge sets on the session builder: each default the user has not set, then the explicit
+    settings (`--conf`), which win over both. The user's own settings are not repeated: Spark holds them
+    already, and a builder value would override them."""
+    return {key: value for key, value in defaults.items() if key not in user} | dict(explicit)
+
+
+def user_spark_conf(explicit: Mapping[str, str]) -> dict[str, str]:
+    """The settings the user gave Spark before mathforge (spark-defaults.conf, spark-submit's `--conf` or
+    PYSPARK_SUBMIT_ARGS): the driver JVM holds them as system properties, which `SparkConf()` loads.
+
+    Outside spark-submit this starts the JVM (not yet a context) with only the explicit settings, so that
+    launch-time ones such as `spark.driver.memory` take effect, and none of mathforge's defaults are mistaken
+    for the user's. Under spark-submit, or with a context already running, the JVM is the one there is.
+    """
+    launch = SparkConf(loadDefaults=False).setAll(list(explicit.items()))
+    SparkContext._ensure_initialized(conf=launch)  # public API has no "gateway only"; stable since Spark 1
+    return dict(SparkConf().getAll())
+
+
+def get_spark(master: str | None, app_name: str, extra_conf: Mapping[str, str] | None = None) -> SparkSession:
     """A session with the settings the jobs rely on (UTC timestamps, zstd Parquet, this Python on executors,
-    this environment's `crawl.remote` settings on executors).
+    this environment's `crawl.remote` settings on executors) as defaults the user's Spark configuration
+    overrides; `extra_conf` (a command's `--conf`) overrides everything.
 
     Under spark-submit the master is already set; pass `master=None` to keep it.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    explicit = dict(extra_conf or {})
+    # the remote-reading settings (retries, timeouts, S3 endpoint and anonymity) reach cluster executors
+    remote_env = {f"spark.executorEnv.{k}": v for k, v in remote.settings_env().items()}
+    conf = session_conf(SPARK_DEFAULTS | remote_env, user_spark_conf(explicit), explicit)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    conf = {
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.parquet.compression.codec": "zstd",
-        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        "spark.ui.showConsoleProgress": "true",
-        "spark.ui.enabled": "false",
-        "spark.python.worker.reuse": "true",
-        "spark.task.maxFailures": "2",
-    }
-    # the remote-reading settings (retries, timeouts, S3 endpoint and anonymity) reach cluster executors
-    conf.update({f"spark.executorEnv.{k}": v for k, v in remote.settings_env().items()})
-    conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -114,10 +165,11 @@ def launched_by_spark_submit() -> bool:
 def run_job(job: Callable[[SparkSession, C], R], config: C, app_name: str) -> R:
     """Check the config (`Preflight`), start a session (or join spark-submit's), run `job(spark, config)`,
     stop the session."""
+    conf = parse_conf(getattr(config, "conf", ()))  # a malformed --conf fails before the JVM starts
     if isinstance(config, Preflight):
         config.preflight()
     master = None if launched_by_spark_submit() else getattr(config, "master", "local[*]")
-    spark = get_spark(master, getattr(config, "app_name", app_name))
+    spark = get_spark(master, getattr(config, "app_name", app_name), conf)
     try:
         return job(spark, config)
     finally:

@@ -2,7 +2,8 @@
 
 Every job and training entry point declares its settings as a dataclass; `add_dataclass_args` turns the
 fields into `--flag-name` options (help text from `field(metadata={"help": ...})`) and `dataclass_from_args`
-builds the instance back, so defaults live in exactly one place.
+builds the instance back, so defaults live in exactly one place. A tuple field is a comma-separated list
+that may also be repeated; with `metadata={"split": False}` it is repeat-only, for items that may hold commas.
 """
 
 from __future__ import annotations
@@ -72,8 +73,12 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             kwargs["metavar"] = "BOOL"
         elif typing.get_origin(tp) in (tuple, list):
             (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
-            kwargs["type"] = lambda s, item=item: tuple(item(x) for x in s.split(",") if x)
-            kwargs["metavar"] = "A,B,..."
+            if f.metadata.get("split", True):
+                kwargs["type"] = lambda s, item=item: tuple(item(x) for x in s.split(",") if x)
+                kwargs["metavar"] = "A,B,..."
+            else:  # repeat-only: each use is one item, commas and all (`--conf k=a,b`)
+                kwargs["type"] = lambda s, item=item: (item(s),)
+                kwargs["metavar"] = f.metadata.get("metavar", "VALUE")
             kwargs["action"] = _ListAction
         elif tp in (int, float, str):
             kwargs["type"] = tp
