@@ -35,7 +35,6 @@ from jobs.corpus_output import (
     DATA_DIR,
     REMOVED_DIR,
     StagedOutput,
-    crash_point,
     link_snapshots,
     render_stats_markdown,
     snapshot_dir,
@@ -44,6 +43,7 @@ from jobs.corpus_output import (
 from jobs.corpus_pipeline import CorpusPipeline
 from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
 from jobs.corpus_summary import summarise_version
+from jobs.corpus_writers import crash_point
 from jobs.dedup import clean_corpus
 from jobs.spark import CounterParam, ListParam, job_main, ship_code
 

@@ -33,7 +33,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.corpus_output import DATA_DIR, SNAPSHOT, snapshot_dir, write_json
+from jobs.corpus_output import DATA_DIR, SNAPSHOT, snapshot_dir
+from jobs.corpus_writers import write_json
 
 REPORT_DOMAINS = 20  # top domains in stats.json (and report.html)
 REPORT_SAMPLES = 5  # sample documents in stats.json (and report.html), first SNIPPET_CHARS of their text

@@ -67,21 +67,18 @@ from crawl.redact import redact_record
 from jobs.build_corpus import build_corpus
 from jobs.classifier_seeds import read_seed_texts, stable_fraction
 from jobs.config import IterateConfig
-from jobs.corpus_output import (
-    DATA_DIR,
+from jobs.corpus_output import DATA_DIR, StagedOutput, new_run_id, package_versions
+from jobs.corpus_schema import COLUMN_NAMES, CORPUS_COLUMNS
+from jobs.corpus_writers import (
     CorpusLock,
-    StagedOutput,
     clean_staging,
     fsync_path,
     fsync_tree,
     make_staging,
-    new_run_id,
-    package_versions,
     run_over,
     stale_hours_default,
     write_json,
 )
-from jobs.corpus_schema import COLUMN_NAMES, CORPUS_COLUMNS
 from jobs.spark import ship_code
 
 log = logging.getLogger("mathforge.iterate_corpus")
@@ -254,7 +251,7 @@ def run_round(
 ) -> None:
     """Run round `n` into a staging folder owned by this run; once complete (report.json written last,
     everything fsynced) rename it to `rounds/<n>`. Earlier attempts' staging folders go only when their run
-    is provably over (`jobs.corpus_output.clean_staging`)."""
+    is provably over (`jobs.corpus_writers.clean_staging`)."""
     rounds_root = out / ROUNDS_DIR
     rounds_root.mkdir(parents=True, exist_ok=True)
     clean_staging(rounds_root.glob(f".staging-{n}-*"), stale_hours_default())

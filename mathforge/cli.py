@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from jobs.corpus_output import CorpusLockedError
+    from jobs.corpus_writers import CorpusLockedError
 
     try:
         return args.handler(args)

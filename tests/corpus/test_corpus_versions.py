@@ -1,4 +1,4 @@
-"""Corpus versions survive operator slips, kill -9 and power cuts (`jobs.corpus_output`), tested on the real
+"""Corpus versions survive operator slips, kill -9 and power cuts (`jobs.corpus_output`, `jobs.corpus_writers`), tested on the real
 filesystem without Spark: a version here is a folder with a few files, which is all the output layer sees.
 
 Kills are real SIGKILLs (`MATHFORGE_CRASH_AT`) of a child process that commits a version; live and dead
@@ -21,16 +21,15 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from jobs import corpus_output
-from jobs.corpus_output import (
+from jobs import corpus_writers
+from jobs.corpus_output import CorpusRecoveryError, StagedOutput
+from jobs.corpus_writers import (
     MARKER,
     OWNER,
     CorpusChangedError,
     CorpusLock,
-    CorpusRecoveryError,
     LockUnsupportedError,
     Owner,
-    StagedOutput,
     is_complete,
     read_marker,
 )
@@ -216,7 +215,7 @@ def test_a_crash_while_migrating_a_plain_directory_loses_nothing(tmp_path, point
 def _hold_staging(corpus: Path) -> subprocess.Popen:
     """A live writer: another process with its staging folder, waiting on stdin."""
     script = (
-        "import sys; from pathlib import Path; from jobs.corpus_output import make_staging; "
+        "import sys; from pathlib import Path; from jobs.corpus_writers import make_staging; "
         f"make_staging(Path({str(corpus)!r} + '.staging-live'), 'live'); print('ready', flush=True); "
         "sys.stdin.read()"
     )
@@ -249,7 +248,7 @@ def test_a_reused_pid_does_not_keep_a_dead_runs_staging_folder(tmp_path):
     folder.mkdir()
     me = Owner.this_process("old-run")
     # the pid of a live process (ours' parent), but another process start: the run that wrote it is gone
-    parent = corpus_output._process_start(os.getppid())
+    parent = corpus_writers._process_start(os.getppid())
     Owner(**{**me.__dict__, "pid": os.getppid(), "start_ticks": parent - 1}).write(folder / OWNER)
     assert _commit(corpus, "one").cleaned == [str(folder)]
     assert not folder.exists()
@@ -279,10 +278,10 @@ def test_this_processs_own_finished_staging_folder_is_dead_once_its_run_is_over(
         (staging / "x").write_text("half")
         raise RuntimeError("boom")
     assert not list(tmp_path.glob("a.staging-*"))  # an exception cleans its own folder
-    folder = corpus_output.make_staging(tmp_path / "a.staging-mine", "mine")
+    folder = corpus_writers.make_staging(tmp_path / "a.staging-mine", "mine")
     kept = _commit(corpus, "one")
     assert folder.exists() and any("live run" in line for line in kept.left_alone)  # still active here
-    corpus_output.run_over("mine")
+    corpus_writers.run_over("mine")
     assert str(folder) in _commit(corpus, "two").cleaned
 
 

@@ -22,7 +22,6 @@ import pytest
 
 from jobs.build_corpus import build_corpus
 from jobs.config import CorpusBuildConfig, CorpusRefreshConfig
-from jobs.corpus_output import CorpusLockedError
 from jobs.corpus_summary import (
     DOMAINS_DIR,
     REPORT_DOMAINS,
@@ -32,6 +31,7 @@ from jobs.corpus_summary import (
     summarise_corpus,
     summarise_version,
 )
+from jobs.corpus_writers import CorpusLockedError
 from jobs.refresh_corpus import refresh_corpus
 from samplecrawl.writer import write_sample_crawl
 
@@ -178,7 +178,7 @@ def test_a_concurrent_refresh_is_refused(spark, mirror, corpora, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from jobs.corpus_output import CorpusLock; "
+            "import sys; from pathlib import Path; from jobs.corpus_writers import CorpusLock; "
             f"CorpusLock(Path({str(corpus)!r})).acquire('other-run'); print('held', flush=True); "
             "sys.stdin.read()",
         ],
