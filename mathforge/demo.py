@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--files", type=int, default=4, help="WARC files in the sample crawl (default: 4)")
     parser.add_argument("--records", type=int, default=60, help="captures per WARC file (default: 60)")
     parser.add_argument("--train-steps", type=int, default=60, help="pretraining steps (default: 60)")
-    parser.add_argument("--sft-steps", type=int, default=60, help="SFT steps (default: 60)")
+    parser.add_argument("--sft-steps", type=int, default=75, help="SFT steps (default: 75)")
     parser.add_argument("--grpo-steps", type=int, default=150, help="GRPO steps (default: 150)")
     parser.add_argument(
         "--eval-items", type=int, default=100, help="held-out questions evaluated (default: 100)"
