@@ -45,6 +45,18 @@ def barrier(d: Dist) -> None:
         dist.barrier()
 
 
+def leave_distributed(clean: bool = True) -> None:
+    """Leave the process group. After a clean run the ranks meet at a barrier first: a rank that tears gloo
+    down while its peer still has traffic in flight can take the peer down with SIGABRT ("terminate called
+    without an active exception") even though both finished their work. After a failure there is no barrier,
+    the peer may never arrive."""
+    if not dist.is_initialized():
+        return
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def wrap_model(model: Transformer, parallel: str, d: Dist, mixed_precision: str = "off") -> nn.Module:
     """DDP, or FSDP2 with one shard group per block (and MTP module) plus the root, or the model itself.
 

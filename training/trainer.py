@@ -36,6 +36,7 @@ from training.distributed import (
     barrier,
     full_tensor,
     gather_objects,
+    leave_distributed,
     param_digest,
     setup_distributed,
     wrap_model,
@@ -492,10 +493,12 @@ class Throughput:
 def train(run: RunConfig, optim: OptimConfig, objective: Objective, config: Any) -> dict[str, Any]:
     """Train as configured (in this process, or as one torchrun rank); returns a short summary."""
     try:
-        return Trainer.build(run, optim, objective, config).fit()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        summary = Trainer.build(run, optim, objective, config).fit()
+    except BaseException:
+        leave_distributed(clean=False)
+        raise
+    leave_distributed()
+    return summary
 
 
 def command_line(config_cls: type, run: Any, prog: str, doc: str, argv: list[str] | None = None) -> int:

@@ -11,10 +11,16 @@ import json
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from training.config import model_config
-from training.distributed import full_tensor, local_numel, prepare_frozen, setup_distributed, wrap_model
+from training.distributed import (
+    full_tensor,
+    leave_distributed,
+    local_numel,
+    prepare_frozen,
+    setup_distributed,
+    wrap_model,
+)
 from training.models.generation import completion_logprobs
 from training.models.transformer import Transformer
 
@@ -57,7 +63,7 @@ def main() -> None:
         "synced_equal": synced,
     }
     Path(args.out, f"rank{d.rank}.json").write_text(json.dumps(record))
-    dist.destroy_process_group()
+    leave_distributed()
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from training.config import model_config
-from training.distributed import setup_distributed, wrap_model
+from training.distributed import leave_distributed, setup_distributed, wrap_model
 from training.models.generation import generate
 from training.models.transformer import Transformer
 
@@ -51,7 +50,7 @@ def main() -> None:
         record["truncated"].append(out.truncated)
         record["plain"].append(generate(plain, prompts, budget, **options, **seeded).tokens)
     Path(args.out, f"rank{d.rank}.json").write_text(json.dumps(record))
-    dist.destroy_process_group()
+    leave_distributed()
 
 
 if __name__ == "__main__":

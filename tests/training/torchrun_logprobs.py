@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from training.config import model_config
-from training.distributed import param_digest, setup_distributed, wrap_model
+from training.distributed import leave_distributed, param_digest, setup_distributed, wrap_model
 from training.models.generation import completion_logprobs, generate
 from training.models.transformer import Transformer
 
@@ -76,7 +75,7 @@ def main() -> None:
         "plain_greedy": generate(plain, prompts[: 1 + d.rank], 8, temperature=0).tokens,
     }
     Path(args.out, f"rank{d.rank}.json").write_text(json.dumps(record))
-    dist.destroy_process_group()
+    leave_distributed()
 
 
 if __name__ == "__main__":
