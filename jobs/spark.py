@@ -12,7 +12,8 @@ import os
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -155,6 +156,19 @@ def ship_code(spark: SparkSession) -> None:
     if not is_local(sc.master) and not getattr(sc, "_mathforge_code_shipped", False):
         sc.addPyFile(str(build_pyfiles_zip()))
         sc._mathforge_code_shipped = True
+
+
+@contextmanager
+def job_phase(spark: SparkSession, name: str) -> Iterator[None]:
+    """Name the Spark jobs started inside (the UI's description, the event log's `spark.job.description`):
+    the event log then sums each phase's tasks, shuffle and driver-bound bytes (`jobs.event_log`)."""
+    sc = spark.sparkContext
+    previous = sc.getLocalProperty("spark.job.description")
+    sc.setJobDescription(name)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty("spark.job.description", previous)  # type: ignore[arg-type]
 
 
 def launched_by_spark_submit() -> bool:
