@@ -56,11 +56,25 @@ def _handler(module: str, config_cls: type):
     return handler
 
 
+def _with_engine(config_cls: type, args: argparse.Namespace):
+    """A config with an `engine` section (EngineConfig) from the flat flags of both."""
+    from training.config import EngineConfig
+
+    return dataclass_from_args(config_cls, args, engine=dataclass_from_args(EngineConfig, args))
+
+
+def _add_with_engine(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    from training.config import EngineConfig
+
+    add_dataclass_args(parser, config_cls, skip=("engine",))
+    add_dataclass_args(parser, EngineConfig)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from training.config import EvalConfig
     from training.evaluation.evaluate import evaluate, format_summary
 
-    cfg = dataclass_from_args(EvalConfig, args)
+    cfg = _with_engine(EvalConfig, args)
     summary = evaluate(cfg)
     print(format_summary(summary))
     print(f"details in {cfg.out}")
@@ -71,7 +85,7 @@ def _generate(args: argparse.Namespace) -> int:
     from training.config import GenerateConfig
     from training.evaluation.sampling_cli import generate_text
 
-    print(generate_text(dataclass_from_args(GenerateConfig, args)))
+    print(generate_text(_with_engine(GenerateConfig, args)))
     return 0
 
 
@@ -104,7 +118,7 @@ def _traces(args: argparse.Namespace) -> int:
     from training.config import TracesConfig
     from training.objectives.traces import write_traces
 
-    summary = write_traces(dataclass_from_args(TracesConfig, args))
+    summary = write_traces(_with_engine(TracesConfig, args))
     run = summary["this_run"]
     print(
         f"{summary['rows']} trace rows for {summary['prompts']} prompts in {summary['out']} "
@@ -112,24 +126,38 @@ def _traces(args: argparse.Namespace) -> int:
         f"{run['samples']} samples, {run['accepted']} accepted, {run['duplicates']} duplicates dropped, "
         f"{run['kept']} kept)"
     )
+    failed = summary["failed_chunks"]
+    if failed:
+        print(f"{len(failed)} chunks not written because requests failed ({failed}): rerun the same command")
+        return 1
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from training.config import ServeConfig
+    from training.serving.server import serve
+
+    serve(dataclass_from_args(ServeConfig, args))
     return 0
 
 
 def register_model_commands(subparsers: argparse._SubParsersAction) -> None:
-    """`mathforge eval`, `mathforge generate`, `mathforge model import|export` and `mathforge distill traces`."""
-    from training.config import EvalConfig, GenerateConfig, TracesConfig
+    """`mathforge eval`, `mathforge generate`, `mathforge model import|export`, `mathforge distill traces` and
+    `mathforge serve`."""
+    from training.config import EvalConfig, GenerateConfig, ServeConfig, TracesConfig
 
     evaluate = subparsers.add_parser(
         "eval",
         help="a model on math benchmark files: pass@1, pass@k, maj@k",
-        description="Generate with the KV cache, verify final answers with math-verify (hard timeouts), "
-        "write summary.json and one JSONL of completions per benchmark.",
+        description="Generate (in process with the KV cache, or at an OpenAI-compatible server with --server), "
+        "verify final answers with math-verify (hard timeouts), write summary.json and one JSONL of "
+        "completions per benchmark.",
     )
-    add_dataclass_args(evaluate, EvalConfig)
+    _add_with_engine(evaluate, EvalConfig)
     evaluate.set_defaults(handler=_eval)
 
     generate = subparsers.add_parser("generate", help="print what a model writes after a prompt")
-    add_dataclass_args(generate, GenerateConfig)
+    _add_with_engine(generate, GenerateConfig)
     generate.set_defaults(handler=_generate)
 
     model = subparsers.add_parser("model", help="Hugging Face checkpoints in and out")
@@ -166,8 +194,18 @@ def register_model_commands(subparsers: argparse._SubParsersAction) -> None:
         "(best-of-K or all, at most M per prompt, exact duplicates dropped) and write them as Parquet part "
         "files that `train sft` and `train distill` read; rerun the same command to resume after a crash.",
     )
-    add_dataclass_args(traces, TracesConfig)
+    _add_with_engine(traces, TracesConfig)
     traces.set_defaults(handler=_traces)
+
+    server = subparsers.add_parser(
+        "serve",
+        help="an OpenAI-compatible HTTP server for a model (/v1/completions, /v1/chat/completions)",
+        description="Serve a model over the OpenAI API (/v1/models, /v1/completions, /v1/chat/completions "
+        "with the model's chat template, /tokenize, /health), batching concurrent requests together; "
+        "`eval`, `distill traces` and `generate` reach it with --server.",
+    )
+    add_dataclass_args(server, ServeConfig)
+    server.set_defaults(handler=_serve)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -447,6 +447,35 @@ class DistillConfig:
 
 
 @dataclass
+class EngineConfig:
+    """Where a command that only reads a model samples: in process (default) or at an OpenAI-compatible server
+    (vLLM, SGLang, TGI, `mathforge serve`); see training/sampling/."""
+
+    server: str = field(
+        default="",
+        metadata={"help": "OpenAI-compatible server URL (e.g. http://host:8000/v1): sample there; the model "
+                  "flag then only names the tokenizer and prompt template (its weights are not read)"},
+    )  # fmt: skip
+    server_model: str = field(
+        default="", metadata={"help": "model name at the server (default: the only one it serves)"}
+    )
+    concurrency: int = field(default=8, metadata={"help": "requests in flight at the server"})
+    request_timeout: float = field(default=600.0, metadata={"help": "seconds one request attempt may take"})
+    max_retries: int = field(
+        default=6, metadata={"help": "retries of a request on 429, 5xx, timeouts and connection errors"}
+    )
+    retry_backoff: float = field(
+        default=1.0, metadata={"help": "first retry delay in seconds (doubles each retry, with jitter)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.max_retries < 0:
+            raise ValueError("concurrency must be >= 1 and max_retries >= 0")
+        if not self.request_timeout > 0 or self.retry_backoff < 0:
+            raise ValueError("request_timeout must be > 0 and retry_backoff >= 0")
+
+
+@dataclass
 class TracesConfig:
     """`distill traces`: K teacher samples per prompt, scored by the reward functions, the accepted ones kept."""
 
@@ -496,6 +525,7 @@ class TracesConfig:
     overlong_buffer: int = field(
         default=0, metadata={"help": "DAPO soft overlong buffer in tokens (overlong)"}
     )
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.max_new_tokens < 1 or self.chunk_prompts < 1 or self.batch_size < 1:
@@ -539,6 +569,7 @@ class EvalConfig:
             "(fallbacks down to the last number); both are reported"
         },
     )
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     def __post_init__(self) -> None:
         if self.answer_match not in ("strict", "lenient"):
@@ -567,6 +598,40 @@ class GenerateConfig:
     )
     seed: int = 0
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+@dataclass
+class ServeConfig:
+    """`mathforge serve`: an OpenAI-compatible server for any model mathforge loads."""
+
+    model: str = field(metadata={"help": "a run or checkpoint directory, a mathforge or Hugging Face model"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on (0.0.0.0: every one)"})
+    port: int = field(default=8000, metadata={"help": "port to listen on (0: any free one)"})
+    served_model_name: str = field(
+        default="", metadata={"help": "the model's name in the API (default: the model directory's name)"}
+    )
+    template: str = field(
+        default="stored", metadata={"help": "chat template: stored, auto, r1, plain or a .jinja file"}
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    max_batch_rows: int = field(
+        default=64, metadata={"help": "rows (prompts × n) generated together in one batch at most"}
+    )
+    batch_window_ms: float = field(
+        default=10.0,
+        metadata={"help": "how long the first waiting request waits for others to join its batch"},
+    )
+    max_logprobs: int = field(default=20, metadata={"help": "largest logprobs / top_logprobs accepted"})
+    max_n: int = field(default=64, metadata={"help": "largest n accepted"})
+
+    def __post_init__(self) -> None:
+        if self.max_batch_rows < 1 or self.batch_window_ms < 0 or self.max_logprobs < 0 or self.max_n < 1:
+            raise ValueError(
+                "max_batch_rows and max_n must be positive, batch_window_ms and max_logprobs >= 0"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
 
 def add_config_args(parser: argparse.ArgumentParser, config_cls: type) -> None:

@@ -12,6 +12,10 @@ flexible-extract): `strict`, the final closed `\\boxed{}` (what GRPO's accuracy 
 with fallbacks down to the last number; `--answer-match` picks the headline figures. A prompt too long for the
 model is skipped and counted (`prompt_too_long`), not scored; the others of its batch are generated as usual,
 each with its own budget. `truncated` counts completions cut off by the length limit.
+
+Samples come from the one sampling interface (training/sampling/): in process by default, or with `--server
+URL` from an OpenAI-compatible server (the prompts rendered here, as in process). A question whose request
+failed for good at the server is written with its reason and counted (`failed`), never scored.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import json
 import logging
 import math
 from collections import Counter
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,12 @@ from tqdm import tqdm
 
 from training.config import EvalConfig
 from training.data.benchmarks import BenchmarkItem, benchmark_name, load_benchmark
-from training.models.generation import generate
-from training.models.model_io import LoadedModel, load_model
-from training.models.tokenizer import encode_prompt, n_token_ids, special_ids, stop_token_ids
+from training.models.model_io import LoadedModel, ModelText, load_model, load_model_text
+from training.models.tokenizer import encode_prompt, stop_token_ids
 from training.rewards.answers import ANSWER_MATCHES, extractor
 from training.rewards.verify import Verdict, Verifier
+from training.sampling.builtin import BuiltinSampler
+from training.sampling.interface import Completion, Sampler, SamplingParams
 from typedconfig import to_dict
 
 log = logging.getLogger(__name__)
@@ -102,7 +106,8 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
     for name, figures in summary.items():
         if not figures.get("n"):
             lines.append(
-                f"{name:<24} {0:>5}   (nothing scored; {figures.get('prompt_too_long', 0)} too long)"
+                f"{name:<24} {0:>5}   (nothing scored; {figures.get('prompt_too_long', 0)} too long, "
+                f"{figures.get('failed', 0)} failed)"
             )
             continue
         for j, match in enumerate(ANSWER_MATCHES):
@@ -113,56 +118,54 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
                 f"{head} {match:<8} {f['pass@1']:>7.3f} {f['pass@k']:>7.3f} {f['maj@k']:>7.3f} "
                 f"{f['no_answer']:>9} {extra}".rstrip()
             )
+    for name, figures in summary.items():
+        if figures.get("failed"):
+            lines.append(
+                f"{name}: {figures['failed']} questions not scored, their requests failed (see the JSONL)"
+            )
     return "\n".join(lines)
 
 
 class Evaluator:
-    """Generates and verifies; one instance serves several benchmark files (and GRPO's periodic evals)."""
+    """Samples and verifies; one instance serves several benchmark files (and GRPO's periodic evals). `loaded`
+    gives the tokenizer and prompt template; without a `sampler` its model samples in process."""
 
-    def __init__(self, loaded: LoadedModel, cfg: EvalConfig, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel | ModelText,
+        cfg: EvalConfig,
+        verifier: Verifier,
+        sampler: Sampler | None = None,
+    ) -> None:
         self.loaded, self.cfg, self.verifier = loaded, cfg, verifier
-        tokenizer, template = loaded.tokenizer, loaded.template
-        self.stop_ids = stop_token_ids(tokenizer, template.stop_strings())
-        self.pad_id = special_ids(tokenizer).pad
-        self.vocab_size = n_token_ids(tokenizer)
-        self.generator = torch.Generator(device=loaded.model.embed.weight.device).manual_seed(cfg.seed)
+        if sampler is None:
+            assert isinstance(loaded, LoadedModel), "in-process sampling needs the model"
+            sampler = BuiltinSampler(loaded.model, loaded.tokenizer, loaded.template, seed=cfg.seed)
+        self.sampler = sampler
+        self.stop_ids = stop_token_ids(loaded.tokenizer, loaded.template.stop_strings())
+
+    def prompt_text(self, item: BenchmarkItem) -> str:
+        return self.loaded.template.render_prompt(item.question)
 
     def prompt_ids(self, item: BenchmarkItem) -> list[int]:
-        template = self.loaded.template
         return encode_prompt(
-            self.loaded.tokenizer, template.render_prompt(item.question), template.renders_special_tokens
+            self.loaded.tokenizer, self.prompt_text(item), self.loaded.template.renders_special_tokens
         )
 
+    def sample(self, prompts: list[list[int]] | list[str]) -> list[list[Completion]]:
+        """K completions per prompt (greedy when K is 1); each prompt gets max_new_tokens or the room the
+        model's context leaves it, whichever is less."""
+        cfg = self.cfg
+        params = SamplingParams(
+            cfg.max_new_tokens, temperature=cfg.temperature if cfg.samples > 1 else 0.0, top_p=cfg.top_p,
+            n=cfg.samples,
+        )  # fmt: skip
+        return self.sampler.sample(prompts, params)
+
     def completions(self, prompts: list[list[int]]) -> tuple[list[list[str]], list[list[bool]]]:
-        """K decoded completions per prompt and whether each was truncated (finish reason "length"); each
-        prompt gets max_new_tokens or the room the model's context leaves it, whichever is less."""
-        cfg, model = self.cfg, self.loaded.model
-        k = cfg.samples
-        device = model.embed.weight.device
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-        with autocast:
-            out = generate(
-                model,
-                [p for p in prompts for _ in range(k)],
-                cfg.max_new_tokens,
-                temperature=cfg.temperature if k > 1 else 0.0,
-                top_p=cfg.top_p,
-                stop_ids=self.stop_ids,
-                pad_id=self.pad_id,
-                generator=self.generator,
-                vocab_size=self.vocab_size,
-            )
-        texts = [
-            self.loaded.tokenizer.decode(
-                [t for t in tokens if t not in self.stop_ids], skip_special_tokens=False
-            )
-            for tokens in out.tokens
-        ]
-        per_prompt = range(len(prompts))
-        return (
-            [texts[i * k : (i + 1) * k] for i in per_prompt],
-            [out.truncated[i * k : (i + 1) * k] for i in per_prompt],
-        )
+        """K decoded completions per prompt and whether each was truncated (finish reason "length")."""
+        groups = self.sample(prompts)
+        return [[c.text for c in g] for g in groups], [[c.truncated for c in g] for g in groups]
 
     def run_benchmark(self, path: str | Path, out_dir: Path) -> dict[str, Any]:
         cfg = self.cfg
@@ -171,14 +174,15 @@ class Evaluator:
             items = items[: cfg.limit]
         name = benchmark_name(path)
         per_item: dict[str, list[list[Verdict]]] = {match: [] for match in ANSWER_MATCHES}
-        too_long = truncated = 0
+        too_long = truncated = failed = 0
         after = self.loaded.template.reasoning_close
+        context = self.sampler.max_context
         with open(out_dir / f"{name}.jsonl", "w") as fh:
             batches = range(0, len(items), cfg.batch_size)
             for start in tqdm(batches, desc=f"eval {name}", unit="batch", dynamic_ncols=True):
                 chunk = items[start : start + cfg.batch_size]
                 prompts = [self.prompt_ids(item) for item in chunk]
-                kept = [i for i, p in enumerate(prompts) if len(p) <= self.loaded.model.cfg.max_seq_len]
+                kept = [i for i, p in enumerate(prompts) if context is None or len(p) <= context]
                 too_long += len(chunk) - len(kept)
                 for i in sorted(set(range(len(chunk))) - set(kept)):
                     record = {"id": chunk[i].id, "question": chunk[i].question, "gold": chunk[i].answer,
@@ -186,7 +190,22 @@ class Evaluator:
                     fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 if not kept:
                     continue
-                texts, cut = self.completions([prompts[i] for i in kept])
+                asked = [
+                    prompts[i] if self.sampler.accepts_token_ids else self.prompt_text(chunk[i]) for i in kept
+                ]
+                groups = self.sample(asked)
+                for j, i in reversed(list(enumerate(kept))):
+                    errors = [c.error for c in groups[j] if c.failed]
+                    if errors:
+                        failed += 1
+                        record = {"id": chunk[i].id, "question": chunk[i].question, "gold": chunk[i].answer,
+                                  "failed": errors[0]}  # fmt: skip
+                        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        del kept[j], groups[j]
+                if not kept:
+                    continue
+                texts = [[c.text for c in g] for g in groups]
+                cut = [[c.truncated for c in g] for g in groups]
                 truncated += sum(map(sum, cut))
                 flat = verify_matches(
                     self.verifier,
@@ -227,27 +246,38 @@ class Evaluator:
             }
         summary["prompt_too_long"] = too_long
         summary["truncated"] = truncated
+        summary["failed"] = failed
         log.info("%s: %s", name, summary)
         return summary
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate as configured; returns (and writes) the summary."""
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded = load_model(cfg.model, device=device, template=cfg.template)
-    loaded.model.drop_mtp()
+    sampler: Sampler
+    if cfg.engine.server:
+        from training.sampling.openai_engine import server_sampler
+
+        loaded: LoadedModel | ModelText = load_model_text(cfg.model, template=cfg.template)
+        sampler = server_sampler(cfg.engine, loaded.tokenizer, loaded.template, seed=cfg.seed)
+    else:
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        loaded = load_model(cfg.model, device=device, template=cfg.template)
+        loaded.model.drop_mtp()
+        sampler = BuiltinSampler(loaded.model, loaded.tokenizer, loaded.template, seed=cfg.seed)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
-    with Verifier(workers=cfg.verify_workers, timeout_s=cfg.verify_timeout) as verifier:
-        evaluator = Evaluator(loaded, cfg, verifier)
+    with sampler, Verifier(workers=cfg.verify_workers, timeout_s=cfg.verify_timeout) as verifier:
+        evaluator = Evaluator(loaded, cfg, verifier, sampler)
         for path in cfg.benchmark:
             summary[benchmark_name(path)] = evaluator.run_benchmark(path, out_dir)
+        engine = {**sampler.describe(), **dict(sampler.stats)}
     (out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     (out_dir / "eval_config.json").write_text(
         json.dumps(
-            {"config": to_dict(cfg), "template": loaded.template.to_dict(), "model_kind": loaded.kind},
+            {"config": to_dict(cfg), "template": loaded.template.to_dict(), "model_kind": loaded.kind,
+             "engine": engine},
             indent=1,
         )
-    )
+    )  # fmt: skip
     return summary

@@ -11,6 +11,7 @@ and gets back the model, its tokenizer and its prompt template, so that no comma
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,82 @@ def _state_from_checkpoint(checkpoint: Path) -> tuple[Transformer, dict[str, Any
     return model, ckpt.meta
 
 
+@dataclass
+class ModelText:
+    """A model's text side without its weights: what a command that samples through a server needs."""
+
+    tokenizer: Tokenizer
+    tokenizer_path: Path
+    template: PromptTemplate
+    kind: str
+    path: Path
+
+
+@dataclass
+class _Located:
+    kind: str
+    tokenizer_path: Path
+    tokenizer_config: dict[str, Any] | None
+    stored: Any  # the stored prompt template (a dict, a chat template string) or None
+    weights: Callable[[], Transformer]
+
+
+def _locate(path: Path) -> _Located:
+    """Where the model named by `path` keeps its tokenizer and template; its weights are read on demand."""
+    from training.models import hf
+
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    if (path / CHECKPOINT_DIR).is_dir() or (path / "meta.json").is_file():
+        checkpoint = latest_checkpoint(path / CHECKPOINT_DIR) if (path / CHECKPOINT_DIR).is_dir() else path
+        if checkpoint is None:
+            raise FileNotFoundError(f"{path}: a run directory without a complete checkpoint")
+        run_dir = _find_run_dir(checkpoint)
+        meta = json.loads((checkpoint / "meta.json").read_text())
+        return _Located(
+            "run" if checkpoint != path else "checkpoint", run_dir / TOKENIZER_FILE,
+            read_tokenizer_config(run_dir), meta.get("template"), lambda: _state_from_checkpoint(checkpoint)[0],
+        )  # fmt: skip
+    if (path / "model.json").is_file():
+        info = json.loads((path / "model.json").read_text())
+        return _Located(
+            "model_dir", path / TOKENIZER_FILE, read_tokenizer_config(path), info.get("template"),
+            lambda: hf.load_model_dir(path)[0],
+        )  # fmt: skip
+    if (path / "config.json").is_file():
+        config = json.loads((path / "config.json").read_text())
+        if "model_type" not in config:
+            raise ValueError(f"{path}/config.json is neither a Hugging Face model config nor a mathforge run")
+        return _Located(
+            "hf", path / TOKENIZER_FILE, read_tokenizer_config(path), None, lambda: hf.load_hf(path)
+        )
+    raise ValueError(
+        f"{path} is not a model: expected a run directory (checkpoints/), a checkpoint (meta.json), "
+        "a mathforge model directory (model.json) or a Hugging Face directory (config.json)"
+    )
+
+
+def _template(located: _Located, tokenizer: Tokenizer, template: str | None) -> PromptTemplate:
+    if template is not None and template != "stored":
+        resolved = template_for(tokenizer, None, located.tokenizer_config)
+        if template != "auto":
+            resolved = resolve_template(
+                template, located.tokenizer_config, eos_token=resolved.eos_token, bos_token=resolved.bos_token
+            )
+        return resolved
+    return template_for(tokenizer, located.stored, located.tokenizer_config)
+
+
+def load_model_text(path: str | Path, template: str | None = None) -> ModelText:
+    """The tokenizer and prompt template of the model named by `path`, without reading its weights (a Hugging
+    Face directory with config.json, tokenizer.json and tokenizer_config.json is enough)."""
+    located = _locate(Path(path))
+    tokenizer = load_tokenizer(located.tokenizer_path)
+    return ModelText(
+        tokenizer, located.tokenizer_path, _template(located, tokenizer, template), located.kind, Path(path)
+    )
+
+
 def load_model(
     path: str | Path,
     *,
@@ -82,58 +159,18 @@ def load_model(
 ) -> LoadedModel:
     """The model named by `path` (see the module docstring). `template` overrides the stored prompt template
     ("r1", "plain", "auto" or a .jinja path); `fused_kernels` overrides the stored model setting."""
-    from training.models import hf
-
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
-    tokenizer_config: dict[str, Any] | None = None
-    if (path / CHECKPOINT_DIR).is_dir() or (path / "meta.json").is_file():
-        checkpoint = latest_checkpoint(path / CHECKPOINT_DIR) if (path / CHECKPOINT_DIR).is_dir() else path
-        if checkpoint is None:
-            raise FileNotFoundError(f"{path}: a run directory without a complete checkpoint")
-        kind = "run" if checkpoint != path else "checkpoint"
-        run_dir = _find_run_dir(checkpoint)
-        model, meta = _state_from_checkpoint(checkpoint)
-        tokenizer_path = run_dir / TOKENIZER_FILE
-        tokenizer_config = read_tokenizer_config(run_dir)
-        stored = meta.get("template")
-    elif (path / "model.json").is_file():
-        kind = "model_dir"
-        model, info = hf.load_model_dir(path)
-        tokenizer_path = path / TOKENIZER_FILE
-        tokenizer_config = read_tokenizer_config(path)
-        stored = info.get("template")
-    elif (path / "config.json").is_file():
-        config = json.loads((path / "config.json").read_text())
-        if "model_type" not in config:
-            raise ValueError(f"{path}/config.json is neither a Hugging Face model config nor a mathforge run")
-        kind = "hf"
-        model = hf.load_hf(path)
-        tokenizer_path = path / TOKENIZER_FILE
-        tokenizer_config = read_tokenizer_config(path)
-        stored = None
-    else:
-        raise ValueError(
-            f"{path} is not a model: expected a run directory (checkpoints/), a checkpoint (meta.json), "
-            "a mathforge model directory (model.json) or a Hugging Face directory (config.json)"
-        )
-    tokenizer = load_tokenizer(tokenizer_path)
+    located = _locate(path)
+    model = located.weights()
+    tokenizer = load_tokenizer(located.tokenizer_path)
     if fused_kernels is not None and fused_kernels != model.cfg.fused_kernels:
         model.cfg = replace(model.cfg, fused_kernels=fused_kernels)
         for module in model.modules():
             if hasattr(module, "fused"):
                 module.fused = fused_kernels
-    if template is not None and template != "stored":
-        resolved = template_for(tokenizer, None, tokenizer_config)
-        if template != "auto":
-            resolved = resolve_template(
-                template, tokenizer_config, eos_token=resolved.eos_token, bos_token=resolved.bos_token
-            )
-    else:
-        resolved = template_for(tokenizer, stored, tokenizer_config)
+    resolved = _template(located, tokenizer, template)
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-    return LoadedModel(model.eval(), tokenizer, tokenizer_path, resolved, kind, path)
+    return LoadedModel(model.eval(), tokenizer, located.tokenizer_path, resolved, located.kind, path)
 
 
 def convert_to_model_dir(source: str | Path, out: str | Path) -> Path:

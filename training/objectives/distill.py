@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,19 +38,19 @@ import kernels
 from training.config import IGNORE_INDEX, DistillConfig
 from training.data.records import read_records
 from training.distributed import full_tensor, prepare_frozen
-from training.models.generation import generate
 from training.models.model_io import TOKENIZER_FILE, load_model
 from training.models.prompts import PromptTemplate
 from training.models.tokenizer import (
     check_same_vocabulary,
     n_token_ids,
     special_ids,
-    stop_token_ids,
     vocabulary_digest,
 )
 from training.models.transformer import Transformer
 from training.objectives.sft import Example, SFTLoader, example_texts, tokenize_examples
 from training.objectives.traces import trace_examples
+from training.sampling.builtin import BuiltinSampler
+from training.sampling.interface import SamplingParams
 from training.trainer import LoaderObjective, Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
@@ -204,7 +203,6 @@ class DistillObjective(LoaderObjective):
             opts.teacher or "offline top-K", self.template.kind,
         )  # fmt: skip
         self.pad_id = special_ids(tokenizer).pad
-        self.stop_ids = stop_token_ids(tokenizer, self.template.stop_strings())
         self.loader = DistillLoader(
             examples, self.seq_len, data.batch_size, self.pad_id, rank=ctx.d.rank,
             world_size=ctx.d.world_size, seed=ctx.run.seed, shuffle=data.shuffle,
@@ -278,21 +276,16 @@ class DistillObjective(LoaderObjective):
             )
         was_training = model.training
         model.eval()
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        assert self.template is not None
+        sampler = BuiltinSampler(model, self.tokenizer, self.template, generator=self.generator)
+        params = SamplingParams(
+            min(self.opts.max_new_tokens, room), temperature=self.opts.temperature, top_p=self.opts.top_p
         )
-        with autocast:
-            out = generate(
-                model, prompts, min(self.opts.max_new_tokens, room), temperature=self.opts.temperature,
-                top_p=self.opts.top_p, stop_ids=self.stop_ids, pad_id=self.pad_id, generator=self.generator,
-                vocab_size=self.vocab_size,
-            )  # fmt: skip
+        out = [group[0].token_ids or [] for group in sampler.sample(prompts, params)]
         if was_training:
             model.train()
         examples = [
-            Example(np.array(p + c, dtype=np.int64), len(p))
-            for p, c in zip(prompts, out.tokens, strict=True)
-            if c
+            Example(np.array(p + c, dtype=np.int64), len(p)) for p, c in zip(prompts, out, strict=True) if c
         ]
         return self.loader.pack_distill([[ex] for ex in examples], on_policy=True)
 

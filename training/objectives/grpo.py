@@ -1,7 +1,8 @@
 """GRPO (DeepSeekMath) with verifiable rewards, as an objective of the shared trainer.
 
-Each rollout samples G completions for each of a step's prompts with the KV-cache generator, through the
-wrapped policy; the reward functions score them (answer checks in a process pool with hard timeouts); each
+Each rollout samples G completions for each of a step's prompts with the in-process engine
+(training/sampling/builtin.py: the KV-cache generator through the wrapped policy; rollouts are on-policy, so
+they never go to a server); the reward functions score them (answer checks in a process pool with hard timeouts); each
 completion's advantage is its reward relative to its group. The policy then takes μ optimiser steps on that
 rollout batch with the clipped objective (token ratio, or GSPO's sequence ratio), plus β·k3 KL to a frozen
 reference when β > 0. Log-probabilities are computed from hidden states through `TokenLogprobs`, so with
@@ -30,14 +31,16 @@ from torch import nn
 from training.config import GRPOConfig
 from training.data.records import read_records
 from training.distributed import all_ranks_done, prepare_frozen, unwrap
-from training.models.generation import completion_logprobs, generate
+from training.models.generation import completion_logprobs
 from training.models.model_io import TOKENIZER_FILE, load_model
 from training.models.prompts import PromptTemplate
-from training.models.tokenizer import encode_prompt, n_token_ids, special_ids, stop_token_ids
+from training.models.tokenizer import encode_prompt, special_ids
 from training.models.transformer import Transformer
 from training.objectives.grpo_loss import aggregate, group_advantages, policy_terms, zero_spread
 from training.rewards.answers import gold_answer
 from training.rewards.functions import Rewards, parse_reward_specs
+from training.sampling.builtin import BuiltinSampler
+from training.sampling.interface import SamplingParams
 from training.trainer import Metrics, TrainContext, command_line, metric, train
 
 log = logging.getLogger(__name__)
@@ -136,8 +139,6 @@ class GRPOObjective:
             truncated=g.truncated,
             answer_after=self.template.reasoning_close,
         )
-        self.vocab_size = n_token_ids(self.tokenizer)
-        self.stop_ids = stop_token_ids(self.tokenizer, self.template.stop_strings())
         self.pad_id = special_ids(self.tokenizer).pad
         self.generator = torch.Generator(device=ctx.d.device).manual_seed(
             ctx.run.seed * 1_000_003 + ctx.d.rank
@@ -194,39 +195,30 @@ class GRPOObjective:
             for item in items
         ]
         repeated = [ids for ids in prompt_ids for _ in range(g.num_generations)]
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
+        sampler = BuiltinSampler(model, self.tokenizer, template, generator=self.generator)
+        # each row: max_new_tokens, fewer where its prompt leaves less room
+        params = SamplingParams(
+            g.max_new_tokens, temperature=g.temperature, top_p=g.top_p, n=g.num_generations
         )
         start = time.perf_counter()
-        with autocast:
-            out = generate(
-                model,
-                repeated,
-                g.max_new_tokens,  # each row: fewer where its prompt leaves less room
-                temperature=g.temperature,
-                top_p=g.top_p,
-                stop_ids=self.stop_ids,
-                pad_id=self.pad_id,
-                generator=self.generator,
-                vocab_size=self.vocab_size,
-            )
+        samples = [c for group in sampler.sample(prompt_ids, params) for c in group]
         seconds = time.perf_counter() - start
-        texts = [self.tokenizer.decode([t for t in c if t not in self.stop_ids], skip_special_tokens=False)
-                 for c in out.tokens]  # fmt: skip
+        tokens = [c.token_ids or [] for c in samples]
+        texts = [c.text for c in samples]
         columns = {key: [item.columns.get(key) for item in items for _ in range(g.num_generations)]
                    for key in {k for item in items for k in item.columns}}  # fmt: skip
-        truncated = out.truncated
+        truncated = [c.truncated for c in samples]
         scored = self.rewards.score(
             [template.render_prompt(item.text) for item in items for _ in range(g.num_generations)],
             texts,
             columns,
-            [len(c) for c in out.tokens],
+            [len(c) for c in tokens],
             truncated,
         )
         return {
             "items": items,
             "prompt_ids": repeated,
-            "completions": out.tokens,
+            "completions": tokens,
             "texts": texts,
             "rewards": torch.tensor(scored.total, dtype=torch.float64).view(len(items), g.num_generations),
             "per_function": scored.per_function,

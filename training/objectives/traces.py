@@ -1,7 +1,8 @@
 """`mathforge distill traces`: a teacher's verified solutions, for SFT (R1-style distillation) or for logit
 distillation from stored log-probs.
 
-K completions per prompt are sampled from the teacher with the KV-cache generator and scored by the reward
+K completions per prompt are sampled from the teacher (in process, or with `--server URL` at an
+OpenAI-compatible server: see training/sampling/) and scored by the reward
 functions (`accuracy` checks answers with math-verify in a process pool with hard timeouts); a completion is
 accepted when every reward function gave it a value and their weighted total reaches `--min-reward`. Exact
 duplicates of an accepted (prompt, completion) pair are dropped; `--keep all` keeps every other accepted
@@ -22,6 +23,13 @@ Columns: `prompt` (the question as given), `completion` (decoded, without the st
 `tokenizer_sha`, and with `--top-k-logprobs N`: `teacher_top_k` (N), `logprob_temperature`,
 `teacher_top_ids` (int32) and `teacher_top_logprobs` (float16), both little-endian row-major
 [completion tokens, N] bytes: about 6·N bytes a token before compression.
+
+Through a server the columns are the same: token ids and top-K come from the server (vLLM's return_token_ids
+and return_tokens_as_token_ids, which `mathforge serve` mirrors) and are trusted only when the server's
+tokenizer is the teacher's (checked first; `--top-k-logprobs` is refused otherwise); `teacher_sha` is the
+weights digest `mathforge serve` advertises (else `server:<model>`); the log-probs are the server's, of the
+model's own distribution, so `--logprob-temperature` must be 1. A chunk in which a request failed for good
+is not committed: it is counted (`failed_chunks`) and a rerun of the same command samples it again.
 """
 
 from __future__ import annotations
@@ -31,7 +39,6 @@ import json
 import logging
 import math
 import os
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -44,18 +51,13 @@ from tqdm import tqdm
 
 from training.config import TracesConfig
 from training.distributed import param_digest
-from training.models.generation import generate
-from training.models.model_io import LoadedModel, load_model
-from training.models.tokenizer import (
-    encode_prompt,
-    n_token_ids,
-    special_ids,
-    stop_token_ids,
-    vocabulary_digest,
-)
+from training.models.model_io import LoadedModel, ModelText, load_model, load_model_text
+from training.models.tokenizer import encode_prompt, vocabulary_digest
 from training.objectives.grpo import PromptItem, load_prompts
 from training.objectives.sft import Example
 from training.rewards.functions import Rewards, parse_reward_specs
+from training.sampling.builtin import BuiltinSampler
+from training.sampling.interface import Sampler, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -178,83 +180,85 @@ def select(
     return [cand for _, cand in unique[:limit]], duplicates
 
 
+class ChunkFailed(RuntimeError):
+    """A request of the chunk failed for good: the chunk is not committed (a rerun samples it again)."""
+
+
 class TraceWriter:
     """Samples, scores and keeps one chunk of prompts at a time (see the module docstring)."""
 
-    def __init__(self, cfg: TracesConfig, loaded: LoadedModel, rewards: Rewards) -> None:
-        self.cfg, self.loaded, self.rewards = cfg, loaded, rewards
-        self.model = loaded.model
-        self.device = self.model.embed.weight.device
-        tokenizer, template = loaded.tokenizer, loaded.template
-        self.stop_ids = stop_token_ids(tokenizer, template.stop_strings())
-        self.pad_id = special_ids(tokenizer).pad
-        self.vocab_size = n_token_ids(tokenizer)
-        self.tokenizer_sha = vocabulary_digest(tokenizer)
-        self.teacher_sha = param_digest(self.model)[:16]
+    def __init__(
+        self,
+        cfg: TracesConfig,
+        text: LoadedModel | ModelText,
+        rewards: Rewards,
+        sampler: Sampler,
+        teacher_sha: str,
+    ) -> None:
+        self.cfg, self.text, self.rewards, self.sampler = cfg, text, rewards, sampler
+        self.tokenizer_sha = vocabulary_digest(text.tokenizer)
+        self.teacher_sha = teacher_sha
 
-    def _candidates(
-        self, items: list[tuple[int, PromptItem]], generator: torch.Generator
-    ) -> list[list[dict]]:
+    def _candidates(self, items: list[tuple[int, PromptItem]]) -> list[list[dict]]:
         """K scored samples for each (index, prompt); each a row dict plus `accepted`."""
-        cfg, template, tokenizer = self.cfg, self.loaded.template, self.loaded.tokenizer
+        cfg, template, tokenizer = self.cfg, self.text.template, self.text.tokenizer
         k = cfg.samples
         rendered = [template.render_prompt(item.text) for _, item in items]
         prompt_ids = [encode_prompt(tokenizer, text, template.renders_special_tokens) for text in rendered]
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
-        )
-        with autocast:
-            out = generate(
-                self.model, [p for p in prompt_ids for _ in range(k)], cfg.max_new_tokens,
-                temperature=cfg.temperature, top_p=cfg.top_p, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                generator=generator, vocab_size=self.vocab_size, top_k_logprobs=cfg.top_k_logprobs,
-                logprob_temperature=cfg.logprob_temperature,
-            )  # fmt: skip
-        texts = [tokenizer.decode([t for t in c if t not in self.stop_ids], skip_special_tokens=False)
-                 for c in out.tokens]  # fmt: skip
+        params = SamplingParams(
+            cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, n=k,
+            top_logprobs=cfg.top_k_logprobs, logprob_temperature=cfg.logprob_temperature,
+        )  # fmt: skip
+        groups = self.sampler.sample(prompt_ids if self.sampler.accepts_token_ids else rendered, params)
+        out = [c for group in groups for c in group]
+        errors = [c.error for c in out if c.failed]
+        if errors:
+            raise ChunkFailed(f"{len(errors)} of {len(out)} samples failed; the first: {errors[0]}")
+        tokens_of = [
+            c.token_ids if c.token_ids is not None else tokenizer.encode(c.text, add_special_tokens=False).ids
+            for c in out
+        ]
+        texts = [c.text for c in out]
         columns = {key: [item.columns.get(key) for _, item in items for _ in range(k)]
                    for key in {key for _, item in items for key in item.columns}}  # fmt: skip
         scored = self.rewards.score(
-            [text for text in rendered for _ in range(k)], texts, columns, [len(c) for c in out.tokens],
-            out.truncated,
+            [text for text in rendered for _ in range(k)], texts, columns, [len(t) for t in tokens_of],
+            [c.truncated for c in out],
         )  # fmt: skip
-        groups = []
+        groups_out = []
         for i, (index, item) in enumerate(items):
             group = []
             for s in range(k):
                 j = i * k + s
                 values = {name: scored.per_function[name][j] for name in scored.per_function}
-                tokens = out.tokens[j]
                 row = {
                     "prompt": item.text, "completion": texts[j], "answer": str(item.columns["answer"]),
                     "reward": scored.total[j], "rewards": json.dumps(values), "prompt_index": index,
                     "sample": s, "teacher": cfg.teacher, "teacher_sha": self.teacher_sha,
                     "template": template.kind, "temperature": cfg.temperature, "top_p": cfg.top_p,
-                    "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
-                    "finish": "stop" if tokens and tokens[-1] in self.stop_ids else "length",
-                    "prompt_ids": prompt_ids[i], "completion_ids": tokens, "tokenizer_sha": self.tokenizer_sha,
+                    "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed, "finish": out[j].finish_reason,
+                    "prompt_ids": prompt_ids[i], "completion_ids": tokens_of[j], "tokenizer_sha": self.tokenizer_sha,
                     "teacher_top_k": cfg.top_k_logprobs, "logprob_temperature": cfg.logprob_temperature,
                     "teacher_top_ids": None, "teacher_top_logprobs": None,
                     "accepted": all(v is not None for v in values.values()) and scored.total[j] >= cfg.min_reward,
                 }  # fmt: skip
                 if cfg.top_k_logprobs:
-                    assert out.top_ids is not None and out.top_logprobs is not None
-                    row["teacher_top_ids"], row["teacher_top_logprobs"] = encode_top(
-                        out.top_ids[j], out.top_logprobs[j]
-                    )
+                    top_ids, top_values = out[j].top_ids, out[j].top_logprobs
+                    assert top_ids is not None and top_values is not None
+                    row["teacher_top_ids"], row["teacher_top_logprobs"] = encode_top(top_ids, top_values)
                 group.append(row)
-            groups.append(group)
-        return groups
+            groups_out.append(group)
+        return groups_out
 
     def chunk_rows(
         self, chunk: int, items: list[tuple[int, PromptItem]], seen: set[str], counts: dict[str, int]
     ) -> list[dict[str, Any]]:
         """The kept rows of one chunk; its sampling depends only on (seed, chunk) and the prompts in it."""
         cfg = self.cfg
-        generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + chunk)
+        self.sampler.reseed(cfg.seed * 1_000_003 + chunk)
         kept_rows: list[dict[str, Any]] = []
         for start in range(0, len(items), cfg.batch_size):
-            for group in self._candidates(items[start : start + cfg.batch_size], generator):
+            for group in self._candidates(items[start : start + cfg.batch_size]):
                 accepted = [row for row in group if row["accepted"]]
                 kept, duplicates = select(accepted, cfg.keep, cfg.max_per_prompt, seen)
                 counts["samples"] += len(group)
@@ -269,7 +273,9 @@ class TraceWriter:
 def _fingerprint(cfg: TracesConfig, items: list[PromptItem], teacher_sha: str, tokenizer_sha: str) -> dict:
     """What the rows depend on: a rerun into the same directory must agree on all of it."""
     settings = {
-        k: v for k, v in asdict(cfg).items() if k not in ("device", "verify_workers", "reward_timeout")
+        k: v
+        for k, v in asdict(cfg).items()
+        if k not in ("device", "verify_workers", "reward_timeout", "engine")
     }
     prompts = hashlib.sha256(json.dumps([item.text for item in items]).encode()).hexdigest()
     fingerprint = {"config": settings, "prompts_sha": prompts, "n_prompts": len(items), "teacher_sha": teacher_sha,
@@ -285,6 +291,33 @@ def _commit(table: pa.Table, out: Path, chunk: int, fail_now: bool) -> None:
     os.replace(tmp, out / part_name(chunk))
 
 
+def _teacher(cfg: TracesConfig) -> tuple[LoadedModel | ModelText, Sampler, str]:
+    """The teacher's tokenizer and template, the engine that samples it and its weights digest."""
+    if cfg.engine.server:
+        from training.sampling.openai_engine import server_sampler
+
+        text = load_model_text(cfg.teacher, template=cfg.template)
+        sampler = server_sampler(cfg.engine, text.tokenizer, text.template, seed=cfg.seed)
+        if cfg.top_k_logprobs and not sampler.accepts_token_ids:
+            sampler.close()
+            raise ValueError(
+                f"--top-k-logprobs stores token ids and log-probs, but the tokenizer at {cfg.engine.server} is "
+                f"not known to be the teacher's ({sampler.agreement.detail if sampler.agreement else 'unchecked'})"
+                ": serve the same tokenizer, or write traces without --top-k-logprobs"
+            )
+        sha = sampler.card.get("weights_sha")
+        return text, sampler, str(sha) if isinstance(sha, str) else f"server:{sampler.model}"
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device == "cuda" else None
+    loaded = load_model(cfg.teacher, device=device, dtype=dtype, template=cfg.template)
+    loaded.model.drop_mtp()
+    return (
+        loaded,
+        BuiltinSampler(loaded.model, loaded.tokenizer, loaded.template),
+        param_digest(loaded.model)[:16],
+    )
+
+
 def write_traces(cfg: TracesConfig) -> dict[str, Any]:
     """Sample, verify and keep as configured, resuming a crashed run in the same directory; the summary."""
     out = Path(cfg.out)
@@ -292,17 +325,14 @@ def write_traces(cfg: TracesConfig) -> dict[str, Any]:
     items = load_prompts(cfg.prompts, cfg.prompt_column)
     if cfg.limit:
         items = items[: cfg.limit]
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device == "cuda" else None
-    loaded = load_model(cfg.teacher, device=device, dtype=dtype, template=cfg.template)
-    loaded.model.drop_mtp()
+    text, sampler, teacher_sha = _teacher(cfg)
     specs = parse_reward_specs(cfg.reward)
-    with Rewards(
+    with sampler, Rewards(
         specs, timeout_s=cfg.reward_timeout, verify_workers=cfg.verify_workers,
         max_completion_tokens=cfg.max_new_tokens, overlong_buffer=cfg.overlong_buffer,
-        answer_after=loaded.template.reasoning_close,
+        answer_after=text.template.reasoning_close,
     ) as rewards:  # fmt: skip
-        writer = TraceWriter(cfg, loaded, rewards)
+        writer = TraceWriter(cfg, text, rewards, sampler, teacher_sha)
         fingerprint = _fingerprint(cfg, items, writer.teacher_sha, writer.tokenizer_sha)
         config_path = out / CONFIG_FILE
         if config_path.is_file():
@@ -324,6 +354,7 @@ def write_traces(cfg: TracesConfig) -> dict[str, Any]:
             pairs = pq.read_table(out / part_name(c), columns=["prompt", "completion"]).to_pylist()
             seen.update(pair_digest(pair["prompt"], pair["completion"]) for pair in pairs)
         counts = dict.fromkeys(("samples", "accepted", "duplicates", "kept", "prompts_with_kept"), 0)
+        failed_chunks: list[int] = []
         fail_after = int(os.environ.get(FAIL_ENV, "-1"))
         committed = 0
         started = sum(min(cfg.chunk_prompts, len(items) - c * cfg.chunk_prompts) for c in done)
@@ -333,7 +364,13 @@ def write_traces(cfg: TracesConfig) -> dict[str, Any]:
                 continue
             first = c * cfg.chunk_prompts
             chunk_items = list(enumerate(items))[first : first + cfg.chunk_prompts]
-            rows = writer.chunk_rows(c, chunk_items, seen, counts)
+            try:
+                rows = writer.chunk_rows(c, chunk_items, seen, counts)
+            except ChunkFailed as err:
+                log.error("chunk %d not written (a rerun samples it again): %s", c, err)
+                failed_chunks.append(c)
+                progress.update(len(chunk_items))
+                continue
             table = pa.Table.from_pylist(rows, schema=SCHEMA)
             _commit(table, out, c, fail_now=committed == fail_after)
             committed += 1
@@ -343,10 +380,16 @@ def write_traces(cfg: TracesConfig) -> dict[str, Any]:
             )
         progress.close()
         stats = dict(rewards.stats)
-    total_rows = sum(pq.ParquetFile(out / part_name(c)).metadata.num_rows for c in range(chunks))
+        engine = {**sampler.describe(), **dict(sampler.stats)}
+    total_rows = sum(
+        pq.ParquetFile(out / part_name(c)).metadata.num_rows
+        for c in range(chunks)
+        if (out / part_name(c)).is_file()
+    )
     summary = {
         "prompts": len(items), "chunks": chunks, "chunks_resumed": len(done), "rows": total_rows,
         "this_run": counts, "reward_stats": stats, "teacher": cfg.teacher, "out": str(out),
+        "failed_chunks": failed_chunks, "engine": engine,
     }  # fmt: skip
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     log.info("traces: %s", summary)
