@@ -96,7 +96,10 @@ def test_completions_with_n_seed_stop_and_logprobs(client, qwen_dir) -> None:
     assert texts[0] == texts[1] and texts[0] != texts[2]
     # log-probs: one per token, the top-3 most likely first, tokens as ids on request
     scored = client.completions.create(
-        **ask, temperature=0, logprobs=3, extra_body={"return_tokens_as_token_ids": True, "return_token_ids": True}
+        **ask,
+        temperature=0,
+        logprobs=3,
+        extra_body={"return_tokens_as_token_ids": True, "return_token_ids": True},
     )
     lp = scored.choices[0].logprobs
     token_ids = scored.choices[0].model_extra["token_ids"]
@@ -123,7 +126,9 @@ def test_chat_uses_the_models_template(client, qwen_dir) -> None:
     assert reply.choices[0].message.content == reply.choices[1].message.content  # greedy: both alike
     content = reply.choices[0].logprobs.content
     assert len(content) == len(reply.choices[0].model_extra["token_ids"])
-    assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob for t in content)
+    assert all(
+        len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob for t in content
+    )
 
 
 def test_requests_it_cannot_serve_get_clear_errors(client) -> None:
@@ -139,11 +144,16 @@ def test_requests_it_cannot_serve_get_clear_errors(client) -> None:
     for extra, message in cases:
         with pytest.raises(openai.BadRequestError) as caught:
             client.completions.create(model="qwen-chat", max_tokens=4, **extra)
-        assert caught.value.status_code == 400 and message in caught.value.message, (extra, caught.value.message)
+        assert caught.value.status_code == 400 and message in caught.value.message, (
+            extra,
+            caught.value.message,
+        )
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         client.completions.create(model="another", prompt="x", max_tokens=4)
     with pytest.raises(openai.BadRequestError, match="assistant"):
-        client.chat.completions.create(model="qwen-chat", messages=[{"role": "tool", "content": "x"}], max_tokens=4)
+        client.chat.completions.create(
+            model="qwen-chat", messages=[{"role": "tool", "content": "x"}], max_tokens=4
+        )
 
 
 def test_concurrent_requests_are_batched(qwen_dir) -> None:
@@ -157,7 +167,11 @@ def test_concurrent_requests_are_batched(qwen_dir) -> None:
 
         def ask(prompt: str) -> str:
             barrier.wait()
-            return client.completions.create(model="qwen-chat", prompt=prompt, max_tokens=6, temperature=0).choices[0].text
+            return (
+                client.completions.create(model="qwen-chat", prompt=prompt, max_tokens=6, temperature=0)
+                .choices[0]
+                .text
+            )
 
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(ask, prompts))
