@@ -3,6 +3,12 @@
     spark-submit jobs/build_corpus.py --input warc.paths.gz --output /data/corpus [--langs en,zh] ...
     mathforge corpus build --input DIR --output DIR            # same job, Spark local[*] by default
 
+Each input file is a committed unit (`jobs.corpus_work`): its task writes the file's rows and a commit
+marker into `<output>.work/<run key>/`, so a rerun of a killed build reads only the files it had not
+committed ("skipped N of M files already committed") and ends with the rows of an uninterrupted run; a file
+that kills its reader or overruns `--file-time-limit` `--max-file-attempts` times is quarantined (listed in
+the manifest and the stats with the reason) and the build finishes without it.
+
 Under spark-submit our packages reach the executors as a zip added by the driver (`ship_code`); their
 dependencies (warcio, trafilatura, fasttext, the lid.176 model) must be installed on the executors.
 """
@@ -18,10 +24,10 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
 import dataclasses
 import logging
 import math
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,30 +35,30 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from crawl.inputs import input_key
 from crawl.redact import redact_record, redact_url
-from jobs.config import CleaningConfig, CorpusBuildConfig
+from jobs.config import CleaningConfig, CorpusBuildConfig, FileAttemptsConfig, SparkSettings, WarcInputs
 from jobs.corpus_output import (
     DATA_DIR,
     REMOVED_DIR,
     StagedOutput,
     link_snapshots,
+    package_versions,
     render_stats_markdown,
     snapshot_dir,
     write_corpus_reports,
 )
 from jobs.corpus_pipeline import CorpusPipeline
-from jobs.corpus_schema import CORPUS_COLUMNS, spark_schema
+from jobs.corpus_schema import COLUMN_NAMES, CORPUS_COLUMNS, spark_schema
 from jobs.corpus_summary import summarise_version
+from jobs.corpus_work import UNFINISHED_INPUT, FaultPlan, FileAttempts, WorkArea, process_input
 from jobs.corpus_writers import crash_point
 from jobs.dedup import clean_corpus
-from jobs.spark import CounterParam, ListParam, job_main, ship_code
+from jobs.spark import job_main, ship_code
 
 log = logging.getLogger("mathforge.build_corpus")
 
 TARGET_SHARD_CHARS = 250_000_000  # ~250 MB of text per shard before compression
-# Per-file errors after which the file was not read to its end: the manifest lists it as unfinished, not as
-# seen, so the next refresh reads it again (what it did give is then removed as exact duplicates).
-UNFINISHED_INPUT = frozenset({"input_missing", "input_unreadable", "input_broken_off"})
 
 
 def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any]:
@@ -67,39 +73,104 @@ def _file_summary(path: str, counters: Counter, seconds: float) -> dict[str, Any
     }
 
 
+# Settings that decide which rows come out of a file are the rest of CorpusBuildConfig: these do not.
+NOT_ROW_SETTINGS = frozenset(
+    {f.name for cls in (WarcInputs, SparkSettings, CleaningConfig, FileAttemptsConfig) for f in fields(cls)}
+    | {"output", "overwrite", "app_name"}
+)
+
+
+def extraction_settings(pipeline: CorpusPipeline, base: Path | None) -> dict[str, Any]:
+    """What a file's rows depend on (the work area's key, `jobs.corpus_work`): every setting not known to
+    leave rows alone, the math scorer's version, the packages' versions, the schema, and the version the
+    run builds on (a work area made against another one is never resumed)."""
+    config = dataclasses.asdict(pipeline.config)
+    scorer = pipeline.analyser.math_scorer
+    return redact_record(
+        {
+            "settings": {k: v for k, v in sorted(config.items()) if k not in NOT_ROW_SETTINGS},
+            "math_scorer": {"name": scorer.name, "version": scorer.version},
+            "packages": package_versions(),
+            "schema": list(COLUMN_NAMES),
+            "base": base.name if base is not None else None,
+        }
+    )
+
+
 def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, Any]:
     """Run the job; returns the stats dict (also written as stats.json next to the shards)."""
     inputs = config.warc_locations()
     pipeline = CorpusPipeline(config)  # loads and checks the models before anything is written
     staged = StagedOutput(config.output, overwrite=config.overwrite)
     with staged:
-        return write_version(spark, pipeline, inputs, staged)
+        stats = write_version(spark, pipeline, inputs, staged)
+    WorkArea.remove(staged.final)  # committed: there is nothing left to resume
+    return stats
 
 
 def extract_pages(
-    spark: SparkSession, pipeline: CorpusPipeline, inputs: list[str], out: Path
-) -> tuple[DataFrame, dict[str, int], list[dict[str, Any]]]:
-    """Run the page route over `inputs`, one task per WARC file, into Parquet at `out`; returns the rows
-    (read back), the counters and one summary per input file."""
+    spark: SparkSession, pipeline: CorpusPipeline, inputs: list[str], area: WorkArea
+) -> tuple[DataFrame, dict[str, int], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Commit every input of `inputs` into the work area `area` (`jobs.corpus_work`), one task per WARC
+    file not committed by an earlier run; returns the rows of all committed files, their counters and
+    per-file summaries (each with `resumed`: committed by an earlier run), and the quarantined files."""
     sc = spark.sparkContext
     ship_code(spark)
-    counters_acc = sc.accumulator({}, CounterParam())
-    files_acc = sc.accumulator([], ListParam())
+    config = pipeline.config
+    attempts = FileAttempts(config.max_file_attempts, config.file_time_limit)
+    fault = FaultPlan.from_env()
+    records: dict[str, dict[str, Any]] = {}
+    pending = []
+    for path in inputs:
+        slot = area.slot(path)
+        if config.retry_quarantined:
+            slot.forget_failures()
+        done = slot.committed()
+        if done is None:
+            pending.append(path)
+        else:
+            records[path] = {**done, "status": "resumed"}
+    if records:
+        log.info(
+            "resuming from %s: skipped %d of %d files already committed, reading %d",
+            area.root,
+            len(records),
+            len(inputs),
+            len(pending),
+        )
 
-    def run_partition(paths: Iterable[str]) -> Iterator[tuple]:
+    def run_partition(paths: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        pipeline.analyser.load_models()  # a broken model fails the task, not the file
         for path in paths:
-            counters: Counter = Counter()
-            t0 = time.monotonic()
-            try:
-                yield from pipeline.process_file(path, counters)
-            finally:
-                counters_acc.add(dict(counters))
-                files_acc.add([_file_summary(path, counters, time.monotonic() - t0)])
+            yield path, process_input(area, path, pipeline.process_file, _file_summary, attempts, fault)
 
-    rows = sc.parallelize(inputs, max(1, len(inputs))).mapPartitions(run_partition)
-    spark.createDataFrame(rows, spark_schema()).write.parquet(str(out))
-    files = sorted(files_acc.value, key=lambda f: f["path"])
-    return spark.read.parquet(str(out)), dict(sorted(counters_acc.value.items())), files
+    if pending:
+        sc.setJobDescription(f"read {len(pending)} WARC files into {area.root}")
+        records.update(sc.parallelize(pending, len(pending)).mapPartitions(run_partition).collect())
+        sc.setJobDescription(None)
+    quarantined = sorted(
+        (
+            {k: r[k] for k in ("path", "reason", "attempts")}
+            for r in records.values()
+            if r["status"] == "quarantined"
+        ),
+        key=lambda q: q["path"],
+    )
+    committed = {path: r for path, r in records.items() if r["status"] != "quarantined"}
+    counters: Counter = Counter()
+    for record in committed.values():
+        counters.update(record["counters"])
+    files = sorted(
+        ({**r["summary"], "resumed": r["status"] == "resumed"} for r in committed.values()),
+        key=lambda f: f["path"],
+    )
+    parts = [str(area.slot(p).path / r["rows_file"]) for p, r in sorted(committed.items()) if r["rows"]]
+    rows = (
+        spark.read.schema(spark_schema()).parquet(*parts)
+        if parts
+        else spark.createDataFrame([], spark_schema())
+    )
+    return rows, dict(sorted(counters.items())), files, quarantined
 
 
 def write_version(
@@ -111,16 +182,17 @@ def write_version(
 ) -> dict[str, Any]:
     """The next version of the corpus at `staged`, in its staging folder: the pages of `inputs`, routed by
     `pipeline` and cleaned (against its `config.index`), as a new snapshot beside the snapshots of
-    `staged.base` (a refresh), with a manifest extending `history` (the base's) and reports over it all."""
+    `staged.base` (a refresh), with a manifest extending `history` (the base's) and reports over it all.
+    Each input is committed on its own in the corpus's work area first, so a rerun of a killed run reads
+    only the files it had not committed (`jobs.corpus_work`); the caller removes it after the commit."""
     started = time.time()
     staging, snapshot = staged.staging, staged.run_id
     log.info("building snapshot %s from %d input files into %s", snapshot, len(inputs), staged.final)
-    extracted_dir = staging / "extracted-pages"  # Spark ignores paths starting with _ or .
     config = pipeline.config
-    extracted, counters, files = extract_pages(spark, pipeline, inputs, extracted_dir)
+    area = WorkArea.open(staged.final, extraction_settings(pipeline, staged.base))
+    extracted, counters, files, quarantined = extract_pages(spark, pipeline, inputs, area)
     crash_point("extracted")
     added = write_snapshot(spark, extracted, staging, config, snapshot)
-    shutil.rmtree(extracted_dir)
     base = staged.base if history is not None else None
     if base is not None:
         for table in (DATA_DIR, REMOVED_DIR):
@@ -128,13 +200,20 @@ def write_version(
     # the earlier snapshots' figures come from the base's stored summary: only the new rows are scanned
     summary = summarise_version(spark, staging, snapshot, base)
     seconds = round(time.time() - started, 2)
+    resumed = sum(f["resumed"] for f in files)
     stats = {
         "run_id": snapshot,
         "seconds": seconds,
         **summary,
         **added,
         "counters": counters,
-        "inputs": {"total": len(inputs), "failed": [f for f in files if f["errors"]]},
+        "inputs": {
+            "total": len(inputs),
+            "read": len(files) - resumed,
+            "resumed": resumed,  # committed by an earlier, interrupted run of the same settings
+            "failed": [f for f in files if f["errors"]],
+            "quarantined": quarantined,
+        },
         "per_file": files,
         "cleaned_up": staged.cleaned,
     }
@@ -144,6 +223,8 @@ def write_version(
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "input": redact_record(config.input or f"--crawl {config.crawl} under {config.crawl_base}"),
         "inputs": len(inputs),
+        "resumed": resumed,
+        "quarantined": len(quarantined),
         "documents": added["added"],
         "seconds": seconds,
     }
@@ -152,6 +233,9 @@ def write_version(
     shown = [redact_url(f) for f in inputs]
     unfinished = {f["path"] for f in files if UNFINISHED_INPUT.intersection(f["errors"])}
     left = {redact_url(f) for f in history.get("inputs_unfinished", [])} - set(shown)
+    held = {q["path"] for q in quarantined}
+    read_now = {input_key(f) for f in inputs}
+    still = [q for q in history.get("inputs_quarantined", []) if input_key(q["path"]) not in read_now]
     scorer = pipeline.analyser.math_scorer
     write_corpus_reports(
         staging,
@@ -159,19 +243,28 @@ def write_version(
         redact_record(dataclasses.asdict(config) if not history else history["config"]),
         {"master": spark.sparkContext.master, "version": spark.version},
         stats,
-        inputs=[*map(redact_url, history.get("inputs", [])), *(f for f in shown if f not in unfinished)],
+        inputs=[
+            *map(redact_url, history.get("inputs", [])),
+            *(f for f in shown if f not in unfinished and f not in held),
+        ],
         inputs_unfinished=sorted(unfinished | left),
+        inputs_quarantined=sorted([*still, *quarantined], key=lambda q: q["path"]),
         runs=[*history.get("runs", []), run],
         lid_model=pipeline.analyser.langid.model_path,
         math_scorer={"name": scorer.name, "version": scorer.version},
         schema=[{"name": n, "type": t, "description": d} for n, t, d in CORPUS_COLUMNS],
     )
     log.info(
-        "corpus version %s written: %d documents added (%d in all) from %d HTML pages",
+        "corpus version %s written: %d documents added (%d in all) from %d HTML pages; %d of %d input files "
+        "read now, %d resumed, %d quarantined",
         snapshot,
         added["added"],
         stats["kept"],
         counters.get("html_responses", 0),
+        stats["inputs"]["read"],
+        len(inputs),
+        resumed,
+        len(quarantined),
     )
     return stats
 

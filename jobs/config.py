@@ -156,8 +156,36 @@ class CorpusDedupConfig(CleaningConfig, SparkSettings):
 
 
 @dataclass(kw_only=True)
-class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs, SparkSettings):
-    """`corpus build`: the inputs, the keep rules (`PageFilterConfig`), cleaning, and how to run."""
+class FileAttemptsConfig:
+    """How `corpus build` and `corpus refresh` treat an input file that brings its reader down: each file is
+    committed on its own (a rerun reads only the rest), read in a child process of its task, and quarantined
+    after `max_file_attempts` failed attempts (`jobs.corpus_work`). None of these changes a row."""
+
+    max_file_attempts: int = field(
+        default=3,
+        metadata={
+            "help": "attempts an input file gets (crash, out of memory, --file-time-limit; counted across task "
+            "retries and reruns) before it is quarantined: left out, listed with the reason in the manifest "
+            "(inputs_quarantined) and the stats, and the job goes on"
+        },
+    )
+    file_time_limit: float = field(
+        default=7200.0,
+        metadata={"help": "seconds one attempt at one input file may take before it is killed (0: no limit)"},
+    )
+    retry_quarantined: bool = field(
+        default=False,
+        metadata={
+            "help": "read quarantined files again, with fresh attempts (a refresh skips the corpus's "
+            "quarantined inputs otherwise; a rerun of a killed run forgets their failed attempts)"
+        },
+    )
+
+
+@dataclass(kw_only=True)
+class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs, SparkSettings, FileAttemptsConfig):
+    """`corpus build`: the inputs, the keep rules (`PageFilterConfig`), cleaning, how each input file is
+    attempted (`FileAttemptsConfig`), and how to run."""
 
     output: str = field(metadata={"help": "corpus directory to create (Parquet shards + manifest + stats)"})
     math_model: str | None = field(
@@ -189,7 +217,7 @@ class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs, SparkSetti
 
 
 @dataclass(kw_only=True)
-class CorpusRefreshConfig(WarcInputs, SparkSettings):
+class CorpusRefreshConfig(WarcInputs, SparkSettings, FileAttemptsConfig):
     """`corpus refresh`: the inputs to add; every other setting is the corpus's own (its manifest's), so new
     files go through exactly the route, keep rules and cleaning the corpus was built with."""
 

@@ -462,6 +462,14 @@ def render_stats_markdown(stats: dict[str, Any]) -> str:
         lines += [f"**Refresh: {stats['refresh']}.** The figures below are the corpus's current version.", ""]
     lines += [
         f"- inputs: {stats['inputs']['total']} files, {len(stats['inputs']['failed'])} with errors",
+    ]
+    quarantined = stats["inputs"].get("quarantined", [])
+    if stats["inputs"].get("resumed") or quarantined:  # jobs.corpus_work: resume and quarantine per file
+        lines.append(
+            f"- resumed: {stats['inputs'].get('resumed', 0)} files committed by an earlier, interrupted run "
+            f"were not read again; quarantined: {len(quarantined)}"
+        )
+    lines += [
         f"- records read: {counters.get('records', 0)}; HTML 200 responses: {counters.get('html_responses', 0)}",
         f"- kept: {stats['kept']} documents, {stats['kept_chars']} characters",
         f"- wall time: {stats['seconds']:.1f} s",
@@ -503,6 +511,13 @@ def render_stats_markdown(stats: dict[str, Any]) -> str:
             f"- `{f['path']}`: {', '.join(f'{k}={v}' for k, v in f['errors'].items())}"
             for f in stats["inputs"]["failed"]
         ]
+    if quarantined:
+        lines += [
+            "",
+            "## Quarantined inputs (left out; `corpus refresh --retry-quarantined` reads them again)",
+            "",
+        ]
+        lines += [f"- `{q['path']}` after {q['attempts']} attempts: {q['reason']}" for q in quarantined]
     return "\n".join(lines) + "\n"
 
 

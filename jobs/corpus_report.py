@@ -321,6 +321,9 @@ def render_report_html(
     if inputs.get("failed"):
         rows = [(f["path"], ", ".join(f"{k}={v}" for k, v in f["errors"].items())) for f in inputs["failed"]]
         sections.append(_section("failed-inputs", "Inputs with errors", _table(("input", "errors"), rows)))
+    if inputs.get("quarantined"):  # files that brought their reader down: left out (jobs.corpus_work)
+        rows = [(q["path"], f"{q['attempts']} attempts: {q['reason']}") for q in inputs["quarantined"]]
+        sections.append(_section("quarantined", "Quarantined inputs", _table(("input", "why"), rows)))
     sub = " · ".join(
         str(x) for x in (manifest.get("created_at"), manifest.get("output") or stats.get("source")) if x
     )
