@@ -108,3 +108,4 @@ def test_fsdp_generation_keeps_ranks_in_step_whatever_their_prompts(tmp_path) ->
     assert [len(t) for call in ranks[0]["wrapped"] for t in call] == [20, 20, 3, 20, 20, 20]
     assert [len(t) for call in ranks[1]["wrapped"] for t in call] == [4, 4, 4]
     assert ranks[0]["truncated"][1][0] is False and ranks[1]["truncated"] == [[True]] * 3
+    assert ranks[0]["forwards"] == ranks[1]["forwards"]  # every forward is a collective: the same count

@@ -40,14 +40,17 @@ def main() -> None:
     else:
         prompts = [list(range(3, 3 + MAX_SEQ_LEN - 3))]  # room for 4 new tokens
         calls = [(prompts, 4, {}), (prompts, 20, {}), (prompts, 20, {"temperature": 1.0})]
-    record: dict[str, list] = {"wrapped": [], "plain": [], "truncated": []}
+    record: dict[str, list] = {"wrapped": [], "plain": [], "truncated": [], "forwards": []}
     for prompts, budget, options in calls:
         options = {"temperature": 0.0, **options}
         seeded = {"generator": torch.Generator().manual_seed(7)} if options["temperature"] > 0 else {}
-        out = generate(wrapped, prompts, budget, **options, **seeded)
+        # small prefill chunks: rank 1 prefills its long prompt in 8 forwards, rank 0 in 1 (and steps on with
+        # dummies); host checks every 3 steps: the ranks must still agree on when all are done
+        out = generate(wrapped, prompts, budget, **options, **seeded, prefill_chunk=4, check_every=3)
         seeded = {"generator": torch.Generator().manual_seed(7)} if options["temperature"] > 0 else {}
         record["wrapped"].append(out.tokens)
         record["truncated"].append(out.truncated)
+        record["forwards"].append(out.stats.forwards + out.stats.dummy_forwards)
         record["plain"].append(generate(plain, prompts, budget, **options, **seeded).tokens)
     Path(args.out, f"rank{d.rank}.json").write_text(json.dumps(record))
     leave_distributed()

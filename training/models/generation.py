@@ -14,17 +14,24 @@ inference tool and takes the plain module.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from training.distributed import all_ranks_done, unwrap
+from training.models.packed_linears import prepacked_linears
 from training.models.transformer import KVCache, Logits, TokenLogprobs, Transformer
+
+log = logging.getLogger(__name__)
 
 # -- pure helpers ---------------------------------------------------------------------------------------
 
@@ -57,6 +64,21 @@ def left_pad(
     return ids, valid
 
 
+def row_argmax(logits: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """`logits.argmax(-1)` of (B, V) logits, the same ids (the first of equal maxima): on CPU through the maxima
+    of blocks of `block` ids, because argmax, unlike amax, is not vectorised there (6x slower at 32k ids)."""
+    if logits.device.type != "cpu" or logits.dim() != 2 or logits.shape[1] < 4 * block:
+        return logits.argmax(dim=-1)
+    rows, vocab = logits.shape
+    n = -(-vocab // block)
+    if n * block != vocab:
+        logits = F.pad(logits, (0, n * block - vocab), value=float("-inf"))
+    blocks = logits.view(rows, n, block)
+    best = blocks.amax(dim=-1).argmax(dim=-1)  # the first block holding the maximum
+    inner = blocks[torch.arange(rows, device=logits.device), best].argmax(dim=-1)
+    return best * block + inner
+
+
 def sample_next(
     logits: torch.Tensor,
     temperature: float,
@@ -70,7 +92,7 @@ def sample_next(
     with_logprobs: also each token's log-probability under the (renormalised) distribution it was drawn
     from, which is what an off-policy correction needs (0 for greedy picks)."""
     if temperature <= 0:
-        token = logits.argmax(dim=-1)
+        token = row_argmax(logits)
         return (token, torch.zeros(token.shape, device=token.device)) if with_logprobs else token
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
@@ -102,13 +124,14 @@ def _fsdp_collective(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule) and dist.is_initialized()
 
 
-def _agreed_steps(steps: int, model: nn.Module) -> int:
-    """The most steps any rank needs (all-reduce max under FSDP2, where each step is a collective)."""
+def _agreed_max(values: list[int], model: nn.Module) -> list[int]:
+    """The most of each count (steps, prefill chunks) any rank needs: one all-reduce max under FSDP2, where
+    each forward is a collective; elsewhere the rank's own."""
     if not _fsdp_collective(model):
-        return steps
-    budget = torch.tensor([steps], device=unwrap(model).embed.weight.device)
-    dist.all_reduce(budget, op=dist.ReduceOp.MAX)
-    return int(budget)
+        return values
+    agreed = torch.tensor(values, device=unwrap(model).embed.weight.device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return agreed.tolist()
 
 
 def _truncate_at_stop(tokens: list[int], stop_ids: Collection[int]) -> list[int]:
@@ -119,6 +142,17 @@ def _truncate_at_stop(tokens: list[int], stop_ids: Collection[int]) -> list[int]
 
 
 # -- generation -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SamplerStats:
+    """What one `generate` call did: forwards with real rows and dummy forwards (FSDP2 lock-step), batch
+    compactions, and the KV cache's allocated elements after allocation and after each compaction."""
+
+    forwards: int = 0
+    dummy_forwards: int = 0
+    compactions: int = 0
+    cache_elements: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +167,64 @@ class Generation:
     top_ids: list[np.ndarray] | None = None
     top_logprobs: list[np.ndarray] | None = None
     truncated: list[bool] = field(default_factory=list)
+    stats: SamplerStats | None = None
+
+
+def _skip_head(model: Transformer, normed: torch.Tensor) -> None:
+    """The readout of forwards whose logits nobody reads (prefill chunks before the last, dummy forwards)."""
+    return None
+
+
+def _decode_logits(
+    model: nn.Module, token: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: KVCache
+) -> torch.Tensor:
+    """One decode step: the (B,) fed tokens at (B,) positions to (B, vocab) logits."""
+    return model(
+        token[:, None], positions=positions[:, None], mask=mask, cache=cache, readout=Logits(last_only=True)
+    )[:, -1]
+
+
+@functools.cache
+def _compiled_decode(backend: str) -> Callable[..., torch.Tensor]:
+    return torch.compile(_decode_logits, backend=backend)
+
+
+def _decode_fn(model: nn.Module, compile_decode: bool | str, device: torch.device) -> Callable | None:
+    """The compiled decode step, or None (eager): `True` compiles with inductor on CUDA only (on CPU it is
+    ignored, so that it never breaks a CPU run); a backend name compiles with it anywhere (tests use "eager").
+    A DDP or FSDP2 wrapper always decodes eagerly: its hooks are what keep ranks in step."""
+    if not compile_decode:
+        return None
+    if unwrap(model) is not model:
+        log.warning("compile_decode ignored: the model is wrapped (%s)", type(model).__name__)
+        return None
+    if compile_decode is True:
+        if device.type != "cuda":
+            log.info("compile_decode ignored on %s (inductor decode is for CUDA)", device.type)
+            return None
+        return _compiled_decode("inductor")
+    return _compiled_decode(compile_decode)
+
+
+class _Rows:
+    """The rows still in the batch (compaction drops finished ones): their index in the caller's batch, prompt
+    length, token budget, whether they finished, and the token each feeds next."""
+
+    def __init__(self, lengths: list[int], limits: list[int], device: torch.device) -> None:
+        self.index = torch.arange(len(lengths), device=device)
+        self.lengths_list, self.limits_list = lengths, limits
+        self.lengths = torch.tensor(lengths, device=device)
+        self.limits = torch.tensor(limits, device=device)
+        self.finished = torch.zeros(len(lengths), dtype=torch.bool, device=device)
+        self.token = torch.zeros(len(lengths), dtype=torch.long, device=device)
+
+    def keep(self, rows: list[int]) -> torch.Tensor:
+        picked = torch.tensor(rows, device=self.index.device)
+        for name in ("index", "lengths", "limits", "finished", "token"):
+            setattr(self, name, getattr(self, name).index_select(0, picked))
+        self.lengths_list = [self.lengths_list[r] for r in rows]
+        self.limits_list = [self.limits_list[r] for r in rows]
+        return picked
 
 
 @torch.no_grad()
@@ -150,6 +242,11 @@ def generate(
     vocab_size: int | None = None,
     top_k_logprobs: int = 0,
     logprob_temperature: float = 1.0,
+    prefill_chunk: int = 512,
+    check_every: int = 0,
+    compact_below: float = 0.75,
+    compile_decode: bool | str = False,
+    cpu_prepack: bool = True,
 ) -> Generation:
     """Batched sampling with the KV cache through the model's forward (plain, DDP or FSDP2): the completions
     and their sampling log-probabilities.
@@ -160,9 +257,24 @@ def generate(
 
     `vocab_size` (the tokenizer's) keeps padded embedding rows out of the distribution; `top_k_logprobs` K
     also returns, per token, the K most likely ids under softmax(logits / logprob_temperature) and their
-    log-probs (what offline distillation stores)."""
+    log-probs (what offline distillation stores).
+
+    Speed and memory (none changes what is sampled): prompts are prefilled `prefill_chunk` columns per
+    forward; whether rows finished is read on the host every `check_every` steps (0: every step on CPU, every
+    8 on GPU, where each read is a sync), and when at most `compact_below` of the batch is unfinished the
+    finished rows leave it (their KV cache too, and the slots no remaining row needs); `compile_decode`
+    compiles the one-token step (see `_decode_fn`); `cpu_prepack` runs a plain CPU model's fp32 linears on
+    oneDNN-packed copies of the weights (see `training.models.packed_linears`; equal up to float rounding,
+    at the cost of a second copy of the weights during the call)."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    if prefill_chunk < 1 or check_every < 0 or not 0.0 <= compact_below <= 1.0:
+        raise ValueError(
+            f"need prefill_chunk >= 1, check_every >= 0 and compact_below in [0, 1]; got {prefill_chunk}, "
+            f"{check_every}, {compact_below}"
+        )
+    if temperature > 0 and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     inner = unwrap(model)
     device = inner.embed.weight.device
     ids, valid = left_pad(prompts, pad_id, device)
@@ -170,70 +282,215 @@ def generate(
     context = inner.cfg.max_seq_len
     if width > context:
         raise ValueError(f"a prompt of {width} tokens exceeds the model's max_seq_len {context}")
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    limits = (context + 1 - lengths).clamp(max=max_new_tokens)  # the last token is sampled, never fed
-    own_steps = int(limits.max())
-    steps = _agreed_steps(own_steps, model)
-    cache = KVCache(len(inner.layers), width + own_steps) if use_cache else None
-    out = torch.full((batch, own_steps), pad_id, dtype=torch.long, device=device)
-    out_logprobs = torch.zeros((batch, own_steps), dtype=torch.float32, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
-    step_ids, start, taken = ids, 0, 0
-    top_steps: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for _ in range(steps):
-        if taken == own_steps or bool(finished.all()):
-            # This rank is done and another is not: the same forwards (FSDP2 all-gathers) on one dummy token.
-            model(ids[:1, -1:], readout=Logits(last_only=True))
-            if all_ranks_done(True, model):
-                break
-            continue
-        positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
-        if cache is not None:
-            mask = attention_mask(start, step_ids.shape[1], valid)
-            logits = model(
-                step_ids,
-                positions=positions[:, start:],
-                mask=mask,
-                cache=cache,
-                readout=Logits(last_only=True),
+    lengths = [len(p) for p in prompts]
+    limits = [min(max_new_tokens, context + 1 - n) for n in lengths]  # the last token is sampled, never fed
+    own_steps = max(limits)
+    sampler = _Sampler(
+        batch, own_steps, device, temperature, top_p, stop_ids, pad_id, generator, vocab_size,
+        top_k_logprobs, logprob_temperature,
+    )  # fmt: skip
+    if not use_cache:
+        _recompute_loop(model, ids, valid, lengths, limits, sampler)
+    else:
+        check = check_every or (1 if device.type == "cpu" else 8)
+        decode = _decode_fn(model, compile_decode, device)
+        # packing costs about a forward's worth of weight traffic: worth it from a few decode steps on
+        prepack = cpu_prepack and decode is None and unwrap(model) is model and own_steps > 4
+        with prepacked_linears(model, batch) if prepack else contextlib.nullcontext():
+            _cached_loop(
+                model, ids, valid, lengths, limits, sampler, prefill_chunk, check, compact_below, decode
             )
+    return sampler.result(limits, stop_ids)
+
+
+class _Sampler:
+    """Draws each step's tokens for the rows in the batch and records them by their row in the caller's batch,
+    in buffers on the device (read back once, at the end)."""
+
+    def __init__(
+        self,
+        batch: int,
+        steps: int,
+        device: torch.device,
+        temperature: float,
+        top_p: float,
+        stop_ids: Collection[int],
+        pad_id: int,
+        generator: torch.Generator | None,
+        vocab_size: int | None,
+        top_k: int,
+        logprob_temperature: float,
+    ) -> None:
+        self.temperature, self.top_p, self.pad_id, self.generator = temperature, top_p, pad_id, generator
+        self.vocab_size, self.top_k, self.logprob_temperature = vocab_size, top_k, logprob_temperature
+        self.stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+        self.tokens = torch.full((steps, batch), pad_id, dtype=torch.long, device=device)
+        self.logprobs = torch.zeros((steps, batch), dtype=torch.float32, device=device)
+        self.top_ids = torch.zeros((steps, batch, top_k), dtype=torch.long, device=device)
+        self.top_values = torch.zeros((steps, batch, top_k), dtype=torch.float32, device=device)
+        self.taken = 0
+        self.stats = SamplerStats()
+
+    def step(self, logits: torch.Tensor, rows: _Rows) -> None:
+        """Token `taken` of every row from its (rows, vocab) logits; finished rows get padding."""
+        step = self.taken
+        last = mask_padded_vocab(logits, self.vocab_size)
+        if self.top_k:
+            top = torch.log_softmax(last.float() / self.logprob_temperature, dim=-1).topk(self.top_k)
+            self.top_ids[step].index_copy_(0, rows.index, top.indices)
+            self.top_values[step].index_copy_(0, rows.index, top.values)
+        token, logprob = sample_next(last, self.temperature, self.top_p, self.generator, with_logprobs=True)
+        token = torch.where(rows.finished, self.pad_id, token)
+        self.tokens[step].index_copy_(0, rows.index, token)
+        self.logprobs[step].index_copy_(0, rows.index, torch.where(rows.finished, 0.0, logprob.float()))
+        self.taken += 1
+        rows.finished |= torch.isin(token, self.stops) | (rows.limits <= self.taken)
+        rows.token = token
+
+    def result(self, limits: list[int], stop_ids: Collection[int]) -> Generation:
+        cut = [min(n, self.taken) for n in limits]
+        tokens = [
+            _truncate_at_stop(row[:n], stop_ids) for row, n in zip(self.tokens.T.tolist(), cut, strict=True)
+        ]
+        logprobs = [row[: len(t)] for row, t in zip(self.logprobs.T.tolist(), tokens, strict=True)]
+        truncated = [not (t and t[-1] in stop_ids) for t in tokens]
+        if not self.top_k:
+            return Generation(tokens, logprobs, truncated=truncated, stats=self.stats)
+        top_ids = self.top_ids.transpose(0, 1).cpu().numpy()  # [B, steps, K]
+        top_values = self.top_values.transpose(0, 1).cpu().numpy()
+        return Generation(
+            tokens,
+            logprobs,
+            [top_ids[row, : len(t)] for row, t in enumerate(tokens)],
+            [top_values[row, : len(t)] for row, t in enumerate(tokens)],
+            truncated,
+            self.stats,
+        )
+
+
+def _dummy_forward(model: nn.Module, ids: torch.Tensor, sampler: _Sampler) -> None:
+    """This rank is done and another is not: the same forwards (FSDP2 all-gathers) on one dummy token."""
+    model(ids[:1, -1:], readout=_skip_head)
+    sampler.stats.dummy_forwards += 1
+
+
+def _cached_loop(
+    model: nn.Module,
+    ids: torch.Tensor,
+    valid: torch.Tensor,
+    lengths: list[int],
+    limits: list[int],
+    sampler: _Sampler,
+    prefill_chunk: int,
+    check: int,
+    compact_below: float,
+    decode: Callable | None,
+) -> None:
+    """Chunked prefill, then one-token steps over static buffers: the KV cache and the valid-key mask are
+    allocated once for prompt + budget (slot s of the row-aligned batch is buffer column s - base), finished
+    rows leave the batch at the host checks, and every forward writes its keys in place."""
+    inner = unwrap(model)
+    device = ids.device
+    batch, width = ids.shape
+    context = inner.cfg.max_seq_len
+    own_steps = max(limits)
+    own_chunks = -(-width // prefill_chunk)
+    steps, chunks = _agreed_max([own_steps, own_chunks], model)
+    slots = width + own_steps - 1
+    cache = KVCache(len(inner.layers), slots, trusted_positions=True)
+    keys = torch.zeros((batch, slots), dtype=torch.bool, device=device)  # valid keys; generated slots as fed
+    keys[:, :width] = valid
+    prompt_positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
+    rows = _Rows(lengths, limits, device)
+    stats = sampler.stats
+    for chunk in range(chunks):
+        if chunk >= own_chunks:
+            _dummy_forward(model, ids, sampler)
+            continue
+        start, end = chunk * prefill_chunk, min(width, (chunk + 1) * prefill_chunk)
+        last = chunk == own_chunks - 1
+        out = model(
+            ids[:, start:end],
+            positions=prompt_positions[:, start:end],
+            mask=attention_mask(start, end - start, keys[:, :end]),
+            cache=cache,
+            readout=Logits(last_only=True) if last else _skip_head,
+        )
+        stats.forwards += 1
+        if last:
+            stats.cache_elements.append(cache.elements())
+            sampler.step(out[:, -1], rows)
+    base, done = 0, False  # base: the first slot the buffers still hold
+    slot_index = torch.zeros(1, dtype=torch.long, device=device)
+    for step in range(1, steps):
+        if (step - 1) % check == 0:
+            if not done:
+                unfinished = (~rows.finished).nonzero().squeeze(1).tolist()  # the host read (a sync on GPU)
+                done = not unfinished or sampler.taken == own_steps
+                if not done and len(unfinished) <= compact_below * len(rows.lengths_list):
+                    base, keys = _compact(rows, unfinished, cache, keys, width, base)
+                    stats.compactions += 1
+                    stats.cache_elements.append(cache.elements())
+            if all_ranks_done(done, model):
+                break
+        if done or sampler.taken == own_steps:
+            _dummy_forward(model, ids, sampler)
+            continue
+        slot = width + sampler.taken - 1 - base  # buffer column of the token fed now
+        keys[:, slot] = True
+        positions = (rows.lengths + (sampler.taken - 1)).clamp(max=context - 1)
+        if decode is None:
+            logits = _decode_logits(model, rows.token, positions, keys[:, None, None, : slot + 1], cache)
         else:
+            slot_index.fill_(slot)
+            cache.slot = slot_index
+            logits = decode(model, rows.token, positions, keys[:, None, None, :], cache)
+            cache.slot = None
+            cache.length += 1
+        stats.forwards += 1
+        sampler.step(logits, rows)
+
+
+def _compact(
+    rows: _Rows, keep: list[int], cache: KVCache, keys: torch.Tensor, width: int, base: int
+) -> tuple[int, torch.Tensor]:
+    """Keep only the rows `keep` (indices into the batch as it is) and the slots they still need: from the
+    first slot of their longest prompt to the last slot their longest budget feeds. The new base and keys."""
+    picked = rows.keep(keep)
+    first = width - max(rows.lengths_list)
+    end = width + max(rows.limits_list) - 1
+    cache.keep(picked, first - base, end - base)
+    return first, keys.index_select(0, picked)[:, first - base : end - base]
+
+
+def _recompute_loop(
+    model: nn.Module,
+    ids: torch.Tensor,
+    valid: torch.Tensor,
+    lengths: list[int],
+    limits: list[int],
+    sampler: _Sampler,
+) -> None:
+    """The reference without a cache: every step recomputes the whole prefix (what the cached loop must equal)."""
+    context = unwrap(model).cfg.max_seq_len
+    rows = _Rows(lengths, limits, ids.device)
+    own_steps = max(limits)
+    (steps,) = _agreed_max([own_steps], model)
+    done = False
+    for _ in range(steps):
+        if done:
+            _dummy_forward(model, ids, sampler)
+        else:
+            positions = (valid.long().cumsum(dim=1) - 1).clamp(min=0, max=context - 1)
             mask = attention_mask(0, ids.shape[1], valid)
             logits = model(ids, positions=positions, mask=mask, readout=Logits(last_only=True))
-        last = mask_padded_vocab(logits[:, -1], vocab_size)
-        if top_k_logprobs:
-            top = torch.log_softmax(last.float() / logprob_temperature, dim=-1).topk(top_k_logprobs)
-            top_steps.append((top.indices.cpu(), top.values.cpu()))
-        token, logprob = sample_next(last, temperature, top_p, generator, with_logprobs=True)
-        token = torch.where(finished, pad_id, token)
-        out[:, taken] = token
-        out_logprobs[:, taken] = torch.where(finished, 0.0, logprob)
-        taken += 1
-        finished |= torch.isin(token, stops) | (limits <= taken)
-        if all_ranks_done(bool(finished.all()), model):
+            sampler.stats.forwards += 1
+            sampler.step(logits[:, -1], rows)
+            done = bool(rows.finished.all()) or sampler.taken == own_steps
+            ids = torch.cat((ids, rows.token[:, None]), dim=1)
+            valid = torch.cat((valid, ~rows.finished[:, None]), dim=1)
+        if all_ranks_done(done, model):
             break
-        ids = torch.cat((ids, token[:, None]), dim=1)
-        # A finished row's later tokens are padding: its positions stop growing (a row at its context limit
-        # would otherwise run past the RoPE table while its batch-mates go on).
-        valid = torch.cat((valid, ~finished[:, None]), dim=1)
-        start = ids.shape[1] - 1
-        step_ids = token[:, None]
-    cut = limits.clamp(max=taken).tolist()
-    tokens = [_truncate_at_stop(row[:n], stop_ids) for row, n in zip(out.tolist(), cut, strict=True)]
-    logprobs = [row[: len(t)] for row, t in zip(out_logprobs.tolist(), tokens, strict=True)]
-    truncated = [not (t and t[-1] in stop_ids) for t in tokens]
-    if not top_k_logprobs:
-        return Generation(tokens, logprobs, truncated=truncated)
-    top_ids = torch.stack([i for i, _ in top_steps], dim=1).numpy()  # [B, steps, K]
-    top_values = torch.stack([v for _, v in top_steps], dim=1).numpy()
-    return Generation(
-        tokens,
-        logprobs,
-        [top_ids[row, : len(t)] for row, t in enumerate(tokens)],
-        [top_values[row, : len(t)] for row, t in enumerate(tokens)],
-        truncated,
-    )
 
 
 def completion_logprobs(

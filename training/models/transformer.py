@@ -166,26 +166,75 @@ class RMSNorm(nn.Module):
 
 
 class KVCache:
-    """Keys and values of past positions for each layer, allocated on first use (in the activations' dtype)."""
+    """Keys and values of the positions fed so far, per layer, in buffers of `max_len` slots allocated on first
+    use (batch and dtype from the activations): decoding writes in place and never regrows a tensor.
 
-    def __init__(self, n_layers: int, max_len: int) -> None:
+    `keep` drops rows (finished completions) and slots that no remaining row needs, so that the memory follows
+    the tokens held. A set `slot` (a one-element long tensor) is the static-shape mode of a compiled decode step:
+    `update` writes there and returns the whole buffers (the caller's mask hides unfilled slots) and the caller
+    moves `length`. `trusted_positions`: the caller checked that its positions fit the RoPE table, which saves
+    the check's host sync on every forward."""
+
+    def __init__(self, n_layers: int, max_len: int, *, trusted_positions: bool = False) -> None:
         self.max_len = max_len
         self.length = 0
+        self.slot: torch.Tensor | None = None
+        self.trusted_positions = trusted_positions
         self._k: list[torch.Tensor | None] = [None] * n_layers
         self._v: list[torch.Tensor | None] = [None] * n_layers
 
+    def _buffers(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cache_k, cache_v = self._k[layer], self._v[layer]
+        if cache_k is None or cache_v is None:
+            shape = (k.shape[0], k.shape[1], self.max_len, k.shape[3])
+            cache_k = self._k[layer] = k.new_zeros(shape)
+            cache_v = self._v[layer] = v.new_zeros(shape)
+        return cache_k, cache_v
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cache_k, cache_v = self._buffers(layer, k, v)
+        if self.slot is not None:
+            cache_k.index_copy_(2, self.slot, k)
+            cache_v.index_copy_(2, self.slot, v)
+            return cache_k, cache_v
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache of {self.max_len} positions is full ({end} needed)")
-        if self._k[layer] is None:
-            shape = (k.shape[0], k.shape[1], self.max_len, k.shape[3])
-            self._k[layer] = k.new_zeros(shape)
-            self._v[layer] = v.new_zeros(shape)
-        cache_k, cache_v = self._k[layer], self._v[layer]
         cache_k[:, :, self.length : end] = k
         cache_v[:, :, self.length : end] = v
         return cache_k[:, :, :end], cache_v[:, :, :end]
+
+    def keep(self, rows: torch.Tensor, start: int = 0, end: int | None = None) -> None:
+        """Only the batch rows `rows` (indices, in their new order) and slots start..end-1 (start becomes 0),
+        in fresh buffers of exactly that size."""
+        end = self.max_len if end is None else end
+        if not 0 <= start <= self.length <= end:
+            raise ValueError(f"cannot keep slots {start}..{end} of a cache holding {self.length}")
+        for layer, (k, v) in enumerate(zip(self._k, self._v, strict=True)):
+            if k is not None and v is not None:
+                self._k[layer] = k[:, :, start:end].index_select(0, rows)
+                self._v[layer] = v[:, :, start:end].index_select(0, rows)
+        self.length -= start
+        self.max_len = end - start
+
+    def elements(self) -> int:
+        """Elements allocated for keys and values over all layers (what the cache's memory is proportional to)."""
+        return sum(t.numel() for t in (*self._k, *self._v) if t is not None)
+
+
+def grouped_query_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """SDPA of (B, H, T, hd) queries over (B, Hkv, S, hd) keys and values without repeating them per query head:
+    the H / Hkv query heads that share a KV head become that head's queries (their mask rows repeated), so a
+    decode step reads the cache once instead of copying it H / Hkv times."""
+    b, heads, t, head_dim = q.shape
+    kv_heads, keys = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    q = q.reshape(b, kv_heads, group * t, head_dim)
+    mask = mask.expand(b, 1, t, keys)[:, :, None].expand(b, 1, group, t, keys).reshape(b, 1, group * t, keys)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out.view(b, heads, t, head_dim)
 
 
 class Attention(nn.Module):
@@ -215,6 +264,9 @@ class Attention(nn.Module):
         if mask is None and k.shape[2] != t:
             raise ValueError("attending to cached positions needs an explicit mask")
         grouped = self.n_kv_heads != self.n_heads
+        if cache is not None and grouped and isinstance(mask, torch.Tensor):
+            out = grouped_query_attention(q, k, v, mask)
+            return self.wo(out.transpose(1, 2).reshape(b, t, -1))
         if isinstance(mask, BlockMask):
             out = flex_attention_call(q, k, v, mask, enable_gqa=grouped)
             return self.wo(out.transpose(1, 2).reshape(b, t, -1))
@@ -400,13 +452,16 @@ class Transformer(nn.Module):
         self.mtp = nn.ModuleList()
         self.cfg = dataclasses.replace(self.cfg, mtp_depth=0)
 
-    def rope(self, positions: torch.Tensor | None, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos/sin for (B, T) positions (None: 0..length-1), shaped to broadcast over heads."""
+    def rope(
+        self, positions: torch.Tensor | None, length: int, check: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for (B, T) positions (None: 0..length-1), shaped to broadcast over heads. `check=False` skips
+        the range check of explicit positions (a host sync) for callers that checked them already."""
         if positions is None:
             if length > self.cfg.max_seq_len:
                 raise ValueError(f"sequence of {length} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
             return self.rope_cos[:length][None, None], self.rope_sin[:length][None, None]
-        if int(positions.max()) >= self.cfg.max_seq_len:
+        if check and int(positions.max()) >= self.cfg.max_seq_len:
             raise ValueError(f"position {int(positions.max())} exceeds max_seq_len {self.cfg.max_seq_len}")
         return self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
 
@@ -418,11 +473,11 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Hidden states after the last block, before the final norm (the input of MTP depth 1)."""
-        rope = self.rope(positions, input_ids.shape[1])
+        rope = self.rope(positions, input_ids.shape[1], check=cache is None or not cache.trusted_positions)
         h = self.embed(input_ids)
         for block in self.layers:
             h = block(h, rope, mask, cache) if cache is not None else self._call(block, h, rope, mask)
-        if cache is not None:
+        if cache is not None and cache.slot is None:
             cache.length += input_ids.shape[1]
         return h
 
