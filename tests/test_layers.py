@@ -75,7 +75,9 @@ TRAINING_FLOORS: dict[str, set[str]] = {
     "rewards": set(),
     "models": {"config", "distributed"},
     "data": {"config", "models", "rewards"},
-    "evaluation": {"config", "distributed", "models", "data", "rewards"},
+    "sampling": {"config", "distributed", "models"},
+    "serving": {"config", "distributed", "models", "sampling"},
+    "evaluation": {"config", "distributed", "models", "data", "rewards", "sampling"},
 }
 
 
