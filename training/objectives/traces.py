@@ -214,8 +214,12 @@ class TraceWriter:
         errors = [c.error for c in out if c.failed]
         if errors:
             raise ChunkFailed(f"{len(errors)} of {len(out)} samples failed; the first: {errors[0]}")
+        # the server's ids mean our tokens only when its tokenizer is ours; else the texts' local encoding
+        trusted = self.sampler.accepts_token_ids
         tokens_of = [
-            c.token_ids if c.token_ids is not None else tokenizer.encode(c.text, add_special_tokens=False).ids
+            c.token_ids
+            if c.token_ids is not None and trusted
+            else tokenizer.encode(c.text, add_special_tokens=False).ids
             for c in out
         ]
         texts = [c.text for c in out]
