@@ -181,8 +181,14 @@ class OpenAISampler(Sampler):
         probes += [t for t in {tokenizer.id_to_token(specials.bos), tokenizer.id_to_token(specials.eos)} if t]
         if self.template is not None:
             probes += [s for s in self.template.stop_strings() if s]
+        import httpx
+
         for text in probes:
-            theirs = self._tokenize(text)
+            try:
+                theirs = self._tokenize(text)
+            except httpx.HTTPError as err:
+                self.agreement = Agreement("unknown", f"the server's /tokenize failed: {err}")
+                return self.agreement
             if theirs is None:
                 self.agreement = Agreement("unknown", "the server offers no /tokenize endpoint")
                 return self.agreement
