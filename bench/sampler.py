@@ -9,11 +9,15 @@ of tokens/s and the ratio of the medians, and how many greedy rows agree token f
     python bench/sampler.py                                  # CPU, one thread: 16 prompts x 128 new tokens
     python bench/sampler.py --temperature 1.0 --top-p 0.9    # sampling instead of greedy
     python bench/sampler.py --device cuda --batch 64 --compile true
+
+The same script measures an older sampler: `git archive REV training typedconfig kernels | tar -x -C /tmp/old`,
+copy this file to /tmp/old/bench/ and run it there (levers the old `generate` lacks are left out).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import sys
@@ -111,6 +115,12 @@ def hf_generate(model, prompts: list[list[int]], cfg: BenchConfig, seed: int) ->
 
 def ours_generate(model, prompts: list[list[int]], cfg: BenchConfig, seed: int) -> list[list[int]]:
     generator = torch.Generator(device=cfg.device).manual_seed(seed)
+    levers = {
+        "compile_decode": cfg.compile,
+        "prefill_chunk": cfg.prefill_chunk,
+        "cpu_prepack": cfg.cpu_prepack,
+    }
+    accepted = inspect.signature(generate).parameters  # an older checkout's generate has fewer levers
     return generate(
         model,
         prompts,
@@ -118,9 +128,7 @@ def ours_generate(model, prompts: list[list[int]], cfg: BenchConfig, seed: int) 
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         generator=generator,
-        compile_decode=cfg.compile,
-        prefill_chunk=cfg.prefill_chunk,
-        cpu_prepack=cfg.cpu_prepack,
+        **{name: value for name, value in levers.items() if name in accepted},
     ).tokens
 
 

@@ -4,12 +4,19 @@ Batched prompts are left-padded: every row then writes the same cache slot at ea
 positions (counted from each row's first real token) make a padded row compute what it would alone. GRPO and
 distillation call `generate` for rollouts and `completion_logprobs` (differentiable) for their losses.
 
+The sampler allocates once: the KV cache and the valid-key mask hold prompt + budget slots for the rows
+present (never max_seq_len), every step writes in place, and tokens and log-probs go to device buffers read
+back at the end. Prompts are prefilled in chunks. Whether rows finished is read on the host only every few
+steps (a sync on GPU); there, once enough rows are done, they leave the batch and the cache is compacted to
+the rows and slots still needed. None of this changes what a row samples: it equals the row sampled alone.
+
 `generate` and `completion_logprobs` take the model as training holds it (plain, DDP or FSDP2) and only ever
 call its forward with a readout: FSDP2 gathers the shards there, and DDP synchronises the gradients of what its
 forward produced. Under FSDP2 every forward is a collective, so the ranks of one `generate` call run the same
-number of forwards whatever their prompts: they agree on the step budget (all-reduce max), and a rank whose rows
-are all done keeps stepping with one-token dummy forwards until every rank is done. Speculative decoding is an
-inference tool and takes the plain module.
+number of forwards whatever their prompts: they agree on the step budget and the prefill chunks (all-reduce
+max), a rank with fewer chunks fills in with one-token dummy forwards, a rank whose rows are all done keeps
+stepping with dummy forwards until every rank is done, and all ranks read "all done?" at the same steps.
+Speculative decoding is an inference tool and takes the plain module.
 """
 
 from __future__ import annotations
@@ -64,19 +71,59 @@ def left_pad(
     return ids, valid
 
 
+def _blocks(x: torch.Tensor, block: int, fill: float) -> torch.Tensor:
+    """(B, V) as (B, ceil(V / block), block), the last block padded with `fill`."""
+    rows, vocab = x.shape
+    n = -(-vocab // block)
+    if n * block != vocab:
+        x = F.pad(x, (0, n * block - vocab), value=fill)
+    return x.view(rows, n, block)
+
+
 def row_argmax(logits: torch.Tensor, block: int = 256) -> torch.Tensor:
     """`logits.argmax(-1)` of (B, V) logits, the same ids (the first of equal maxima): on CPU through the maxima
     of blocks of `block` ids, because argmax, unlike amax, is not vectorised there (6x slower at 32k ids)."""
     if logits.device.type != "cpu" or logits.dim() != 2 or logits.shape[1] < 4 * block:
         return logits.argmax(dim=-1)
-    rows, vocab = logits.shape
-    n = -(-vocab // block)
-    if n * block != vocab:
-        logits = F.pad(logits, (0, n * block - vocab), value=float("-inf"))
-    blocks = logits.view(rows, n, block)
+    blocks = _blocks(logits, block, float("-inf"))
     best = blocks.amax(dim=-1).argmax(dim=-1)  # the first block holding the maximum
-    inner = blocks[torch.arange(rows, device=logits.device), best].argmax(dim=-1)
+    inner = blocks[torch.arange(len(blocks), device=logits.device), best].argmax(dim=-1)
     return best * block + inner
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None, block: int = 256) -> torch.Tensor:
+    """One id per row of (B, V) probabilities (not necessarily normalised). On CPU by inverting the cumulative
+    distribution in float64, per block of ids and then inside the block drawn (one uniform number per row):
+    torch.multinomial is 30x slower there at 32k ids. Ids of probability 0 are never drawn."""
+    if probs.device.type != "cpu" or probs.dim() != 2:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    blocks = _blocks(probs, block, 0.0)
+    rows = torch.arange(len(blocks), device=probs.device)
+    mass = blocks.sum(dim=-1, dtype=torch.float64)
+    cdf = mass.cumsum(dim=-1)
+    u = torch.rand((len(blocks), 1), generator=generator, dtype=torch.float64) * cdf[:, -1:]
+    which = torch.searchsorted(cdf, u, right=True).clamp(max=blocks.shape[1] - 1)  # a block of mass > 0
+    rest = u - (cdf.gather(-1, which) - mass.gather(-1, which))
+    inner = blocks[rows, which[:, 0]]
+    pick = torch.searchsorted(inner.double().cumsum(dim=-1), rest, right=True)[:, 0]
+    last = block - 1 - (inner > 0).flip(-1).to(torch.uint8).argmax(dim=-1)  # rounding never picks a zero
+    return which[:, 0] * block + torch.minimum(pick, last)
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Probabilities kept on the smallest set of most likely ids whose mass reaches top_p (not renormalised).
+    On CPU the most likely 1024 ids are sorted first (a partial sort), and all only where they do not hold
+    the set: sorting 32k ids per row costs more than the decode step."""
+    vocab = probs.shape[-1]
+    top, order = None, None
+    if probs.device.type == "cpu" and vocab > 2048:
+        top, order = probs.topk(1024, dim=-1)
+        if not bool((top.sum(dim=-1) >= top_p).all()):
+            top, order = None, None
+    if top is None or order is None:
+        top, order = probs.sort(dim=-1, descending=True)
+    before = top.cumsum(dim=-1) - top  # mass of strictly more likely tokens
+    return torch.zeros_like(probs).scatter(-1, order, torch.where(before < top_p, top, 0.0))
 
 
 def sample_next(
@@ -98,12 +145,9 @@ def sample_next(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of strictly more likely tokens
-        sorted_probs = torch.where(before < top_p, sorted_probs, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = _nucleus(probs, top_p)
         probs = probs / probs.sum(dim=-1, keepdim=True)
-    token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    token = draw(probs, generator)
     if not with_logprobs:
         return token
     return token, probs.gather(-1, token[:, None]).squeeze(-1).log()
@@ -259,7 +303,7 @@ def generate(
     also returns, per token, the K most likely ids under softmax(logits / logprob_temperature) and their
     log-probs (what offline distillation stores).
 
-    Speed and memory (none changes what is sampled): prompts are prefilled `prefill_chunk` columns per
+    Speed and memory (none changes what is sampled, beyond float rounding): prompts are prefilled `prefill_chunk` columns per
     forward; whether rows finished is read on the host every `check_every` steps (0: every step on CPU, every
     8 on GPU, where each read is a sync), and when at most `compact_below` of the batch is unfinished the
     finished rows leave it (their KV cache too, and the slots no remaining row needs); `compile_decode`

@@ -13,7 +13,7 @@ import transformers
 from hf_fixtures import SHAPE
 
 from training.config import model_config
-from training.models.generation import generate, row_argmax
+from training.models.generation import draw, generate, row_argmax, sample_next
 from training.models.hf import load_hf
 from training.models.packed_linears import available, prepacked_linears
 from training.models.transformer import KVCache, Transformer
@@ -168,6 +168,38 @@ def test_row_argmax_is_argmax_with_its_first_of_equal_maxima() -> None:
         logits[4, :] = float("-inf")
         logits[5, 2047:] = 10.0  # ties in the padded last block
         assert torch.equal(row_argmax(logits), logits.argmax(dim=-1))
+
+
+def test_draw_follows_the_distribution_and_never_draws_a_zero() -> None:
+    """The CPU inverse-CDF draw over 1,000 ids (several blocks, a padded last one), a seventh of them at
+    probability 0: 100k draws land within a few standard deviations of every expected count."""
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(1000, generator=g) * 2, -1)
+    probs[::7] = 0.0
+    probs[999] = 0.0
+    rows = probs.expand(10_000, 1000).contiguous()
+    counts = sum(torch.bincount(draw(rows, g), minlength=1000) for _ in range(10)).double()
+    expected = probs.double() / probs.sum() * 100_000
+    assert counts[probs == 0].sum() == 0
+    z = ((counts - expected) / expected.sqrt())[expected > 20]
+    assert len(z) > 200 and float(z.abs().max()) < 5.0 and abs(float(z.mean())) < 0.2
+
+
+def test_top_p_on_many_ids_keeps_the_smallest_set_reaching_p() -> None:
+    """Peaked rows (the nucleus within the 1,024 most likely ids: the partial sort) and flat ones (the full
+    sort): every draw lies in the set the sorted reference keeps, and its log-prob is the renormalised one."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.cat((torch.randn(8, 32000, generator=g) * 6, torch.randn(8, 32000, generator=g) * 0.1))
+    probs = torch.softmax(logits, -1)
+    ordered, order = probs.sort(-1, descending=True)
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, ordered.cumsum(-1) - ordered < 0.9)
+    assert int(keep[:8].sum(-1).max()) < 1024 < int(keep[8:].sum(-1).min())  # the premise
+    kept_mass = (probs * keep).sum(-1)
+    for _ in range(20):
+        token, logprob = sample_next(logits, 1.0, 0.9, g, with_logprobs=True)
+        assert bool(keep.gather(-1, token[:, None]).all())
+        expected = (probs.gather(-1, token[:, None])[:, 0] / kept_mass).log()
+        assert torch.allclose(logprob, expected, atol=1e-5)
 
 
 def test_batched_greedy_equals_transformers_on_an_imported_qwen2(tmp_path) -> None:
