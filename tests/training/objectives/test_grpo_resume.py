@@ -45,11 +45,12 @@ def test_resume_restores_the_synced_reference(prompts, init_model, tmp_path) -> 
     """Synced at steps 2 and 4, stopped after step 3: step 4's rollout scores against the step-2 policy, which
     the old code replaced by the init model on resume."""
     grpo = {"beta": 0.04, "ref_sync_every": 2, "temperature": 1.2}
-    run(_config(prompts, init_model, tmp_path / "straight", **grpo))
-    run(_config(prompts, init_model, tmp_path / "cut", {"stop_at": 3, "ckpt_every": 3}, **grpo))
+    seed = {"seed": 1}  # a rollout stream whose groups score unequally at steps 1, 3 and 5: the policy moves
+    run(_config(prompts, init_model, tmp_path / "straight", seed, **grpo))
+    run(_config(prompts, init_model, tmp_path / "cut", {"stop_at": 3, "ckpt_every": 3, **seed}, **grpo))
     with safe_open(tmp_path / "cut" / "checkpoints" / "step_00000003" / "objective.safetensors", "pt") as fh:
         assert "ref.embed.weight" in set(fh.keys())
-    run(_config(prompts, init_model, tmp_path / "cut", {"resume": True, "ckpt_every": 3}, **grpo))
+    run(_config(prompts, init_model, tmp_path / "cut", {"resume": True, "ckpt_every": 3, **seed}, **grpo))
     straight, resumed = _strip(tmp_path / "straight"), _strip(tmp_path / "cut")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
     assert straight == resumed
