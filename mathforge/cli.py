@@ -56,6 +56,36 @@ def _corpus_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _annotate_quality(args: argparse.Namespace) -> int:
+    """`classifier annotate`: the Spark sample and the driver's annotation loop, with training's chat client
+    as the engine (jobs/ cannot import training/, so the command line hands it down)."""
+    import functools
+
+    from jobs.annotate_quality import annotate_quality
+    from jobs.config import QualityAnnotateConfig
+    from jobs.spark import run_job
+    from training.config import EngineConfig
+    from training.sampling.openai_chat import chat_engine
+
+    config = dataclass_from_args(QualityAnnotateConfig, args)
+    config.preflight()  # a bad corpus path fails before the server is asked anything
+    with chat_engine(dataclass_from_args(EngineConfig, args), seed=config.seed) as engine:
+        job = functools.partial(annotate_quality, engine=engine)
+        summary = run_job(job, config, "mathforge-annotate")
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _train_quality(args: argparse.Namespace) -> int:
+    from jobs.config import QualityTrainConfig
+    from jobs.train_quality import train_quality
+
+    config = dataclass_from_args(QualityTrainConfig, args)
+    train_quality(config)
+    print(Path(config.output).with_suffix(".report.md").read_text(encoding="utf-8"))
+    return 0
+
+
 def read_html_file(path: str) -> bytes:
     """Raw bytes of an .html or .html.gz file (charset decoding is the pipeline's job)."""
     p = Path(path)
@@ -92,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         CorpusDedupConfig,
         CorpusRefreshConfig,
         IterateConfig,
+        QualityAnnotateConfig,
+        QualityScoreConfig,
+        QualityTrainConfig,
     )
     from training import cli as training_cli
 
@@ -163,6 +196,38 @@ def build_parser() -> argparse.ArgumentParser:
     render_json = lambda report: json.dumps(report, indent=2)  # noqa: E731
     train_clf.set_defaults(
         handler=_spark_job("jobs.train_math_classifier:train_classifier", ClassifierTrainConfig, render_json)
+    )
+
+    from training.config import EngineConfig
+
+    annotate = classifier_cmds.add_parser(
+        "annotate",
+        help="LLM annotation of math-educational quality (0-5, FineMath's rubric) on a stratified corpus sample",
+        description="Sample a corpus by math-score bucket x domain (Spark), ask an OpenAI-compatible server "
+        "(vLLM, SGLang, mathforge serve) for a 0-5 score per page, write Parquet; a rerun resumes. "
+        "docs/quality.md.",
+    )
+    add_dataclass_args(annotate, QualityAnnotateConfig)
+    add_dataclass_args(annotate, EngineConfig)
+    annotate.set_defaults(handler=_annotate_quality)
+
+    train_quality = classifier_cmds.add_parser(
+        "train-quality",
+        help="train the quality model on annotations (fastText by default, or --encoder DIR) and report agreement",
+        description="Held-out Spearman, F1 at 3+ and the confusion matrix of the model and of the DeepSeekMath "
+        "relevance score against the annotations; no Spark. docs/quality.md.",
+    )
+    add_dataclass_args(train_quality, QualityTrainConfig)
+    train_quality.set_defaults(handler=_train_quality)
+
+    score_quality = classifier_cmds.add_parser(
+        "score-quality",
+        help="score every page of a corpus with a quality model (Spark) → Parquet of ids and quality_score",
+        description="Run jobs/score_quality.py (Spark local[*] by default).",
+    )
+    add_dataclass_args(score_quality, QualityScoreConfig)
+    score_quality.set_defaults(
+        handler=_spark_job("jobs.score_quality:score_quality", QualityScoreConfig, render_json)
     )
 
     inspect = commands.add_parser(
