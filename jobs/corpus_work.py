@@ -52,9 +52,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crawl.redact import redact_url
+from crawl.redact import redact_logs, redact_text, redact_url
 
-log = logging.getLogger(__name__)
+log = redact_logs(logging.getLogger(__name__))  # log lines name input locations: no credentials
 
 WORK_SUFFIX = ".work"
 KEY_FILE = "key.json"
@@ -303,7 +303,7 @@ def _child(body: Callable[[], None], report: Any, parent: int) -> None:
     try:
         body()
     except BaseException as exc:  # everything a file can raise is its attempt's outcome
-        report.send(f"raised {type(exc).__name__}: {exc}"[:2000])
+        report.send(redact_text(f"raised {type(exc).__name__}: {exc}")[:2000])  # it reaches the manifest
         code = 1
     finally:
         report.close()
@@ -325,7 +325,7 @@ def run_isolated(body: Callable[[], None], time_limit: float | None) -> str | No
         try:
             body()
         except Exception as exc:
-            return f"raised {type(exc).__name__}: {exc}"[:2000]
+            return redact_text(f"raised {type(exc).__name__}: {exc}")[:2000]
         return None
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
@@ -405,11 +405,11 @@ def process_input(
     quarantine record ("quarantined"). `read(location, counters)` yields its rows."""
     fault = fault or FaultPlan()
     slot = area.slot(location)
-    done = slot.committed()
-    if done is not None:  # a retried or speculative task, or a rerun
-        return {**done, "status": "resumed"}
     slot.discard_unfinished()
     while True:
+        done = slot.committed()
+        if done is not None:  # by a rerun's earlier run, an earlier try of this task, or a speculative copy
+            return {**done, "status": "resumed"}
         failed = slot.failed_attempts()
         if len(failed) >= attempts.max_attempts:
             reason = quarantine_reason(failed)
