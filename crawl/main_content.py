@@ -13,7 +13,8 @@ page's formulas can be counted in each text. trafilatura's text is kept unless e
 - trafilatura found no main content, or its text is less than `1 / MIN_LENGTH_RATIO` of resiliparse's:
   it kept a fragment of the page (measured on magic-html's forum threads: the length rule alone lifts
   gold-line recall from 0.63 to 0.84 while trafilatura-eval's must-not snippets lose 2 of 413).
-The choice and its evidence are recorded (`MainText`), so a page's `stages` say which extractor was used.
+Formulas inside code (marked by `crawl.code_markup`) are not counted: a `$` in a shell prompt is no
+formula. The choice and its evidence are recorded (`MainText`), so a page's `stages` say which extractor was used.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from lxml import etree
 from resiliparse.extract.html2text import extract_plain_text
 
+from crawl.code_markup import NO_CODE, CodeMarks
 from crawl.deadline import NO_DEADLINE, Deadline
 from crawl.extract import trafilatura_text, whole_page_text
 
@@ -79,25 +81,27 @@ def resiliparse_text(root: etree._Element) -> str:
         return ""
 
 
-def choose_main_text(trafilatura: str | None, resiliparse: str) -> MainText:
-    """Pick between the two extractions of one page (`trafilatura` None: it found no main content)."""
-    res_formulas = formula_counts(resiliparse)
+def choose_main_text(trafilatura: str | None, resiliparse: str, code: CodeMarks = NO_CODE) -> MainText:
+    """Pick between the two extractions of one page (`trafilatura` None: it found no main content). Texts
+    with marked code (`crawl.code_markup`) are compared without it and returned with it restored."""
+    res_formulas = formula_counts(code.without_code(resiliparse))
     if not trafilatura:
-        return MainText(resiliparse, RESILIPARSE, "no_main_content", sum(res_formulas.values()))
-    traf_formulas = formula_counts(trafilatura)
+        return MainText(code.restore(resiliparse), RESILIPARSE, "no_main_content", sum(res_formulas.values()))
+    traf_formulas = formula_counts(code.without_code(trafilatura))
     lost = sum((res_formulas - traf_formulas).values())
     gained = sum((traf_formulas - res_formulas).values())
     if lost > gained:
-        return MainText(resiliparse, RESILIPARSE, "formulas", sum(res_formulas.values()))
+        return MainText(code.restore(resiliparse), RESILIPARSE, "formulas", sum(res_formulas.values()))
     if len(resiliparse) >= MIN_LENGTH_RATIO * len(trafilatura):
-        return MainText(resiliparse, RESILIPARSE, "coverage", sum(res_formulas.values()))
-    return MainText(trafilatura, TRAFILATURA, "default", sum(traf_formulas.values()))
+        return MainText(code.restore(resiliparse), RESILIPARSE, "coverage", sum(res_formulas.values()))
+    return MainText(code.restore(trafilatura), TRAFILATURA, "default", sum(traf_formulas.values()))
 
 
 def select_main_text(
-    root: etree._Element, url: str | None = None, deadline: Deadline = NO_DEADLINE
+    root: etree._Element, url: str | None = None, deadline: Deadline = NO_DEADLINE, code: CodeMarks = NO_CODE
 ) -> MainText:
-    """Main text of an (already math-rewritten) tree: trafilatura's, or resiliparse's where it keeps more."""
+    """Main text of an (already math-rewritten) tree: trafilatura's, or resiliparse's where it keeps more;
+    `code`: the marks `crawl.code_markup.mark_code` left in the tree, restored in the text."""
     resiliparse = resiliparse_text(root)  # serialised before trafilatura sees the tree
     deadline.check()
     trafilatura = trafilatura_text(root, url)
@@ -105,5 +109,6 @@ def select_main_text(
     if not trafilatura and not resiliparse:
         text = whole_page_text(root)
         deadline.check()
-        return MainText(text, WHOLE_PAGE, "no_main_content", sum(formula_counts(text).values()))
-    return choose_main_text(trafilatura, resiliparse)
+        formulas = sum(formula_counts(code.without_code(text)).values())
+        return MainText(code.restore(text), WHOLE_PAGE, "no_main_content", formulas)
+    return choose_main_text(trafilatura, resiliparse, code)

@@ -7,7 +7,9 @@ main-content detection, which halves its cost again (measured ~1.1 vs ~1.9 ms on
 the expensive path), never published; navigation adds words, not math. Image alt text is kept, which is
 where formula images carry their TeX.
 
-`extract_math_text` is the publishing path: the page's formulas are first rewritten in place as
+`extract_math_text` is the publishing path: the page's code blocks are first marked as code
+(`crawl.code_markup`: fenced in the text whichever extractor's text is kept, and out of reach of the formula
+rewrite), then its formulas are rewritten in place as
 `$...$` / `$$...$$` (`crawl.math_markup`), formula text left loose in layout containers is given a
 paragraph of its own (trafilatura discards loose text in `<div>`/`<center>` blocks and would drop the
 display formulas with it), then the main text is selected (`crawl.main_content`: trafilatura's, or
@@ -23,6 +25,7 @@ import logging
 from lxml import etree
 from resiliparse.extract.html2text import extract_plain_text
 
+from crawl.code_markup import NO_CODE, has_code_markup, mark_code
 from crawl.deadline import NO_DEADLINE, Deadline
 from crawl.main_content import MainText, select_main_text
 from crawl.math_markup import latexify_tree, parse_html
@@ -92,16 +95,18 @@ NO_TEXT = MainText("", "none", "no_text", 0)
 
 
 def extract_math_text(html: str, url: str | None = None, deadline: Deadline = NO_DEADLINE) -> MainText:
-    """Main text with every formula as LaTeX ($...$ inline, $$...$$ display), and which extractor chose
-    it (`crawl.main_content`); empty text for pages without any. Raises `PageTimeout` once `deadline` passes."""
+    """Main text with every formula as LaTeX ($...$ inline, $$...$$ display) and code as code (fenced
+    blocks, `inline` spans: `crawl.code_markup`), and which extractor chose it (`crawl.main_content`);
+    empty text for pages without any. Raises `PageTimeout` once `deadline` passes."""
     root = parse_html(html)
     if root is None:
         return NO_TEXT
     deadline.check()
+    code = mark_code(root, deadline, html) if has_code_markup(html) else NO_CODE  # first: no LaTeX in code
     try:
         latexify_tree(root, deadline)
         promote_loose_formulas(root, deadline)
     except (ValueError, etree.LxmlError) as exc:  # keep whatever was rewritten; extraction still runs
         log.warning("math markup rewrite failed on %s: %s", url, exc)
     deadline.check()
-    return select_main_text(root, url, deadline)
+    return select_main_text(root, url, deadline, code)
