@@ -190,7 +190,11 @@ def write_version(
     log.info("building snapshot %s from %d input files into %s", snapshot, len(inputs), staged.final)
     config = pipeline.config
     area = WorkArea.open(staged.final, extraction_settings(pipeline, staged.base))
-    extracted, counters, files, quarantined = extract_pages(spark, pipeline, inputs, area)
+    try:
+        extracted, counters, files, quarantined = extract_pages(spark, pipeline, inputs, area)
+    except BaseException:
+        area.discard_if_unused()  # kept when anything was committed or attempted: the rerun resumes there
+        raise
     crash_point("extracted")
     added = write_snapshot(spark, extracted, staging, config, snapshot)
     base = staged.base if history is not None else None

@@ -155,6 +155,15 @@ class WorkArea:
     def committed_count(self) -> int:
         return sum(1 for _ in (self.root / "files").glob(f"*/{DONE}"))
 
+    def discard_if_unused(self) -> None:
+        """Remove this work area if no file was attempted in it (a run that failed before reading anything
+        leaves nothing behind)."""
+        files = self.root / "files"
+        if files.is_dir() and not any(files.iterdir()):
+            shutil.rmtree(self.root, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.root.parent.rmdir()  # only if empty
+
     @staticmethod
     def remove(corpus: Path) -> None:
         """Drop every work area of `corpus` (after a commit none can resume: each names an older base)."""

@@ -186,6 +186,7 @@ def test_failed_run_leaves_nothing_that_looks_finished(spark, tmp_path):
         build_corpus(spark, CorpusBuildConfig(input=str(warc), output=str(out), lid_model=str(broken_model)))
     assert not out.exists()
     assert not list(tmp_path.glob("corpus.staging-*"))
+    assert not list(tmp_path.glob("corpus.work*"))  # no file was attempted: no work area to resume
 
 
 def test_missing_model_is_a_clear_error_before_any_task(spark, tmp_path):
