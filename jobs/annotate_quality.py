@@ -164,37 +164,34 @@ def _partial_keys(
     return last
 
 
-def stratified_sample(
-    df: DataFrame, size: int, buckets: int, per_domain: int, seed: int
-) -> tuple[DataFrame, dict]:
-    """The sample's ids with their bucket and order key, and the strata counts (see the module docstring)."""
+def rank_in_domains(df: DataFrame, buckets: int, per_domain: int, seed: int) -> DataFrame:
+    """id, bucket, domain_rank (1 = the domain's first page in the bucket, by a stable hash) and the order key,
+    for the pages within their domain's cap: the light table the sample is chosen from (ids are unique in a
+    corpus; a duplicate id is dropped from the sample itself)."""
     light = (
         df.where(F.col("id").isNotNull() & F.col("math_score").isNotNull() & (F.length("text") > 0))
         .select("id", F.coalesce(F.col("domain"), F.lit("")).alias("domain"), "math_score")
-        .dropDuplicates(["id"])
         .withColumn("bucket", F.least(F.greatest(F.floor(F.col("math_score") * buckets), F.lit(0)), F.lit(buckets - 1)).cast("int"))
         .withColumn("in_domain", hash_fraction("id", f"mathforge-quality-domain-{seed}"))
         .withColumn("order", hash_fraction("id", f"mathforge-quality-order-{seed}"))
     )  # fmt: skip
     window = Window.partitionBy("bucket", "domain").orderBy("in_domain", "id")
-    ranked = light.withColumn("domain_rank", F.row_number().over(window)).where(
-        F.col("domain_rank") <= per_domain
-    )
-    ranked = ranked.select("id", "bucket", "domain_rank", "order").persist()
-    try:
-        levels = {
-            (r.bucket, r.domain_rank): r["count"]
-            for r in ranked.groupBy("bucket", "domain_rank").count().collect()
-        }
-        available = Counter()
-        for (bucket, _), count in levels.items():
-            available[bucket] += count
-        quotas = allocate_quotas(available, size)
-        cuts = bucket_cuts(levels, quotas)
-        last = _partial_keys(ranked, cuts, levels)
-    except BaseException:
-        ranked.unpersist()
-        raise
+    ranked = light.withColumn("domain_rank", F.row_number().over(window))
+    return ranked.where(F.col("domain_rank") <= per_domain).select("id", "bucket", "domain_rank", "order")
+
+
+def choose_sample(ranked: DataFrame, size: int) -> tuple[DataFrame, dict]:
+    """The sample's id, bucket and order key from `rank_in_domains`'s table (persist it: it is read three
+    times), and the strata counts. The driver gets one count per (bucket, rank) and the keys of partly taken
+    levels."""
+    counted = ranked.groupBy("bucket", "domain_rank").count().collect()
+    levels = {(r.bucket, r.domain_rank): r["count"] for r in counted}
+    available: Counter = Counter()
+    for (bucket, _), count in levels.items():
+        available[bucket] += count
+    quotas = allocate_quotas(available, size)
+    cuts = bucket_cuts(levels, quotas)
+    last = _partial_keys(ranked, cuts, levels)
     condition = F.lit(False)
     for b, cut in cuts.items():
         clause = F.col("domain_rank") <= cut.full_rank
@@ -206,7 +203,7 @@ def stratified_sample(
             )
         condition = condition | ((F.col("bucket") == b) & clause)
     strata = {"available": dict(sorted(available.items())), "quotas": dict(sorted(quotas.items()))}
-    return ranked.where(condition).select("id", "bucket", "order"), strata  # fmt: skip
+    return ranked.where(condition).select("id", "bucket", "order"), strata
 
 
 def draw_sample(spark: SparkSession, config: QualityAnnotateConfig, out: Path) -> dict:
@@ -224,20 +221,22 @@ def draw_sample(spark: SparkSession, config: QualityAnnotateConfig, out: Path) -
             return meta
     corpus = read_corpus(spark, config.corpus)
     with job_phase(spark, "annotate: stratified sample"):
-        chosen, strata = stratified_sample(
-            corpus, config.sample_size, config.score_buckets, config.max_per_domain, config.seed
-        )
-        rows = (
-            corpus.join(chosen, "id")
-            .select("id", "url", "domain", F.col("math_score").cast("float").alias("math_score"),
-                    F.col("bucket").alias("math_bucket"), F.length("text").cast("int").alias("n_chars"),
-                    F.substring("text", 1, config.max_chars).alias("text"), "order")
-            .dropDuplicates(["id"])
-            .orderBy("order", "id")
-        )  # fmt: skip
-        tmp = out / f".{SAMPLE_DIR}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        rows.write.parquet(str(tmp))
+        ranked = rank_in_domains(corpus, config.score_buckets, config.max_per_domain, config.seed).persist()
+        try:
+            chosen, strata = choose_sample(ranked, config.sample_size)
+            rows = (
+                corpus.join(chosen, "id")
+                .select("id", "url", "domain", F.col("math_score").cast("float").alias("math_score"),
+                        F.col("bucket").alias("math_bucket"), F.length("text").cast("int").alias("n_chars"),
+                        F.substring("text", 1, config.max_chars).alias("text"), "order")
+                .dropDuplicates(["id"])
+                .orderBy("order", "id")
+            )  # fmt: skip
+            tmp = out / f".{SAMPLE_DIR}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            rows.write.parquet(str(tmp))
+        finally:
+            ranked.unpersist()
     shutil.rmtree(sample_dir, ignore_errors=True)
     os.replace(tmp, sample_dir)
     n = pq.ParquetDataset(str(sample_dir)).read(columns=["id"]).num_rows

@@ -2,8 +2,9 @@
 DataFrame with a `text` column, and `mathforge classifier score-quality` writes id, url, domain, math_score and
 quality_score of a corpus as Parquet.
 
-The executors get the model's path and version and load it once per Python worker (`cached_quality_scorer`); texts are scored an Arrow batch at a time (`mapInArrow`), so fastText's batch predict sees
-thousands of pages per call. On a cluster the model file must be readable at the same path on every executor.
+The executors get the model's path and version and load it once per Python worker (`cached_quality_scorer`);
+texts are scored `BATCH_ROWS` at a time, so fastText's batch predict sees a thousand pages per call. On a
+cluster the model file must be readable at the same path on every executor.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -22,6 +22,7 @@ from jobs.config import QualityScoreConfig
 from jobs.spark import job_phase, ship_code
 
 SCORE_COLUMN = "quality_score"
+BATCH_ROWS = 1024  # texts per fastText batch predict
 
 
 def with_quality_scores(
@@ -30,15 +31,26 @@ def with_quality_scores(
     """`df` with `column` (float, 0-5) holding the quality model's score of each row's `text`; the model at
     `model_path` must still be `version` when the executors load it."""
     schema = T.StructType([*df.schema.fields, T.StructField(column, T.FloatType(), nullable=False)])
+    text_at = df.columns.index("text")
 
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def score(rows: Iterator[tuple]) -> Iterator[tuple]:
         scorer = cached_quality_scorer(model_path, version)
-        for batch in batches:
-            texts = batch.column("text").to_pylist()
-            values = pa.array(scorer.score_batch([t or "" for t in texts]), type=pa.float32())
-            yield pa.RecordBatch.from_arrays([*batch.columns, values], names=[*batch.schema.names, column])
+        for batch in _chunks(rows, BATCH_ROWS):
+            values = scorer.score_batch([row[text_at] or "" for row in batch])
+            yield from ((*row, value) for row, value in zip(batch, values, strict=True))
 
-    return df.mapInArrow(score, schema)
+    return df.sparkSession.createDataFrame(df.rdd.mapPartitions(score), schema)
+
+
+def _chunks(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def score_quality(spark: SparkSession, config: QualityScoreConfig) -> dict[str, Any]:
