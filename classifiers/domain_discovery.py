@@ -15,6 +15,10 @@ it then decides is here:
 * `label_metrics`: recall and precision of a collection against page labels, when the input has them.
 
 A page is a `ScoredPage`; ties in score are broken by id, so every decision is the same on every run.
+
+These are the decisions' definitions, over pages in memory. `jobs/iterate_corpus.py` takes the same
+decisions as Spark aggregations over a pool of any size (calling `url_prefix`, `under_prefix` and
+`label_metrics_from_counts` inside them); the tests check that both agree.
 """
 
 from __future__ import annotations
@@ -240,16 +244,18 @@ def prefix_seeds(
 
 def label_metrics(pages: Iterable[ScoredPage], collected_ids: set[str]) -> dict[str, float | int] | None:
     """Recall and precision of the collection over labelled pages (None when no page is labelled)."""
-    tp = fp = fn = 0
-    labelled = 0
-    for page in pages:
-        if page.label is None:
-            continue
-        labelled += 1
-        hit = page.id in collected_ids
-        tp += hit and page.label
-        fp += hit and not page.label
-        fn += (not hit) and page.label
+    counts: Counter[tuple[bool | None, bool]] = Counter((p.label, p.id in collected_ids) for p in pages)
+    return label_metrics_from_counts(counts)
+
+
+def label_metrics_from_counts(
+    counts: Mapping[tuple[bool | None, bool], int],
+) -> dict[str, float | int] | None:
+    """`label_metrics` from page counts per (label, collected): what a Spark aggregation gives."""
+    tp = counts.get((True, True), 0)
+    fp = counts.get((False, True), 0)
+    fn = counts.get((True, False), 0)
+    labelled = sum(c for (label, _), c in counts.items() if label is not None)
     if not labelled:
         return None
     return {

@@ -240,7 +240,13 @@ class ClassifierTrainConfig(WarcInputs, SparkSettings):
         default=None,
         metadata={"help": "seed texts: Parquet (text column) or JSONL; default: bootstrap from math markup"},
     )
-    max_per_class: int = field(default=50_000, metadata={"help": "cap on texts per class"})
+    max_per_class: int = field(
+        default=50_000,
+        metadata={
+            "help": "cap on training texts per class: a stable-hash sample drawn in Spark, so the driver "
+            "holds at most this many texts of each class (each cut to 20,000 characters)"
+        },
+    )
     negative_fraction: float = field(
         default=1.0, metadata={"help": "share of clean negative pages to sample"}
     )
@@ -298,7 +304,20 @@ class IterateConfig(CleaningConfig, WarcInputs, SparkSettings):
         metadata={"help": "JSONL of {url, is_math} labels: recall and precision per round"},
     )
     negative_ratio: float = field(default=1.0, metadata={"help": "negatives sampled from the pool per seed"})
-    max_per_class: int = field(default=500_000, metadata={"help": "cap on training texts per class"})
+    max_per_class: int = field(
+        default=500_000,
+        metadata={
+            "help": "cap on training texts per class: the driver holds at most this many of each (cut to "
+            "20,000 characters), drawn in Spark by a stable hash"
+        },
+    )
+    report_limit: int = field(
+        default=1000,
+        metadata={
+            "help": "entries at most in each list of a round's report.json and proposals.md (proposals, "
+            "domains, prefixes); the full tables are rounds/<n>/*.parquet"
+        },
+    )
     epoch: int = field(default=3, metadata={"help": "fastText epochs (DeepSeekMath: 3)"})
     bucket: int = field(default=200_000, metadata={"help": "fastText n-gram hash buckets"})
     threads: int = field(

@@ -9,7 +9,7 @@ trains and scores:
 
 1. train fastText (DeepSeekMath's settings) on the round's seeds against pool pages sampled by a stable
    hash (never a seed, never a page the previous round collected);
-2. score every pool page (Spark, one task per pool shard) and collect the best pages at or above
+2. score every pool page (Spark, one task per pool split) and collect the best pages at or above
    `--min-score`, up to `--token-budget`;
 3. compute each domain's collected share, propose the URL-path prefixes under domains above
    `--domain-share`, accept them (`--accept auto`, or the prefixes a person listed in a file);
@@ -17,13 +17,19 @@ trains and scores:
 
 The loop stops after `--rounds` rounds, or when a round's collection overlaps the previous one by
 `--converge-overlap` (98%). Each round is committed atomically as `DIR/rounds/<n>/` (model, seeds,
-scores, collection, proposals, report.json/report.md, score histogram); a re-run resumes at the first
-uncommitted round. The final corpus (`DIR/data`, manifest, stats, `REPORT.md`) is the last round's
-collection in the corpus schema, plus `first_round` and `first_score`: the round that first collected
-each page and its score there.
+scores, collection, proposals, accepted prefixes, report.json/report.md, score histogram); a re-run resumes
+at the first uncommitted round. The final corpus (`DIR/data`, manifest, stats, `REPORT.md`) is the last
+round's collection in the corpus schema, plus `first_round` and `first_score`: the round that first
+collected each page and its score there.
 
-Driver memory: the per-round decisions run on the driver over (id, url, domain, n_chars, score, label) of
-every pool page, without text; training texts are collected to the driver, as in the classifier job.
+Nothing that grows with the crawl passes through the driver or one task. Scoring, the collection (with a
+token budget: a running total over a range partitioning of the ranking), domain shares, prefix proposals,
+seeds and label figures are Spark aggregations and sort-merge joins (a broadcast join would collect one
+side on the driver), and every per-page table is written by many tasks. The driver receives counts,
+fixed-bin histograms, report lists of at most `--report-limit` entries, and the training texts: fastText
+trains on one machine, so at most `--max-per-class` texts per class, each cut to the 20,000 characters
+training reads, drawn in Spark (`jobs.driver_sample`). The decisions' plain definitions are in
+`classifiers/domain_discovery.py`; the tests check that the Spark versions agree with them.
 """
 
 from __future__ import annotations
@@ -35,36 +41,33 @@ if __name__ == "__main__" and __package__ in (None, ""):  # run as a script by s
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dataclasses
+import functools
 import json
 import logging
+import math
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
+from pyspark.sql import Column, DataFrame, Row, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from classifiers.domain_discovery import (
-    ScoredPage,
-    accept_listed,
-    approx_tokens,
-    auto_accept,
-    collect,
-    domain_shares,
-    label_metrics,
-    overlap,
-    prefix_seeds,
-    propose_prefixes,
+    CHARS_PER_TOKEN,
+    PrefixProposal,
+    label_metrics_from_counts,
     read_accept_file,
+    split_key,
+    under_prefix,
+    url_prefix,
 )
 from classifiers.math_classifier import TrainingOptions, train_math_classifier
 from crawl.redact import redact_record
-from jobs.build_corpus import build_corpus
+from jobs.build_corpus import TARGET_SHARD_CHARS, build_corpus
 from jobs.classifier_seeds import read_seed_texts, stable_fraction
 from jobs.config import IterateConfig
 from jobs.corpus_output import DATA_DIR, StagedOutput, new_run_id, package_versions
@@ -79,13 +82,22 @@ from jobs.corpus_writers import (
     stale_hours_default,
     write_json,
 )
-from jobs.spark import ship_code
+from jobs.driver_sample import take_first
+from jobs.spark import job_phase, ship_code
 
 log = logging.getLogger("mathforge.iterate_corpus")
 
 POOL_DIR = "pool"
 ROUNDS_DIR = "rounds"
 STATE_FILE = "iterate.json"
+LABELS = "labels.parquet"  # in pool/: (id, label) of every pool page, when --labels is given
+# in rounds/<n>/, each a Parquet folder written by many tasks (a single file in loops of older versions)
+SEEDS, COLLECTION, SCORES = "seeds.parquet", "collection.parquet", "scores"
+DOMAINS, PROPOSALS, ACCEPTED = "domains.parquet", "proposals.parquet", "accepted.parquet"
+ROWS_PER_SHARD = 2_000_000  # rows of a per-page table without text (id, url, score...) per written file
+HISTOGRAM_BINS = 10  # report.json's score histogram
+PLOT_BINS = 20  # score_histogram.png's
+SAMPLE_URLS = 3  # per proposed prefix
 # Settings that decide what a committed round holds: a re-run with other values would mix two loops.
 _FIXED_SETTINGS = (
     "input",
@@ -109,102 +121,123 @@ EXTRA_COLUMNS = (
 )
 
 
+def merge(df: DataFrame) -> DataFrame:
+    """`df` as a side of a sort-merge join. Both sides of the loop's joins grow with the crawl; a broadcast
+    join, Spark's pick for a side it estimates small, would collect that side on the driver."""
+    return df.hint("merge")
+
+
+def _table_done(path: Path) -> bool:
+    """A table Spark finished writing (its `_SUCCESS`), or a single Parquet file of an older loop."""
+    return path.is_file() or (path / "_SUCCESS").is_file()
+
+
 # ---------------------------------------------------------------- the pool
 
 
-def read_labels(path: str) -> dict[str, bool]:
-    """url → is_math from a JSONL file of {url, is_math}."""
-    labels = {}
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                labels[record["url"]] = bool(record["is_math"])
-            except (json.JSONDecodeError, KeyError) as exc:
-                raise ValueError(
-                    f"{path}:{number}: expected a JSON object with url and is_math ({exc!r})"
-                ) from exc
-    return labels
+def parse_label(path: str, number: int, line: str) -> tuple[str, bool] | None:
+    """(url, is_math) from line `number` of a JSONL labels file; None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+        return record["url"], bool(record["is_math"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}:{number}: expected a JSON object with url and is_math ({exc!r})") from exc
 
 
-def build_pool(spark, config: IterateConfig, out: Path) -> None:
+def write_labels(spark: SparkSession, labels_file: str, pool: Path) -> None:
+    """`pool/labels.parquet`: every pool page's id and label from the JSONL file of {url, is_math} (the
+    last line naming a URL wins; no label for a page the file does not name), parsed and joined in Spark."""
+    path = str(Path(labels_file).resolve())
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"labels file not found: {labels_file}")
+    numbered = spark.sparkContext.textFile(path).zipWithIndex()
+    parsed = numbered.map(lambda li: (li[1] + 1, parse_label(path, li[1] + 1, li[0])))
+    rows = parsed.filter(lambda nl: nl[1] is not None).map(lambda nl: (nl[1][0], nl[1][1], nl[0]))
+    labels = spark.createDataFrame(rows, "url string, label boolean, line long")
+    latest = Window.partitionBy("url").orderBy(F.desc("line"))
+    labels = labels.withColumn("rank", F.row_number().over(latest)).where("rank = 1").select("url", "label")
+    pages = spark.read.parquet(str(pool / DATA_DIR)).select("id", "url")
+    joined = pages.join(merge(labels), "url", "left").select("id", "label")
+    joined.write.mode("overwrite").parquet(str(pool / LABELS))
+
+
+def build_pool(spark: SparkSession, config: IterateConfig, out: Path) -> None:
     """The pool pass (once): `corpus build` keeping every page into DIR/pool, plus `labels.parquet`."""
     pool = out / POOL_DIR
     if (pool / "manifest.json").is_file():
         log.info("pool already built at %s", pool)
-        return
-    build_corpus(spark, config.pool_config(str(pool)))  # staged: committed only when complete
-    if config.labels:
-        labels = read_labels(config.labels)
-        table = ds.dataset(pool / DATA_DIR, format="parquet").to_table(columns=["id", "url"])
-        ids, urls = table.column("id").to_pylist(), table.column("url").to_pylist()
-        values = [labels.get(u) for u in urls]
-        write_table(pa.table({"id": ids, "label": pa.array(values, pa.bool_())}), pool / "labels.parquet")
+    else:
+        with job_phase(spark, "iterate: pool"):
+            build_corpus(spark, config.pool_config(str(pool)))  # staged: committed only when complete
+    if config.labels and not _table_done(pool / LABELS):
+        with job_phase(spark, "iterate: labels"):
+            write_labels(spark, config.labels, pool)
 
 
-def write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class Pool:
+    """The pool's tables, read once per run (each read of a Parquet folder costs Spark a job)."""
+
+    pages: DataFrame  # the corpus columns of every pool page
+    labels: DataFrame | None  # (id, label), when the loop has labels
+
+    @classmethod
+    def read(cls, spark: SparkSession, out: Path) -> Pool:
+        labels = out / POOL_DIR / LABELS
+        return cls(
+            spark.read.parquet(str(out / POOL_DIR / DATA_DIR)),
+            spark.read.parquet(str(labels)) if labels.exists() else None,
+        )
+
+    def texts(self, max_chars: int | None = None) -> DataFrame:
+        """(id, text) of every pool page, the text cut to `max_chars` characters if given."""
+        texts = self.pages.select("id", "text")
+        if max_chars is not None:
+            texts = texts.withColumn("text", F.substring("text", 1, max_chars))
+        return texts
+
+    def with_labels(self, pages: DataFrame) -> DataFrame:
+        """`pages` with the pool's `label` column (None where there are no labels)."""
+        if self.labels is not None:
+            return pages.join(merge(self.labels), "id", "left")
+        return pages.withColumn("label", F.lit(None).cast("boolean"))
 
 
-def read_pool_pages(out: Path) -> list[dict[str, Any]]:
-    """(id, url, domain, n_chars, label) of every pool page, sorted by id: the driver's view of the pool."""
-    pool = out / POOL_DIR
-    table = ds.dataset(pool / DATA_DIR, format="parquet").to_table(columns=["id", "url", "domain", "n_chars"])
-    rows = table.to_pylist()
-    labels_file = pool / "labels.parquet"
-    labels = {}
-    if labels_file.is_file():
-        lt = pq.read_table(labels_file)
-        labels = dict(zip(lt.column("id").to_pylist(), lt.column("label").to_pylist(), strict=True))
-    for row in rows:
-        row["label"] = labels.get(row["id"])
-    return sorted(rows, key=lambda r: r["id"])
+def hash_fraction(column: str, seed: int) -> Column:
+    """`stable_fraction(value, seed)` of a string column: the stable hash the loop samples by."""
+    return F.udf(lambda value: stable_fraction(value, seed), T.DoubleType())(F.col(column))
 
 
-def pool_texts(out: Path, ids: Iterable[str]) -> dict[str, str]:
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    dataset = ds.dataset(out / POOL_DIR / DATA_DIR, format="parquet")
-    table = dataset.to_table(columns=["id", "text"], filter=pc.field("id").isin(wanted))
-    return dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
+# ---------------------------------------------------------------- committed rounds
 
 
-# ---------------------------------------------------------------- one round
+@dataclass(frozen=True)
+class Round:
+    """A committed round: its folder, its report, and its tables as DataFrames."""
+
+    number: int
+    folder: Path
+    report: dict[str, Any]
+
+    def collection(self, spark: SparkSession) -> DataFrame:
+        return spark.read.parquet(str(self.folder / COLLECTION))
+
+    def seed_pages(self, spark: SparkSession) -> DataFrame:
+        """(id, url) of its prefix seeds."""
+        return spark.read.parquet(str(self.folder / SEEDS)).where(F.col("id").isNotNull()).select("id", "url")
+
+    def accepted(self, spark: SparkSession) -> DataFrame:
+        """(key, domain, prefix, round) of every prefix accepted up to this round."""
+        if (self.folder / ACCEPTED).exists():
+            return spark.read.parquet(str(self.folder / ACCEPTED))
+        # a round of an older loop: the full list is in its report
+        keys = [(k, *split_key(k), self.number) for k in self.report["accepted_prefixes"]]
+        return spark.createDataFrame(keys, ACCEPTED_SCHEMA)
 
 
-def score_pool(spark, out: Path, model_path: Path, dest: Path) -> dict[str, float]:
-    """Every pool page's P(math) under `model_path` (Spark: one task per pool shard), written to `dest`."""
-    from pyspark.sql import types as T
-
-    model = str(model_path)
-
-    def score_partition(rows: Iterable) -> Iterator[tuple[str, float]]:
-        from classifiers.math_classifier import FastTextMathScorer
-
-        scorer = FastTextMathScorer(model)
-        batch: list = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= 512:
-                yield from zip((r.id for r in batch), scorer.score_batch(r.text for r in batch), strict=True)
-                batch = []
-        if batch:
-            yield from zip((r.id for r in batch), scorer.score_batch(r.text for r in batch), strict=True)
-
-    pool = spark.read.parquet(str(out / POOL_DIR / DATA_DIR)).select("id", "text")
-    schema = T.StructType([T.StructField("id", T.StringType()), T.StructField("score", T.DoubleType())])
-    scores = spark.createDataFrame(pool.rdd.mapPartitions(score_partition), schema)
-    scores.coalesce(1).write.parquet(str(dest))
-    table = ds.dataset(dest, format="parquet").to_table()
-    return {
-        i: round(s, 6)
-        for i, s in zip(table.column("id").to_pylist(), table.column("score").to_pylist(), strict=True)
-    }
+ACCEPTED_SCHEMA = "key string, domain string, prefix string, round int"
 
 
 def committed_rounds(out: Path) -> list[int]:
@@ -214,39 +247,25 @@ def committed_rounds(out: Path) -> list[int]:
     return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "report.json").is_file())
 
 
-def load_round(out: Path, n: int) -> dict[str, Any]:
-    """What later rounds need from a committed round: its report, collection, seeds and accepted keys."""
+def load_round(out: Path, n: int) -> Round:
     folder = out / ROUNDS_DIR / str(n)
-    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-    collection = pq.read_table(folder / "collection.parquet")
-    seeds = pq.read_table(folder / "seeds.parquet")
-    return {
-        "report": report,
-        "collected": dict(
-            zip(collection.column("id").to_pylist(), collection.column("score").to_pylist(), strict=True)
-        ),
-        "seed_ids": {i for i in seeds.column("id").to_pylist() if i},
-        "accepted": report["accepted_prefixes"],
-    }
-
-
-def sample_negatives(pool: list[dict[str, Any]], excluded: set[str], n: int, seed: int) -> list[str]:
-    """`n` pool ids outside `excluded`, the ones with the smallest stable hash (the same on every run)."""
-    candidates = [p["id"] for p in pool if p["id"] not in excluded]
-    return sorted(candidates, key=lambda i: (stable_fraction(i, seed), i))[:n]
+    return Round(n, folder, json.loads((folder / "report.json").read_text(encoding="utf-8")))
 
 
 def fail_point(round_number: int, stage: str) -> None:
     """Called between a round's stages; tests replace it to kill a run in the middle of a round."""
 
 
+# ---------------------------------------------------------------- one round
+
+
 def run_round(
-    spark,
+    spark: SparkSession,
     config: IterateConfig,
     out: Path,
+    pool: Pool,
     n: int,
-    pool: list[dict],
-    previous: dict | None,
+    previous: Round | None,
     given_seeds: list[str],
 ) -> None:
     """Run round `n` into a staging folder owned by this run; once complete (report.json written last,
@@ -258,7 +277,7 @@ def run_round(
     run_id = new_run_id()
     staging = make_staging(rounds_root / f".staging-{n}-{run_id}", run_id)
     try:
-        collected = _write_round(spark, config, out, n, pool, previous, given_seeds, staging)
+        collected = _write_round(spark, config, pool, n, previous, given_seeds, staging)
         fail_point(n, "written")
     except BaseException:
         run_over(run_id)  # left for the next attempt, which may now remove it
@@ -271,59 +290,24 @@ def run_round(
 
 
 def _write_round(
-    spark,
+    spark: SparkSession,
     config: IterateConfig,
-    out: Path,
+    pool: Pool,
     n: int,
-    pool: list[dict],
-    previous: dict | None,
+    previous: Round | None,
     given_seeds: list[str],
     staging: Path,
 ) -> int:
     """Round `n`'s files into `staging`, report.json last; returns the number of pages collected."""
     started = time.time()
-
-    # seeds: the given texts, the earlier rounds' prefix seeds, the previous round's new prefix seeds
-    by_id = {p["id"]: p for p in pool}
-    pages_prev = None
-    seed_ids: set[str] = set()
-    new_seed_ids: list[str] = []
-    if previous is not None:
-        prev_collected = set(previous["collected"])
-        pages_prev = [
-            ScoredPage(p["id"], p["url"], p["domain"], p["n_chars"], previous["collected"].get(p["id"], 0.0))
-            for p in pool
-        ]
-        seed_ids = set(previous["seed_ids"])
-        new_seed_ids = [
-            p.id
-            for p in prefix_seeds(pages_prev, previous["accepted"], prev_collected)
-            if p.id not in seed_ids
-        ]
-        seed_ids |= set(new_seed_ids)
-    else:
-        prev_collected = set()
-    texts = pool_texts(out, seed_ids)
-    positives = (
-        given_seeds[: config.max_per_class]
-        + [texts[i] for i in sorted(seed_ids)][: max(0, config.max_per_class - len(given_seeds))]
-    )
-    n_neg = min(config.max_per_class, max(1, round(config.negative_ratio * len(positives))))
-    negative_ids = sample_negatives(pool, seed_ids | prev_collected, n_neg, config.seed + n)
-    negative_texts = pool_texts(out, negative_ids)
-    negatives = [negative_texts[i] for i in negative_ids]
-    write_table(
-        pa.table(
-            {
-                "id": [None] * len(given_seeds) + sorted(seed_ids),
-                "source": ["given"] * len(given_seeds)
-                + ["prefix:new" if i in set(new_seed_ids) else "prefix" for i in sorted(seed_ids)],
-                "url": [None] * len(given_seeds) + [by_id[i]["url"] for i in sorted(seed_ids)],
-            },
-            schema=pa.schema([("id", pa.string()), ("source", pa.string()), ("url", pa.string())]),
-        ),
-        staging / "seeds.parquet",
-    )
+    prev_ids = previous.collection(spark).select("id") if previous else None
+    with job_phase(spark, f"iterate round {n}: seeds"):
+        seed_counts = write_seeds(spark, pool, previous, len(given_seeds), staging / SEEDS)
+    seed_ids = spark.read.parquet(str(staging / SEEDS)).where(F.col("id").isNotNull()).select("id")
+    with job_phase(spark, f"iterate round {n}: training sample"):
+        positives, negatives = training_sample(
+            spark, config, pool, n, given_seeds, seed_ids if seed_counts["prefix"] else None, prev_ids
+        )
     log.info("round %d: training on %d positives and %d negatives", n, len(positives), len(negatives))
     options = TrainingOptions(
         epoch=config.epoch, bucket=config.bucket, threads=config.threads, seed=config.seed
@@ -331,100 +315,418 @@ def _write_round(
     trained = train_math_classifier(positives, negatives, staging / "model.bin", options)
     fail_point(n, "trained")
 
-    scores = score_pool(spark, out, staging / "model.bin", staging / "scores")
-    fail_point(n, "scored")
-    pages = [
-        ScoredPage(p["id"], p["url"], p["domain"], p["n_chars"], scores.get(p["id"], 0.0), p["label"])
-        for p in pool
-    ]
-    collected = collect(pages, config.min_score, config.token_budget)
-    collected_ids = {p.id for p in collected}
-    shares = domain_shares(pages, collected_ids)
-    proposals = propose_prefixes(pages, collected_ids, shares, config.domain_share, config.prefix_depth)
-    if config.accept == "auto":
-        proposals = auto_accept(proposals, config.accept_share, config.min_prefix_pages)
-    else:
-        proposals = accept_listed(proposals, read_accept_file(config.accept))
-    earlier_accepted = list(previous["accepted"]) if previous else []
-    accepted = sorted(set(earlier_accepted) | {p.key for p in proposals if p.accepted})
-    earlier_domains = set(previous["report"]["math_domains"]) if previous else set()
-    math_domains = sorted(earlier_domains | {p.domain for p in proposals if p.accepted})
-    write_table(
-        pa.table(
-            {
-                "id": [p.id for p in collected],
-                "url": [p.url for p in collected],
-                "domain": [p.domain for p in collected],
-                "score": [p.score for p in collected],
-                "tokens": [approx_tokens(p.n_chars) for p in collected],
-                "label": pa.array([p.label for p in collected], pa.bool_()),
-                "new": [p.id not in prev_collected for p in collected],
-            }
-        ),
-        staging / "collection.parquet",
-    )
+    cached: list[DataFrame] = []
+    try:
+        with job_phase(spark, f"iterate round {n}: score"):
+            scored = score_pool(spark, pool, staging / "model.bin", staging / SCORES)
+            cached.append(scored)
+        fail_point(n, "scored")
+        log.info("round %d: pool scored; collecting and proposing prefixes", n)
+        pages = pool.with_labels(scored).withColumn("tokens", approx_tokens("n_chars")).persist()
+        cached.append(pages)
+        with job_phase(spark, f"iterate round {n}: collect"):
+            collected = write_collection(spark, config, pages, prev_ids, staging / COLLECTION)
+        flagged = pages.withColumn("collected", collected)
+        with job_phase(spark, f"iterate round {n}: figures"):
+            figures = round_figures(spark.read.parquet(str(staging / COLLECTION)), flagged, previous)
+        with job_phase(spark, f"iterate round {n}: domains"):
+            discovery = discover(spark, config, n, previous, flagged, staging)
+    finally:
+        for df in cached:
+            df.unpersist()
+
+    proposals = discovery.pop("proposals")
     report = {
         "round": n,
         "seconds": round(time.time() - started, 2),
         "model": {"version": trained.metadata["version"], "heldout": trained.metadata["heldout"]},
-        "seeds": {"given": len(given_seeds), "prefix": len(seed_ids), "new_prefix": len(new_seed_ids)},
+        "seeds": {"given": len(given_seeds), **seed_counts},
         "negatives": len(negatives),
-        "pool_pages": len(pages),
-        "collected_pages": len(collected),
-        "collected_tokens": sum(approx_tokens(p.n_chars) for p in collected),
-        "new_pages": sum(p.id not in prev_collected for p in collected),
-        "overlap": overlap(collected_ids, set(previous["collected"]) if previous else None),
-        "candidate_domains": [
-            {"domain": s.domain, "pages": s.pages, "collected": s.collected, "share": round(s.share, 4)}
-            for s in shares.values()
-            if s.share > config.domain_share
-        ],
+        **figures["report"],
         "proposals": [p.to_dict() for p in proposals],
-        "new_prefixes": sorted(set(accepted) - set(earlier_accepted)),
-        "accepted_prefixes": accepted,
-        "new_domains": sorted(set(math_domains) - earlier_domains),
-        "math_domains": math_domains,
-        "labels": label_metrics(pages, collected_ids),
-        "score_histogram": _histogram([p.score for p in pages]),
+        **discovery,
     }
-    write_json(staging / "proposals.json", [p.to_dict() for p in proposals])
-    (staging / "proposals.md").write_text(render_proposals(n, proposals), encoding="utf-8")
-    _plot_histogram(pages, collected_ids, config.min_score, staging / "score_histogram.png", n)
+    write_json(staging / "proposals.json", report["proposals"])
+    (staging / "proposals.md").write_text(
+        render_proposals(n, proposals, report["totals"]["proposals"]), encoding="utf-8"
+    )
+    _plot_histogram(figures["plot"], config.min_score, staging / "score_histogram.png", n)
     (staging / "report.md").write_text(render_round_markdown(report), encoding="utf-8")
     write_json(staging / "report.json", report)  # last: its presence marks a complete round
-    return len(collected)
+    return report["collected_pages"]
 
 
-def _histogram(scores: list[float], bins: int = 10) -> list[list[float | int]]:
-    counts = [0] * bins
-    for s in scores:
-        counts[min(bins - 1, int(s * bins))] += 1
-    return [[round(b / bins, 2), c] for b, c in enumerate(counts)]
+def approx_tokens(n_chars: str) -> Column:
+    """`classifiers.domain_discovery.approx_tokens` of a column of character counts: ⌈n/4⌉ (at least 1 for
+    any text), 0 for none."""
+    return F.expr(f"CASE WHEN {n_chars} > 0 THEN ({n_chars} + 3) div 4 ELSE 0 END").cast("long")
 
 
-def _plot_histogram(
-    pages: list[ScoredPage], collected: set[str], min_score: float, path: Path, n: int
-) -> None:
-    """Score histogram of the pool (PNG): by label when the pool is labelled, else collected vs not."""
+def write_seeds(
+    spark: SparkSession, pool: Pool, previous: Round | None, given: int, path: Path
+) -> dict[str, int]:
+    """The round's seeds.parquet (id, source, url): a row per given seed (no id), then the prefix seeds by
+    id: the earlier rounds' (`prefix`) and the uncollected pages under the previous round's accepted
+    prefixes (`prefix:new`). Returns the prefix and new prefix seed counts."""
+    empty_id = F.lit(None).cast("string")
+    rows = spark.range(given).select(
+        empty_id.alias("id"), F.lit("given").alias("source"), empty_id.alias("url")
+    )
+    if previous is None:
+        rows.write.parquet(str(path))
+        return {"prefix": 0, "new_prefix": 0}
+    old = previous.seed_pages(spark)
+    pages = pool.pages.select("id", "url", "domain")
+    uncollected = pages.join(merge(previous.collection(spark).select("id")), "id", "left_anti")
+    accepted = previous.accepted(spark).select("domain", "prefix")
+    under = F.udf(lambda url, prefix: under_prefix(url, prefix), T.BooleanType())
+    new = (
+        uncollected.join(merge(accepted), "domain")
+        .where(under(F.col("url"), F.col("prefix")))
+        .select("id", "url")
+        .distinct()
+        .join(merge(old.select("id")), "id", "left_anti")
+    )
+    rows = rows.unionByName(old.select("id", F.lit("prefix").alias("source"), "url"))
+    rows = rows.unionByName(new.select("id", F.lit("prefix:new").alias("source"), "url"))
+    rows.orderBy(F.col("id").asc_nulls_first()).write.parquet(str(path))
+    counts = dict(spark.read.parquet(str(path)).groupBy("source").count().collect())
+    return {
+        "prefix": counts.get("prefix", 0) + counts.get("prefix:new", 0),
+        "new_prefix": counts.get("prefix:new", 0),
+    }
+
+
+def training_sample(
+    spark: SparkSession,
+    config: IterateConfig,
+    pool: Pool,
+    n: int,
+    given: list[str],
+    seed_ids: DataFrame | None,
+    prev_ids: DataFrame | None,
+) -> tuple[list[str], list[str]]:
+    """Positives: the given seeds, then prefix seed pages (by id) up to `max_per_class` in all, a stable-hash
+    sample of them past it. Negatives: `negative_ratio` per positive, the pool pages first in a stable hash
+    order outside the seeds and the previous collection. Both samples are drawn on ids; their texts (cut to
+    what training reads) come in one pass over the pool, through a broadcast of the chosen ids."""
+    room = max(0, config.max_per_class - len(given))
+    seed_keys: list[str] = []
+    if seed_ids is not None and room:
+        hashed_seeds = seed_ids.withColumn("f", hash_fraction("id", config.seed))
+        seed_keys = sorted(r.id for r in take_first(hashed_seeds, ("f", "id"), room, []))
+    n_positives = len(given[: config.max_per_class]) + len(seed_keys)
+    n_neg = min(config.max_per_class, max(1, round(config.negative_ratio * n_positives)))
+    candidates = pool.pages.select("id")
+    excluded = [df for df in (seed_ids, prev_ids) if df is not None]
+    if excluded:
+        candidates = candidates.join(
+            merge(functools.reduce(DataFrame.unionByName, excluded)), "id", "left_anti"
+        )
+    candidates = candidates.withColumn("f", hash_fraction("id", config.seed + n)).persist()
+    try:
+        negative_keys = [r.id for r in take_first(candidates, ("f", "id"), n_neg, [])]
+    finally:
+        candidates.unpersist()
+    chosen = spark.createDataFrame([(i,) for i in seed_keys + negative_keys], "id string")
+    texts = pool.texts(TrainingOptions().max_chars).join(F.broadcast(chosen), "id", "left_semi")
+    by_id = dict(texts.collect()) if seed_keys or negative_keys else {}
+    positives = given[: config.max_per_class] + [by_id[i] for i in seed_keys]
+    return positives, [by_id[i] for i in negative_keys]
+
+
+def score_pool(spark: SparkSession, pool: Pool, model_path: Path, dest: Path) -> DataFrame:
+    """Every pool page's P(math) under `model_path` into the Parquet folder `dest` (id, score): one task
+    per pool split, each writing its own file. Returns (id, url, domain, n_chars, score), the score rounded
+    to 6 digits as the round's decisions use it, kept by the executors (persisted): the caller unpersists."""
+    model = str(model_path)
+
+    def score_partition(rows):
+        from classifiers.math_classifier import FastTextMathScorer
+
+        scorer = FastTextMathScorer(model)
+        batch: list = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= 512:
+                scores = scorer.score_batch(r.text for r in batch)
+                yield from ((r.id, r.url, r.domain, r.n_chars, s) for r, s in zip(batch, scores, strict=True))
+                batch = []
+        if batch:
+            scores = scorer.score_batch(r.text for r in batch)
+            yield from ((r.id, r.url, r.domain, r.n_chars, s) for r, s in zip(batch, scores, strict=True))
+
+    pages = pool.pages.select("id", "url", "domain", "n_chars", "text")
+    schema = "id string, url string, domain string, n_chars int, score double"
+    scored = spark.createDataFrame(pages.rdd.mapPartitions(score_partition), schema).persist()
+    scored.select("id", "score").write.parquet(str(dest))
+    return scored.withColumn("score", F.round("score", 6))
+
+
+def write_collection(
+    spark: SparkSession, config: IterateConfig, pages: DataFrame, prev_ids: DataFrame | None, path: Path
+) -> Column:
+    """collection.parquet (id, url, domain, score, tokens, label, new): the pages scoring at least
+    `min_score`, best first (ties by id) up to the token budget, written range-partitioned in that order
+    (its files, read in name order, list the pages best first). Returns the condition "collected" over
+    `pages`: the collection is a prefix of the ranking, so it is a comparison with its last page."""
+    at_least = F.col("score") >= config.min_score
+    ranked = pages.where(at_least)
+    shards = max(1, math.ceil(ranked.count() / ROWS_PER_SHARD))
+    if config.token_budget is not None:
+        ranked = within_budget(spark, ranked, config.token_budget, shards)
+    if prev_ids is not None:
+        earlier = prev_ids.select("id", F.lit(True).alias("earlier"))
+        ranked = ranked.join(merge(earlier), "id", "left").withColumn("new", F.col("earlier").isNull())
+    else:
+        ranked = ranked.withColumn("new", F.lit(True))
+    order = [F.desc("score"), F.asc("id")]
+    columns = ["id", "url", "domain", "score", "tokens", "label", "new"]
+    ranked.select(*columns).repartitionByRange(shards, *order).sortWithinPartitions(*order).write.parquet(
+        str(path)
+    )
+    if config.token_budget is None:
+        return at_least
+    last = spark.read.parquet(str(path)).orderBy(F.asc("score"), F.desc("id")).select("score", "id").first()
+    if last is None:
+        return F.lit(False)
+    score, page = F.col("score"), F.col("id")
+    return at_least & ((score > last.score) | ((score == last.score) & (page <= last.id)))
+
+
+def within_budget(spark: SparkSession, ranked: DataFrame, budget: int, partitions: int) -> DataFrame:
+    """The rows of `ranked` best first (score descending, ties by id) while their running token total stays
+    within `budget`, as `classifiers.domain_discovery.collect` cuts: a range partitioning in that order, one
+    total per partition to the driver, then each partition kept up to the budget from its offset. Tokens are
+    never negative, so the running total only grows: the first page that does not fit ends the collection."""
+    order = [F.desc("score"), F.asc("id")]
+    ordered = ranked.repartitionByRange(partitions, *order).sortWithinPartitions(*order)
+    rdd = ordered.rdd  # one RDD for both passes: the second reuses the first one's shuffle
+    totals = dict(rdd.mapPartitionsWithIndex(lambda i, rows: [(i, sum(r.tokens for r in rows))]).collect())
+    offsets, used = [], 0
+    for i in range(rdd.getNumPartitions()):
+        offsets.append(used)
+        used += totals.get(i, 0)
+
+    def keep(i, rows):
+        used = offsets[i]
+        for row in rows:
+            used += row.tokens
+            if used > budget:
+                return
+            yield row
+
+    return spark.createDataFrame(rdd.mapPartitionsWithIndex(keep), ordered.schema)
+
+
+def round_figures(collection: DataFrame, flagged: DataFrame, previous: Round | None) -> dict[str, Any]:
+    """The round's counts, label figures and score histograms from two aggregations (bounded results):
+    over the collection, and per (score bin, label, collected) over the pool."""
+    totals = collection.agg(
+        F.count("*").alias("pages"),
+        F.sum("tokens").alias("tokens"),
+        F.sum(F.col("new").cast("long")).alias("new"),
+    ).first()
+    pages, new = totals["pages"], totals["new"] or 0
+    score = F.col("score")
+    groups = (
+        flagged.groupBy(
+            F.least(F.lit(HISTOGRAM_BINS - 1), F.floor(score * HISTOGRAM_BINS)).cast("int").alias("bin"),
+            F.least(F.lit(PLOT_BINS - 1), F.floor(score * PLOT_BINS)).cast("int").alias("plot_bin"),
+            "label",
+            "collected",
+        )
+        .count()
+        .collect()
+    )
+    histogram = [0] * HISTOGRAM_BINS
+    by_label: dict[tuple[bool | None, bool], int] = {}
+    plot: dict[str, list[int]] = {}
+    labelled = any(g["label"] is not None for g in groups)
+    for g in groups:
+        histogram[g["bin"]] += g["count"]
+        key = (g["label"], g["collected"])
+        by_label[key] = by_label.get(key, 0) + g["count"]
+        if labelled:
+            name = {True: "math (label)", False: "not math (label)", None: "unlabelled"}[g["label"]]
+        else:
+            name = "collected" if g["collected"] else "not collected"
+        plot.setdefault(name, [0] * PLOT_BINS)[g["plot_bin"]] += g["count"]
+    order = ["math (label)", "not math (label)", "unlabelled"] if labelled else ["collected", "not collected"]
+    report = {
+        "pool_pages": sum(histogram),
+        "collected_pages": pages,
+        "collected_tokens": totals["tokens"] or 0,
+        "new_pages": new,
+        "overlap": None if previous is None else ((pages - new) / pages if pages else 1.0),
+        "labels": label_metrics_from_counts(by_label),
+        "score_histogram": [[round(b / HISTOGRAM_BINS, 2), c] for b, c in enumerate(histogram)],
+    }
+    return {"report": report, "plot": {name: plot.get(name, [0] * PLOT_BINS) for name in order}}
+
+
+def discover(
+    spark: SparkSession,
+    config: IterateConfig,
+    n: int,
+    previous: Round | None,
+    flagged: DataFrame,
+    staging: Path,
+) -> dict[str, Any]:
+    """Domain shares, prefix proposals and acceptance as Spark aggregations: one pass over the pool counts
+    pages, collected pages and sample URLs per (domain, URL prefix), and a window over each domain's
+    prefixes gives its share. Writes domains.parquet (the math-domain candidates), proposals.parquet (every
+    proposal) and accepted.parquet (every prefix accepted so far, with the round that accepted it); returns
+    the report's lists, each cut to `--report-limit` entries, with their full lengths (`proposals`: the
+    ones with the most collected pages, listed by key)."""
+    depth = config.prefix_depth
+    prefix_of = F.udf(lambda url: url_prefix(url, depth), T.StringType())
+    collected = F.col("collected")
+    domain = Window.partitionBy("domain")
+    prefixes = (
+        flagged.withColumn("prefix", prefix_of("url"))
+        .groupBy("domain", "prefix")
+        .agg(
+            F.count("*").alias("pages"),
+            F.sum(collected.cast("long")).alias("collected"),
+            # collected pages first, each sorted: `propose_prefixes`'s sample URLs
+            F.min_by("url", F.struct(~collected, F.col("url")), SAMPLE_URLS).alias("sample_urls"),
+        )
+        .withColumn("domain_pages", F.sum("pages").over(domain))
+        .withColumn("domain_collected", F.sum("collected").over(domain))
+        .withColumn("domain_share", F.col("domain_collected") / F.col("domain_pages"))
+        .where(F.col("domain_share") > config.domain_share)  # under math-domain candidates only
+        .withColumn("first", F.row_number().over(domain.orderBy("prefix")) == 1)
+        .persist()
+    )
+    try:
+        candidates = prefixes.where("first").select(
+            "domain",
+            F.col("domain_pages").alias("pages"),
+            F.col("domain_collected").alias("collected"),
+            F.col("domain_share").alias("share"),
+        )
+        candidates.sortWithinPartitions("domain").write.parquet(str(staging / DOMAINS))
+        if config.accept == "auto":
+            share = F.col("collected") / F.col("pages")
+            accepted = (F.col("collected") >= config.min_prefix_pages) & (share >= config.accept_share)
+        else:
+            accepted = F.col("key").isin(sorted(read_accept_file(config.accept)))
+        proposals = (
+            prefixes.where(F.col("collected") > 0)
+            .withColumn("key", F.concat("domain", "prefix"))
+            .withColumn("accepted", accepted)
+            .select(
+                "domain", "prefix", "key", "pages", "collected", "domain_share", "sample_urls", "accepted"
+            )
+        )
+        proposals.sortWithinPartitions("key").write.parquet(str(staging / PROPOSALS))
+    finally:
+        prefixes.unpersist()
+    candidates = spark.read.parquet(str(staging / DOMAINS))
+    proposals = spark.read.parquet(str(staging / PROPOSALS))
+    new = proposals.where("accepted").select("key", "domain", "prefix", F.lit(n).alias("round"))
+    if previous is not None:  # a key accepted again keeps its first round
+        new = (
+            previous.accepted(spark)
+            .unionByName(new)
+            .groupBy("key")
+            .agg(
+                F.first("domain").alias("domain"),
+                F.first("prefix").alias("prefix"),
+                F.min("round").alias("round"),
+            )
+        )
+    new.sortWithinPartitions("key").write.parquet(str(staging / ACCEPTED))
+
+    limit = config.report_limit
+    lists, lengths = accepted_lists(spark.read.parquet(str(staging / ACCEPTED)), n, limit)
+    listed_candidates, n_candidates = _first_rows(candidates, ["domain"], limit)
+    listed, n_proposals = _first_rows(proposals, [F.desc("collected"), F.asc("key")], limit)
+    listed.sort(key=lambda r: (r["domain"], r["prefix"]))
+    return {
+        "candidate_domains": [
+            {
+                "domain": r["domain"],
+                "pages": r["pages"],
+                "collected": r["collected"],
+                "share": round(r["share"], 4),
+            }
+            for r in sorted(listed_candidates, key=lambda r: r["domain"])
+        ],
+        "proposals": [_proposal(r) for r in listed],
+        **lists,
+        "totals": {  # the lists hold at most `report_limit` entries: their full lengths
+            "candidate_domains": n_candidates,
+            "proposals": n_proposals,
+            **lengths,
+        },
+    }
+
+
+def _first_rows(df: DataFrame, order: list, limit: int) -> tuple[list[Row], int]:
+    """The first `limit` rows of `df` in `order` (not sorted), and how many rows it has: one collect when
+    they are `limit` at most."""
+    rows = df.limit(limit + 1).collect()
+    if len(rows) <= limit:
+        return rows, len(rows)
+    return df.orderBy(*order).limit(limit).collect(), df.count()
+
+
+def accepted_lists(accepted: DataFrame, n: int, limit: int) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """The report's lists of accepted prefixes and math domains, all and new in round `n`, sorted and cut to
+    `limit` entries, and their full lengths."""
+    rows = accepted.limit(limit + 1).collect()
+    if len(rows) <= limit:  # the usual case: the table is small, one collect
+        first: dict[str, int] = {}
+        for r in rows:
+            first[r["domain"]] = min(first.get(r["domain"], r["round"]), r["round"])
+        lists = {
+            "new_prefixes": sorted(r["key"] for r in rows if r["round"] == n),
+            "accepted_prefixes": sorted(r["key"] for r in rows),
+            "new_domains": sorted(d for d, r in first.items() if r == n),
+            "math_domains": sorted(first),
+        }
+        return lists, {k: len(v) for k, v in lists.items()}
+    domains = accepted.groupBy("domain").agg(F.min("round").alias("round"))
+    tables = {
+        "new_prefixes": (accepted.where(F.col("round") == n), "key"),
+        "accepted_prefixes": (accepted, "key"),
+        "new_domains": (domains.where(F.col("round") == n), "domain"),
+        "math_domains": (domains, "domain"),
+    }
+    lists, lengths = {}, {}
+    for name, (df, column) in tables.items():
+        rows, lengths[name] = _first_rows(df.select(column), [column], limit)
+        lists[name] = sorted(r[0] for r in rows)
+    return lists, lengths
+
+
+def _proposal(row) -> PrefixProposal:
+    return PrefixProposal(
+        domain=row["domain"],
+        prefix=row["prefix"],
+        pages=row["pages"],
+        collected=row["collected"],
+        domain_share=round(row["domain_share"], 4),
+        sample_urls=tuple(row["sample_urls"]),
+        accepted=bool(row["accepted"]),
+    )
+
+
+def _plot_histogram(groups: dict[str, list[int]], min_score: float, path: Path, n: int) -> None:
+    """Score histogram of the pool (PNG) from per-bin counts: by label when the pool is labelled, else
+    collected vs not."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    bins = [i / 20 for i in range(21)]
-    if any(p.label is not None for p in pages):
-        groups = {
-            "math (label)": [p.score for p in pages if p.label],
-            "not math (label)": [p.score for p in pages if p.label is False],
-            "unlabelled": [p.score for p in pages if p.label is None],
-        }
-    else:
-        groups = {
-            "collected": [p.score for p in pages if p.id in collected],
-            "not collected": [p.score for p in pages if p.id not in collected],
-        }
-    ax.hist([v for v in groups.values()], bins=bins, stacked=True, label=list(groups))
+    bins = [i / PLOT_BINS for i in range(PLOT_BINS + 1)]
+    centres = [(i + 0.5) / PLOT_BINS for i in range(PLOT_BINS)]
+    names = list(groups)
+    ax.hist([centres] * len(names), bins=bins, weights=[groups[k] for k in names], stacked=True, label=names)
     ax.axvline(min_score, color="black", linestyle="--", linewidth=1)
     ax.set(xlabel="math score", ylabel="pool pages", title=f"round {n}: scores of the pool", yscale="log")
     ax.legend(fontsize=8)
@@ -433,12 +735,20 @@ def _plot_histogram(
     plt.close(fig)
 
 
-def render_proposals(n: int, proposals: list) -> str:
+def render_proposals(n: int, proposals: list[PrefixProposal], total: int | None = None) -> str:
     lines = [
         f"# Round {n}: proposed math URL prefixes",
         "",
         "Copy the keys you accept into the file given to `--accept` (one per line), then re-run.",
         "",
+    ]
+    if total is not None and total > len(proposals):
+        lines += [
+            f"The {len(proposals)} of {total} proposals with the most collected pages; every one is in "
+            "`proposals.parquet`.",
+            "",
+        ]
+    lines += [
         "| key | pages | collected | share | domain share | accepted | sample URLs |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
@@ -452,6 +762,13 @@ def render_proposals(n: int, proposals: list) -> str:
 
 def render_round_markdown(report: dict[str, Any]) -> str:
     ov = report["overlap"]
+    totals = report.get("totals", {})
+
+    def listed(name: str) -> str:
+        values = report[name]
+        more = totals.get(name, len(values)) - len(values)
+        return (", ".join(values) or "none") + (f" (and {more} more)" if more > 0 else "")
+
     lines = [
         f"# Round {report['round']}",
         "",
@@ -460,8 +777,8 @@ def render_round_markdown(report: dict[str, Any]) -> str:
         f"- collected: {report['collected_pages']} of {report['pool_pages']} pool pages, "
         f"~{report['collected_tokens']} tokens; new this round: {report['new_pages']}",
         f"- overlap with the previous round: {'—' if ov is None else f'{ov:.3f}'}",
-        f"- new math domains: {', '.join(report['new_domains']) or 'none'}",
-        f"- new prefixes: {', '.join(report['new_prefixes']) or 'none'}",
+        f"- new math domains: {listed('new_domains')}",
+        f"- new prefixes: {listed('new_prefixes')}",
     ]
     if report["labels"]:
         lab = report["labels"]
@@ -492,7 +809,7 @@ def check_state(out: Path, config: IterateConfig) -> None:
     write_json(state_path, {"settings": settings})
 
 
-def iterate_corpus(spark, config: IterateConfig) -> dict[str, Any]:
+def iterate_corpus(spark: SparkSession, config: IterateConfig) -> dict[str, Any]:
     """Run (or resume) the loop; returns the summary also written to DIR/stats.json."""
     started = time.time()
     out = Path(config.output).resolve()
@@ -505,71 +822,72 @@ def iterate_corpus(spark, config: IterateConfig) -> dict[str, Any]:
         lock.release()
 
 
-def _iterate_locked(spark, config: IterateConfig, out: Path, started: float) -> dict[str, Any]:
+def _iterate_locked(spark: SparkSession, config: IterateConfig, out: Path, started: float) -> dict[str, Any]:
     check_state(out, config)
     ship_code(spark)
     build_pool(spark, config, out)
-    pool = read_pool_pages(out)
+    pool = Pool.read(spark, out)
     given = read_seed_texts(config.seeds)
-    previous: dict | None = None
-    reports = []
+    previous: Round | None = None
+    rounds: list[Round] = []
     for n in range(1, config.rounds + 1):
         if n not in committed_rounds(out):
             fail_point(n, "start")
-            run_round(spark, config, out, n, pool, previous, given)
+            run_round(spark, config, out, pool, n, previous, given)
         previous = load_round(out, n)
-        reports.append(previous["report"])
-        ov = previous["report"]["overlap"]
+        rounds.append(previous)
+        ov = previous.report["overlap"]
         if ov is not None and ov >= config.converge_overlap:
             log.info("round %d overlaps the previous one by %.3f: converged", n, ov)
             break
-    return write_final_corpus(spark, config, out, reports, time.time() - started)
+    with job_phase(spark, "iterate: final corpus"):
+        return write_final_corpus(spark, config, out, pool, rounds, time.time() - started)
 
 
-def first_collections(out: Path, rounds: list[int]) -> dict[str, tuple[int, float]]:
-    """id → (round that first collected it, its score there)."""
-    first: dict[str, tuple[int, float]] = {}
-    for n in rounds:
-        table = pq.read_table(out / ROUNDS_DIR / str(n) / "collection.parquet", columns=["id", "score"])
-        for i, s in zip(table.column("id").to_pylist(), table.column("score").to_pylist(), strict=True):
-            first.setdefault(i, (n, s))
-    return first
+def final_pages(spark: SparkSession, rounds: list[Round]) -> DataFrame:
+    """(id, final_score, first_round, first_score) of the last round's collection: its score there, and the
+    round that first collected it with its score then (one aggregation over every round's collection)."""
+    collected = functools.reduce(
+        DataFrame.unionByName,
+        [r.collection(spark).select("id", F.lit(r.number).alias("round"), "score") for r in rounds],
+    )
+    per_page = collected.groupBy("id").agg(
+        F.min(F.struct("round", "score")).alias("first"), F.max(F.struct("round", "score")).alias("last")
+    )
+    return per_page.where(F.col("last.round") == rounds[-1].number).select(
+        "id",
+        F.col("last.score").alias("final_score"),
+        F.col("first.round").alias("first_round"),
+        F.col("first.score").alias("first_score"),
+    )
 
 
-def write_final_corpus(spark, config: IterateConfig, out: Path, reports: list[dict], seconds: float) -> dict:
+def write_final_corpus(
+    spark: SparkSession, config: IterateConfig, out: Path, pool: Pool, rounds: list[Round], seconds: float
+) -> dict:
     """The last round's collection as a corpus (schema + first_round/first_score) in DIR/data, with
     manifest.json, stats.json and REPORT.md. `DIR/data` is a versioned corpus link (`StagedOutput`): the
-    shards are fsynced, marked complete and swapped in with one rename, the previous data kept."""
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
-
-    last = reports[-1]["round"]
-    final = load_round(out, last)["collected"]
-    first = first_collections(out, [r["round"] for r in reports])
-    rows = [(i, float(final[i]), first[i][0], float(first[i][1])) for i in sorted(final)]
-    schema = T.StructType(
-        [
-            T.StructField("id", T.StringType()),
-            T.StructField("final_score", T.DoubleType()),
-            T.StructField("first_round", T.IntegerType()),
-            T.StructField("first_score", T.DoubleType()),
-        ]
-    )
-    chosen = spark.createDataFrame(rows, schema)
-    pool = spark.read.parquet(str(out / POOL_DIR / DATA_DIR))
+    shards (sized like `corpus build`'s, sorted by id, written by many tasks) are fsynced, marked complete
+    and swapped in with one rename, the previous data kept."""
+    reports = [r.report for r in rounds]
+    last = rounds[-1]
     df = (
-        pool.join(F.broadcast(chosen), "id")
+        pool.pages.join(merge(final_pages(spark, rounds)), "id")
         .withColumn("math_score", F.col("final_score").cast("float"))
         .withColumn("is_math", F.lit(True))
         .withColumn("first_score", F.col("first_score").cast("float"))
         .select(*COLUMN_NAMES, *(name for name, _, _ in EXTRA_COLUMNS))
     )
+    # shards sized like `corpus build`'s: ~4 characters a token (what the token budget counts)
+    shards = max(1, math.ceil(last.report["collected_tokens"] * CHARS_PER_TOKEN / TARGET_SHARD_CHARS))
     with StagedOutput(out / DATA_DIR, overwrite=True) as staging:  # DIR/data: a link swapped in one rename
         written = staging / ".spark-output"
-        df.repartition(1).sortWithinPartitions("id").write.parquet(str(written))
+        df.repartitionByRange(shards, "id").sortWithinPartitions("id").write.parquet(str(written))
         for shard in written.glob("part-*"):
             os.rename(shard, staging / shard.name)
         shutil.rmtree(written)
+    documents = last.report["collected_pages"]  # the rows just written: that collection, joined to the pool
+    log.info("final corpus: %d documents in %d shards", documents, shards)
     per_round = [
         {
             k: r[k]
@@ -591,7 +909,7 @@ def write_final_corpus(spark, config: IterateConfig, out: Path, reports: list[di
         "rounds": per_round,
         "rounds_run": len(reports),
         "converged": converged,
-        "documents": len(rows),
+        "documents": documents,
         "math_domains": reports[-1]["math_domains"],
         "accepted_prefixes": reports[-1]["accepted_prefixes"],
         "seconds": round(seconds, 2),
@@ -604,10 +922,10 @@ def write_final_corpus(spark, config: IterateConfig, out: Path, reports: list[di
         "math_scorer": {
             "name": "fasttext",
             "version": reports[-1]["model"]["version"],
-            "model": str(out / ROUNDS_DIR / str(last) / "model.bin"),
+            "model": str(last.folder / "model.bin"),
         },
         "schema": [{"name": n, "type": t, "description": d} for n, t, d in (*CORPUS_COLUMNS, *EXTRA_COLUMNS)],
-        "counts": {"documents": len(rows)},
+        "counts": {"documents": documents, "shards": shards},
     }
     write_json(out / "stats.json", stats)
     (out / "REPORT.md").write_text(render_loop_markdown(stats), encoding="utf-8")

@@ -15,6 +15,15 @@ import pyarrow.dataset as ds
 import pytest
 
 import jobs.iterate_corpus as iterate_job
+from classifiers.domain_discovery import (
+    ScoredPage,
+    auto_accept,
+    collect,
+    domain_shares,
+    label_metrics,
+    prefix_seeds,
+    propose_prefixes,
+)
 from jobs.config import IterateConfig
 from jobs.corpus_schema import COLUMN_NAMES
 from jobs.iterate_corpus import iterate_corpus
@@ -81,9 +90,17 @@ def test_rounds_and_final_corpus_are_kept(loop):
     last = stats["rounds_run"]
     for n in range(1, last + 1):
         folder = out / "rounds" / str(n)
-        for name in ("model.bin", "model.json", "seeds.parquet", "collection.parquet", "proposals.json",
-                     "proposals.md", "report.json", "report.md", "score_histogram.png"):  # fmt: skip
+        for name in ("model.bin", "model.json", "proposals.json", "proposals.md", "report.json", "report.md",
+                     "score_histogram.png"):  # fmt: skip
             assert (folder / name).is_file(), (n, name)
+        for name in (
+            "seeds.parquet",
+            "collection.parquet",
+            "scores",
+            "proposals.parquet",
+            "accepted.parquet",
+        ):
+            assert (folder / name / "_SUCCESS").is_file(), (n, name)  # Parquet folders written by many tasks
     rows = _rows(out)
     assert len(rows) == stats["documents"] > 0
     assert list(rows[0])[: len(COLUMN_NAMES)] == list(COLUMN_NAMES)
@@ -96,6 +113,45 @@ def test_rounds_and_final_corpus_are_kept(loop):
     assert sum(1 for fr, _ in first.values() if fr == 1) <= round1["collected_pages"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["math_scorer"]["name"] == "fasttext"
+
+
+def _table(path, columns=None):
+    return ds.dataset(path, format="parquet").to_table(columns=columns).to_pylist()
+
+
+def test_spark_decisions_equal_the_plain_definitions(loop, web):
+    """Round 1's collection, shares, proposals and label figures, and round 2's new seeds, as Spark computed
+    them, against `classifiers.domain_discovery` run in memory over the same scores."""
+    out, _ = loop
+    labels = {r["id"]: r["label"] for r in _table(out / "pool" / "labels.parquet")}
+    scores = {r["id"]: r["score"] for r in _table(out / "rounds" / "1" / "scores")}
+    pool = _table(out / "pool" / "data", ["id", "url", "domain", "n_chars"])
+    pages = [ScoredPage(p["id"], p["url"], p["domain"], p["n_chars"], round(scores[p["id"]], 6), labels[p["id"]])
+             for p in pool]  # fmt: skip
+    config = _config(web, out)
+    report = json.loads((out / "rounds" / "1" / "report.json").read_text())
+
+    collected = collect(pages, config.min_score)
+    assert [r["id"] for r in _table(out / "rounds" / "1" / "collection.parquet")] == [p.id for p in collected]
+    ids = {p.id for p in collected}
+    shares = domain_shares(pages, ids)
+    candidates = [
+        {"domain": s.domain, "pages": s.pages, "collected": s.collected, "share": round(s.share, 4)}
+        for s in shares.values()
+        if s.share > config.domain_share
+    ]
+    assert report["candidate_domains"] == candidates
+    proposals = propose_prefixes(pages, ids, shares, config.domain_share, config.prefix_depth)
+    proposals = auto_accept(proposals, config.accept_share, config.min_prefix_pages)
+    assert report["proposals"] == [p.to_dict() for p in proposals] and len(proposals) > 3
+    assert report["accepted_prefixes"] == sorted(p.key for p in proposals if p.accepted)
+    assert report["labels"] == label_metrics(pages, ids)
+    assert report["pool_pages"] == len(pages) == sum(c for _, c in report["score_histogram"])
+
+    seeds = _table(out / "rounds" / "2" / "seeds.parquet")
+    new = [r["id"] for r in seeds if r["source"] == "prefix:new"]
+    assert new == [p.id for p in prefix_seeds(pages, report["accepted_prefixes"], ids)] and new
+    assert [r["source"] for r in seeds[: report["seeds"]["given"]]] == ["given"] * report["seeds"]["given"]
 
 
 class _Killed(RuntimeError):
