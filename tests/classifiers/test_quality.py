@@ -238,14 +238,14 @@ def tiny_bert(tmp_path_factory):
     transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(path)
     config = transformers.BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1,
                                      num_attention_heads=2, intermediate_size=48, max_position_embeddings=96)  # fmt: skip
+    import torch
+
+    torch.manual_seed(0)  # the same random encoder on every run
     transformers.BertModel(config).save_pretrained(path)
     return path
 
 
 def test_encoder_quality_model_with_a_frozen_encoder(annotations, tiny_bert, tmp_path):
-    import torch
-
-    torch.manual_seed(0)
     out = tmp_path / "quality.pt"
     config = QualityTrainConfig(annotations=str(annotations), output=str(out), heldout_fraction=0.2,
                                 encoder=str(tiny_bert), encoder_max_tokens=80)  # fmt: skip
