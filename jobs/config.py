@@ -461,3 +461,109 @@ class QualityScoreConfig(SparkSettings, Preflight):
                 raise FileNotFoundError(f"{what} not found: {path}")
         if Path(self.output).exists():
             raise FileExistsError(f"{self.output} exists: choose a new --output")
+
+
+@dataclass(kw_only=True)
+class QualityAnnotateConfig(SparkSettings, Preflight):
+    """`classifier annotate`: a stratified sample of a corpus scored 0-5 for math-educational value by an LLM
+    at an OpenAI-compatible server (the server flags come from training's `EngineConfig`); docs/quality.md."""
+
+    corpus: str = field(
+        metadata={"help": "corpus directory (its data/ is read) or any Parquet with id, url, domain, math_score, "
+                  "text"}
+    )  # fmt: skip
+    output: str = field(
+        metadata={"help": "annotation directory: sample/, annotations/*.parquet, summary.json"}
+    )
+    sample_size: int = field(metadata={"help": "pages to annotate (the sample drawn from the corpus)"})
+    score_buckets: int = field(
+        default=5, metadata={"help": "math-score strata: [0, 1] cut into this many equal buckets"}
+    )
+    max_per_domain: int = field(
+        default=20, metadata={"help": "pages one domain may give to each math-score bucket"}
+    )
+    seed: int = field(default=0, metadata={"help": "sample seed; each row's request seed derives from it"})
+    prompt_version: str = field(
+        default="finemath-additive-v1",
+        metadata={"help": "the prompt (classifiers/quality_prompt.py PROMPTS)"},
+    )
+    max_chars: int = field(
+        default=6000, metadata={"help": "page text sent (and stored) cut to this many characters"}
+    )
+    temperature: float = field(default=0.0, metadata={"help": "sampling temperature of the first request"})
+    retry_temperature: float = field(
+        default=0.7,
+        metadata={"help": "temperature of the one retry of an unparseable answer (at least --temperature)"},
+    )
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling"})
+    max_tokens: int = field(default=512, metadata={"help": "tokens an answer may take"})
+    batch_size: int = field(
+        default=256,
+        metadata={"help": "rows asked per batch (and written per Parquet part: resume granularity)"},
+    )
+    app_name: str = field(default="mathforge-annotate", metadata={"help": "Spark application name"})
+
+    def preflight(self) -> None:
+        if not Path(self.corpus).exists():
+            raise FileNotFoundError(f"corpus not found: {self.corpus}")
+        if self.sample_size < 1 or self.score_buckets < 1 or self.max_per_domain < 1 or self.batch_size < 1:
+            raise ValueError("--sample-size, --score-buckets, --max-per-domain and --batch-size must be >= 1")
+        if self.max_chars < 1 or self.max_tokens < 1:
+            raise ValueError("--max-chars and --max-tokens must be >= 1")
+        from classifiers.quality_prompt import prompt_for
+
+        prompt_for(self.prompt_version)  # an unknown version fails before Spark starts
+
+
+@dataclass(kw_only=True)
+class QualityTrainConfig:
+    """`classifier train-quality`: the quality model from `classifier annotate`'s annotations (no Spark)."""
+
+    annotations: str = field(metadata={"help": "annotation directory (or its annotations/ Parquet)"})
+    output: str = field(
+        metadata={"help": "model file (sidecar .json, .report.md and .report.json beside it)"}
+    )
+    prompt_version: str | None = field(
+        default=None, metadata={"help": "annotations of this prompt version (default: the only one present)"}
+    )
+    heldout_fraction: float = field(
+        default=0.1, metadata={"help": "share of annotations held out, by a stable hash of the id"}
+    )
+    threshold: int = field(default=3, metadata={"help": "the 'useful' cut for F1 (FineMath's 3+ subset)"})
+    seed: int = field(default=0, metadata={"help": "split and training seed"})
+    epoch: int = field(default=10, metadata={"help": "fastText epochs"})
+    lr: float = field(default=0.5, metadata={"help": "fastText learning rate"})
+    dim: int = field(default=64, metadata={"help": "fastText dimension"})
+    word_ngrams: int = field(default=2, metadata={"help": "fastText word n-grams"})
+    bucket: int = field(default=200_000, metadata={"help": "fastText n-gram hash buckets"})
+    threads: int = field(default=2, metadata={"help": "fastText training threads"})
+    encoder: str | None = field(
+        default=None,
+        metadata={"help": "a Hugging Face encoder directory: train FineMath's frozen encoder + regression head "
+                          "instead of fastText (needs torch and transformers)"},
+    )  # fmt: skip
+    encoder_max_tokens: int = field(default=512, metadata={"help": "encoder tokens per page"})
+    encoder_epochs: int = field(default=200, metadata={"help": "full-batch steps of the regression head"})
+    encoder_lr: float = field(default=0.01, metadata={"help": "learning rate of the regression head"})
+
+
+@dataclass(kw_only=True)
+class QualityScoreConfig(SparkSettings, Preflight):
+    """`classifier score-quality`: a quality model's 0-5 score of every page of a corpus (Spark)."""
+
+    corpus: str = field(metadata={"help": "corpus directory (its data/ is read) or Parquet with id and text"})
+    model: str = field(
+        metadata={"help": "quality model from `classifier train-quality` (its sidecar beside it)"}
+    )
+    output: str = field(
+        metadata={"help": "Parquet directory to write: id, url, domain, math_score, quality_score"}
+    )
+    threshold: int = field(default=3, metadata={"help": "the summary counts pages scoring this or more"})
+    app_name: str = field(default="mathforge-score-quality", metadata={"help": "Spark application name"})
+
+    def preflight(self) -> None:
+        for what, path in (("corpus", self.corpus), ("quality model", self.model)):
+            if not Path(path).exists():
+                raise FileNotFoundError(f"{what} not found: {path}")
+        if Path(self.output).exists():
+            raise FileExistsError(f"{self.output} exists: choose a new --output")
