@@ -13,7 +13,7 @@ of fenced blocks that name a language, and the CPU time of the code rewrite per 
 
 With --hostile, also the cost of hostile code pages as they grow (CPU seconds of the code rewrite alone and
 of the whole `extract_math_text`, and microseconds per kB: flat when linear): one Pygments block of N lines,
-N blocks side by side, N inline code spans holding `$`, N lines each nested 200 spans deep, N `<pre><code>`
+N blocks side by side (bare, and each in a `<figure>`), N inline code spans holding `$`, N lines each nested 200 spans deep, N `<pre><code>`
 openings never closed, and a block of N backtick runs of growing length (its fence).
 
     .venv/bin/python bench/code_extraction.py [--data ../shared/data] [--per-page] [--json OUT] [--hostile]
@@ -85,6 +85,12 @@ def _hostile_page(kind: str, n: int) -> str:
         body = '<div class="highlight"><pre>' + line * n + "</pre></div>"
     elif kind == "many_blocks":
         body = '<pre class="language-py"><code>a = 1\n    b = $x$</code></pre>' * n
+    elif kind == "many_figures":
+        body = (
+            "<div>"
+            + '<figure class="highlight"><pre><code>a = 1\n  b = 2</code></pre></figure>' * n
+            + "</div>"
+        )
     elif kind == "many_inline":
         body = "<p>" + "run <code>echo $HOME</code> now " * n + "</p>"
     elif kind == "deep_spans":
@@ -98,7 +104,15 @@ def _hostile_page(kind: str, n: int) -> str:
     return f"<html><body><article><p>{'Prose around the code. ' * 20}</p>{body}</article></body></html>"
 
 
-HOSTILE_KINDS = ("huge_block", "many_blocks", "many_inline", "deep_spans", "unclosed", "backtick_runs")
+HOSTILE_KINDS = (
+    "huge_block",
+    "many_blocks",
+    "many_figures",
+    "many_inline",
+    "deep_spans",
+    "unclosed",
+    "backtick_runs",
+)
 
 
 def hostile(sizes: tuple[int, ...] = (1_000, 4_000, 16_000)) -> None:

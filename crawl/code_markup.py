@@ -28,6 +28,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 from lxml import etree
 
@@ -95,6 +96,7 @@ _CODE_CELL_CLASS_RE = re.compile(
 _SYNTAXHIGHLIGHTER_RE = re.compile(r"(?:^|\s)syntaxhighlighter(?:\s|$)")
 _ANCESTOR_LEVELS = 6  # how far up a code element may sit inside its highlighter's table
 _LANGUAGE_LEVELS = 3  # how far up the wrappers that name the language may be
+_MAX_FIGURE_CHILDREN = 3  # a code figure holds the code and a caption or two
 _MAX_INNER_LANGUAGE = 4  # inner <pre>/<code> elements read for the language (a gutter's come first)
 _MAX_CODE_TABLE_CELLS = 3  # cells per row of a code table: gutter, code, and one spare
 
@@ -573,15 +575,28 @@ def _figure_around(block: etree._Element) -> etree._Element | None:
     node = block
     for _ in range(_LANGUAGE_LEVELS):
         parent = node.getparent()
-        if parent is None or (parent.text or "").strip() or (node.tail or "").strip():
+        if parent is None or local_name(parent) not in ("figure", "div", "pre", "code"):
             return None
-        others = [c for c in parent if c is not node and isinstance(c.tag, str)]
+        if (parent.text or "").strip() or (node.tail or "").strip():
+            return None
+        children = _first_children(parent, _MAX_FIGURE_CHILDREN + 1)  # never a read of all the siblings
+        others = [c for c in children if c is not node and isinstance(c.tag, str)]
         if local_name(parent) == "figure":
-            return parent if all(local_name(c) == "figcaption" for c in others) else None
-        if others or local_name(parent) not in ("div", "pre", "code"):
+            return (
+                parent
+                if len(children) <= _MAX_FIGURE_CHILDREN
+                and all(local_name(c) == "figcaption" for c in others)
+                else None
+            )
+        if others:
             return None
         node = parent
     return None
+
+
+def _first_children(el: etree._Element, n: int) -> list[etree._Element]:
+    """At most `n` children of `el` (`len(el)` counts them all: a cost per block on a page of many)."""
+    return list(islice(el.iterchildren(), n))
 
 
 def _is_block_code(code: etree._Element, text: str) -> bool:
@@ -594,7 +609,7 @@ def _is_block_code(code: etree._Element, text: str) -> bool:
     parent = code.getparent()
     return (
         parent is not None
-        and len(parent) == 1
+        and len(_first_children(parent, 2)) == 1
         and not (parent.text or "").strip()
         and not (code.tail or "").strip()
     )
