@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -166,10 +167,13 @@ def run(cfg: BenchConfig) -> dict:
     summary = {
         name: {"median": statistics.median(r), "min": min(r), "max": max(r)} for name, r in rates.items()
     }
+    # each run against the transformers run just before it: robust to load that drifts over the session
+    paired = [ours / theirs for ours, theirs in zip(rates["mathforge"], rates["transformers"], strict=True)]
     return {
         "config": asdict(cfg),
         "tokens_per_s": summary,
         "ratio": summary["mathforge"]["median"] / summary["transformers"]["median"],
+        "paired_ratios": paired,
         "greedy_rows_equal": f"{agree}/{cfg.batch}" if cfg.temperature <= 0 else None,
         "torch": torch.__version__,
     }
@@ -183,12 +187,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(cfg.threads)
     results = run(cfg)
     print(json.dumps(results, indent=1))
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     print(f"\n{'side':>12} | {'median tok/s':>12} | {'range':>19}")
     for name, s in results["tokens_per_s"].items():
         print(f"{name:>12} | {s['median']:12,.0f} | {s['min']:8,.0f} - {s['max']:8,.0f}")
     equal = results["greedy_rows_equal"]
+    paired = results["paired_ratios"]
     print(
-        f"ratio mathforge / transformers: {results['ratio']:.2f}"
+        f"ratio of medians mathforge / transformers: {results['ratio']:.2f}; paired runs "
+        f"{statistics.median(paired):.2f} ({min(paired):.2f} - {max(paired):.2f})"
         + (f"; greedy rows equal {equal}" if equal else "")
     )
 
