@@ -13,7 +13,15 @@ known, the rest unrelated) this measures, single process (one core):
 Times are CPU seconds of this process (`time.process_time`), so other work on a shared machine does not
 distort them; speed is also reported as the ratio to datasketch measured in the same run.
 
+`--spark-cost` (alone with `--cost-only`) runs `clean_corpus` with near dedup only on the same corpus in
+local[N] with Spark's event log on, and reports what it cost: bytes shuffled (written), bytes tasks returned
+to the driver, tasks, and the stages that shuffled most. `clean_corpus(spark, df, cfg, out, snapshot)` is the
+same call in every version, so a copy of this file in a checkout of an earlier commit measures that commit
+(the shuffle figures in the README were taken so, before and after candidate verification stopped joining
+shingle sets onto both sides of every pair).
+
     .venv/bin/python bench/dedup_bench.py [--docs 20000 --threshold 0.8 --num-perm 128 --out FILE.json]
+    .venv/bin/python bench/dedup_bench.py --cost-only --docs 10000
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +66,10 @@ class BenchConfig:
     spark_cores: int = field(
         default=2, metadata={"help": "also run the Spark job's near dedup in local[N] (0: skip)"}
     )
+    spark_cost: bool = field(
+        default=True, metadata={"help": "also measure clean_corpus's shuffle and driver-bound bytes"}
+    )
+    cost_only: bool = field(default=False, metadata={"help": "only the --spark-cost measurement"})
     out: str = field(default="", metadata={"help": "write the results as JSON here"})
 
 
@@ -125,7 +138,14 @@ def spark_near_dedup(corpus: NearDupCorpus, cfg: BenchConfig) -> dict:
     from pyspark.sql import functions as F
 
     from jobs.config import CleaningConfig
-    from jobs.dedup import connected_components, lsh_bands, minhash_config, near_duplicate_edges, signatures
+    from jobs.dedup import (
+        Scratch,
+        connected_components,
+        lsh_bands,
+        minhash_config,
+        near_duplicate_edges,
+        signatures,
+    )
     from jobs.spark import get_spark
 
     spark = get_spark(
@@ -141,15 +161,17 @@ def spark_near_dedup(corpus: NearDupCorpus, cfg: BenchConfig) -> dict:
         rows = [(f"{i:08d}", doc) for i, doc in enumerate(corpus.docs)]
         df = spark.createDataFrame(rows, "id string, text string").repartition(4 * cfg.spark_cores).cache()
         df.count()
-        start = time.perf_counter()
-        bands, band_rows_n = lsh_bands(clean)
-        sigs = signatures(spark, df, minhash_config(clean), bands, band_rows_n).localCheckpoint()
-        band_rows = sigs.select("id", F.explode("bands").alias("hash"))
-        edges, found = near_duplicate_edges(spark, sigs, band_rows, clean)
-        n_candidates = found["candidate_pairs"]
-        components = connected_components(edges).collect()
-        pairs = {(int(r["a"]), int(r["b"])) for r in edges.collect()}
-        seconds = time.perf_counter() - start
+        with tempfile.TemporaryDirectory(prefix="dedup-bench-") as tmp:
+            scratch = Scratch(spark, Path(tmp))
+            start = time.perf_counter()
+            bands, band_rows_n = lsh_bands(clean)
+            sigs = scratch.table(signatures(spark, df, minhash_config(clean), bands, band_rows_n), "sigs")
+            band_rows = sigs.select("id", F.explode("bands").alias("hash"))
+            edges, found = near_duplicate_edges(spark, sigs, band_rows, clean, scratch)
+            n_candidates = found["candidate_pairs"]
+            components = connected_components(edges, scratch).collect()
+            pairs = {(int(r["a"]), int(r["b"])) for r in edges.collect()}
+            seconds = time.perf_counter() - start
     finally:
         spark.stop()
     return {
@@ -161,10 +183,82 @@ def spark_near_dedup(corpus: NearDupCorpus, cfg: BenchConfig) -> dict:
     }
 
 
+def spark_cost(corpus: NearDupCorpus, cfg: BenchConfig) -> dict:
+    """`clean_corpus` with near dedup only (its scratch and output writes included) in local[N], Spark's
+    event log on: bytes shuffled, bytes returned to the driver, tasks; the stages that shuffled most."""
+    from datetime import UTC, datetime
+
+    from classifiers.text_norm import text_digest
+    from jobs.config import CleaningConfig
+    from jobs.dedup import clean_corpus
+    from jobs.event_log import application_logs, event_log_conf, read_app_cost
+    from jobs.spark import get_spark, job_phase, parse_conf
+
+    cores = max(1, cfg.spark_cores)
+    with tempfile.TemporaryDirectory(prefix="dedup-bench-cost-") as tmp:
+        logs = Path(tmp) / "events"
+        logs.mkdir()
+        conf = parse_conf(event_log_conf(logs)) | {"spark.sql.shuffle.partitions": str(4 * cores)}
+        spark = get_spark(f"local[{cores}]", "dedup-bench-cost", conf)
+        try:
+            t0 = datetime(2024, 1, 1, tzinfo=UTC)
+            rows = [
+                (f"{i:08d}", f"https://bench.example/{i}", doc, 0.5, t0, text_digest(doc), len(doc), "en")
+                for i, doc in enumerate(corpus.docs)
+            ]
+            schema = (
+                "id string, url string, text string, math_score double, fetch_time timestamp, "
+                "content_digest string, n_chars int, lang string"
+            )
+            with job_phase(spark, "bench: input"):  # the job reads its input from Parquet
+                spark.createDataFrame(rows, schema).repartition(4 * cores).write.parquet(f"{tmp}/input")
+            df = spark.read.parquet(f"{tmp}/input")
+            clean = CleaningConfig(
+                exact_dedup=False,
+                decontaminate=False,
+                threshold=cfg.threshold,
+                num_perm=cfg.num_perm,
+                recall_margin=cfg.recall_margin,
+                ngram=corpus.ngram,
+            )
+            start = time.perf_counter()
+            _, report = clean_corpus(spark, df, clean, Path(tmp) / "out", "bench")
+            seconds = time.perf_counter() - start
+        finally:
+            spark.stop()
+        cost = read_app_cost(application_logs(logs)[-1])
+    near = report["steps"]["near"]
+    stages = [s for s in cost.stages if not s.phase.startswith("bench:")]  # clean_corpus's own
+
+    def top(metric: str) -> list[dict]:
+        ranked = sorted(stages, key=lambda s: getattr(s, metric), reverse=True)[:5]
+        return [
+            {"stage": s.stage_id, "phase": s.phase, "tasks": s.tasks, metric: getattr(s, metric)}
+            for s in ranked
+        ]
+
+    return {
+        "wall_seconds": round(seconds, 1),
+        "removed": near["removed"],
+        "candidate_pairs": near["candidate_pairs"],
+        "verified_pairs": near["verified_pairs"],
+        "shuffle_write_bytes": sum(s.shuffle_write_bytes for s in stages),
+        "shuffle_read_bytes": sum(s.shuffle_read_bytes for s in stages),
+        "result_bytes": sum(s.result_bytes for s in stages),
+        "tasks": sum(s.tasks for s in stages),
+        "max_stage_tasks": max(s.tasks for s in stages),
+        "phases": cost.by_phase(),
+        "top_shuffle_stages": top("shuffle_write_bytes"),
+        "top_result_stages": top("result_bytes"),
+    }
+
+
 def run(cfg: BenchConfig) -> dict:
     t0 = time.process_time()
     corpus = make_near_dup_corpus(cfg.docs, cfg.seed)
     gen_seconds = time.process_time() - t0
+    if cfg.cost_only:
+        return {"config": asdict(cfg), "spark_cost": spark_cost(corpus, cfg)}
     exact = ExactJaccard(corpus)
     params = lsh_params(cfg.threshold, cfg.num_perm)
     tuned = lsh_params(cfg.threshold - cfg.recall_margin, cfg.num_perm)
@@ -210,6 +304,7 @@ def run(cfg: BenchConfig) -> dict:
             "verified_by_exact_jaccard": pr(sp["pairs"], truth),
         }
     jaccards = np.array([p.jaccard for p in corpus.pairs])
+    cost = {"spark_cost": spark_cost(corpus, cfg)} if cfg.spark_cost else {}
     return {
         "config": asdict(cfg),
         "corpus": {
@@ -224,6 +319,7 @@ def run(cfg: BenchConfig) -> dict:
         },
         "lsh_params": {"threshold": params, "recall_tuned": tuned},
         "results": results,
+        **cost,
     }
 
 

@@ -1,7 +1,9 @@
 """spark-submit against a real standalone Spark cluster (master + worker on 127.0.0.1), compared with local mode.
 
 The executors run a Python that has the dependencies but *not* mathforge on its path, as on a real cluster
-where the code arrives only through the zip the driver ships; the test checks that premise first.
+where the code arrives only through the zip the driver ships; the test checks that premise first. An
+executor killed mid-job (`jobs.executor_faults`) is replaced by the worker, and the job commits the rows of an
+undisturbed run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 
 from jobs.build_corpus import build_corpus
 from jobs.config import CorpusBuildConfig
+from jobs.executor_faults import MARKER_ENV, POINT_ENV
 
 pytestmark = [pytest.mark.cluster, pytest.mark.spark]
 
@@ -129,11 +132,44 @@ def cluster(tmp_path_factory):
     assert master.poll() is not None and worker.poll() is not None
 
 
-def _rows(out: Path) -> list[dict]:
-    return sorted(ds.dataset(out / "data", format="parquet").to_table().to_pylist(), key=lambda r: r["id"])
+def _rows(out: Path, table: str = "data") -> list[dict]:
+    return sorted(ds.dataset(out / table, format="parquet").to_table().to_pylist(), key=lambda r: r["id"])
 
 
-def test_spark_submit_on_standalone_cluster_equals_local_mode(cluster, spark, shared_data, tmp_path):
+def _submit(cluster: dict, job: str, args: list[str], cwd: Path, conf: tuple[str, ...] = ()):
+    """`spark-submit jobs/<job>` on the cluster, its executors on the code-less Python."""
+    cmd = [
+        str(BIN / "spark-submit"),
+        "--master",
+        cluster["url"],
+        "--conf",
+        f"spark.pyspark.python={cluster['python']}",
+        "--conf",
+        f"spark.pyspark.driver.python={sys.executable}",
+        "--conf",
+        "spark.executor.memory=1g",
+        *(flag for kv in conf for flag in ("--conf", kv)),
+        str(REPO / "jobs" / job),
+        *args,
+    ]
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    errors = [line for line in result.stderr.splitlines() if "Error" in line or "Exception" in line]
+    assert result.returncode == 0, "\n".join(errors[:30]) + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def local_cc_corpus(spark, shared_data, tmp_path_factory) -> Path:
+    """The undisturbed run: `corpus build` of the CC sample in local mode."""
+    out = tmp_path_factory.mktemp("local") / "corpus"
+    build_corpus(spark, CorpusBuildConfig(input=str(shared_data / CC), output=str(out), min_math_score=0.0))
+    return out
+
+
+def test_spark_submit_on_standalone_cluster_equals_local_mode(
+    cluster, local_cc_corpus, shared_data, tmp_path
+):
     executor_python = cluster["python"]
     # The premise: executors cannot import our code unless the driver ships it.
     probe = subprocess.run([str(executor_python), "-c", "import crawl"], cwd=tmp_path, capture_output=True)
@@ -145,41 +181,40 @@ def test_spark_submit_on_standalone_cluster_equals_local_mode(cluster, spark, sh
         == 0
     )
 
-    warc = shared_data / CC
     out_cluster = tmp_path / "cluster_corpus"
-    cmd = [
-        str(BIN / "spark-submit"),
-        "--master",
-        cluster["url"],
-        "--conf",
-        f"spark.pyspark.python={executor_python}",
-        "--conf",
-        f"spark.pyspark.driver.python={sys.executable}",
-        "--conf",
-        "spark.executor.memory=1g",
-        str(REPO / "jobs" / "build_corpus.py"),
-        "--input",
-        str(warc),
-        "--output",
-        str(out_cluster),
-        "--min-math-score",
-        "0",
-    ]
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    errors = [line for line in result.stderr.splitlines() if "Error" in line or "Exception" in line]
-    assert result.returncode == 0, "\n".join(errors[:30])
+    args = ["--input", str(shared_data / CC), "--output", str(out_cluster), "--min-math-score", "0"]
+    _submit(cluster, "build_corpus.py", args, tmp_path)
     manifest = json.loads((out_cluster / "manifest.json").read_text())
     assert manifest["spark"]["master"] == cluster["url"]
 
-    out_local = tmp_path / "local_corpus"
-    build_corpus(spark, CorpusBuildConfig(input=str(warc), output=str(out_local), min_math_score=0.0))
-    cluster_rows, local_rows = _rows(out_cluster), _rows(out_local)
+    cluster_rows, local_rows = _rows(out_cluster), _rows(local_cc_corpus)
     assert len(cluster_rows) == 16
     assert cluster_rows == local_rows
     stats_cluster = json.loads((out_cluster / "stats.json").read_text())
-    stats_local = json.loads((out_local / "stats.json").read_text())
+    stats_local = json.loads((local_cc_corpus / "stats.json").read_text())
     assert stats_cluster["counters"] == stats_local["counters"]
+
+
+def test_executor_killed_during_dedup_commits_the_rows_of_an_undisturbed_run(
+    cluster, local_cc_corpus, shared_data, tmp_path
+):
+    """The executor dies (SIGKILL, as a reclaimed spot instance) while near dedup computes signatures from
+    the exact step's output: with `localCheckpoint` that output died with it and the run failed; from the
+    scratch tables the lost tasks are simply run again on the executor the worker starts instead."""
+    marker = tmp_path / "executor-killed"
+    work = cluster["root"] / "work"
+    apps_before = set(work.glob("app-*"))
+    out = tmp_path / "corpus"
+    args = ["--input", str(shared_data / CC), "--output", str(out), "--min-math-score", "0"]
+    fault = (f"spark.executorEnv.{POINT_ENV}=signatures", f"spark.executorEnv.{MARKER_ENV}={marker}")
+    _submit(cluster, "build_corpus.py", args, tmp_path, conf=fault)
+
+    assert marker.is_file()  # the fault fired, once
+    (app,) = set(work.glob("app-*")) - apps_before
+    assert len([p for p in app.iterdir() if p.is_dir()]) == 2  # the killed executor and its replacement
+    assert _rows(out) == _rows(local_cc_corpus)
+    assert _rows(out, "removed") == _rows(local_cc_corpus, "removed")
+    assert not list(out.resolve().glob("dedup-scratch"))
 
 
 def test_iterate_on_standalone_cluster_equals_local_mode(cluster, spark, shared_data, tmp_path):
@@ -204,27 +239,12 @@ def test_iterate_on_standalone_cluster_equals_local_mode(cluster, spark, shared_
         "0.3",
     ]
     out_cluster = tmp_path / "cluster_loop"
-    cmd = [
-        str(BIN / "spark-submit"),
-        "--master",
-        cluster["url"],
-        "--conf",
-        f"spark.pyspark.python={cluster['python']}",
-        "--conf",
-        f"spark.pyspark.driver.python={sys.executable}",
-        "--conf",
-        "spark.executor.memory=1g",
-        str(REPO / "jobs" / "iterate_corpus.py"),
-        "--input",
-        str(warc),
-        "--output",
-        str(out_cluster),
-        *loop_args,
-    ]
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    errors = [line for line in result.stderr.splitlines() if "Error" in line or "Exception" in line]
-    assert result.returncode == 0, "\n".join(errors[:30]) + result.stderr[-3000:]
+    _submit(
+        cluster,
+        "iterate_corpus.py",
+        ["--input", str(warc), "--output", str(out_cluster), *loop_args],
+        tmp_path,
+    )
     assert json.loads((out_cluster / "manifest.json").read_text())["spark"]["master"] == cluster["url"]
     assert (out_cluster / "rounds" / "1" / "report.json").is_file()
 

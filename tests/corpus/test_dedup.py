@@ -24,6 +24,8 @@ from jobs.build_corpus import build_corpus
 from jobs.config import CleaningConfig, CorpusBuildConfig, CorpusDedupConfig
 from jobs.corpus_schema import arrow_schema
 from jobs.dedup import (
+    SCRATCH_DIR,
+    Scratch,
     clean_corpus,
     connected_components,
     drop_indexed_exact,
@@ -37,6 +39,7 @@ from jobs.dedup import (
 )
 from jobs.dedup_corpus import dedup_corpus
 
+from .event_log import conf_flags, last_app_cost
 from .warcs import article_html, write_html_warc
 
 pytestmark = pytest.mark.spark
@@ -73,13 +76,13 @@ def planted():
     return make_near_dup_corpus(1200, seed=11, dup_share=0.35, words_range=(60, 250))
 
 
-def test_near_duplicate_pairs_match_exact_jaccard(spark, planted):
+def test_near_duplicate_pairs_match_exact_jaccard(spark, planted, tmp_path):
     cfg = CleaningConfig(threshold=0.8)
     df = _frame(spark, planted.docs)
     bands, rows = lsh_bands(cfg)
     sigs = signatures(spark, df, minhash_config(cfg), bands, rows)
     band_rows = sigs.select("id", F.explode("bands").alias("hash"))
-    edges, info = near_duplicate_edges(spark, sigs, band_rows, cfg)
+    edges, info = near_duplicate_edges(spark, sigs, band_rows, cfg, Scratch(spark, tmp_path))
     predicted = {tuple(sorted((int(r["a"][1:]), int(r["b"][1:])))) for r in edges.collect()}
     truth = planted.true_pairs(0.8)
     assert len(truth) > 50 and info["candidate_pairs"] >= len(predicted)
@@ -90,14 +93,18 @@ def test_near_duplicate_pairs_match_exact_jaccard(spark, planted):
 
 def test_same_ids_kept_whatever_the_partitioning(spark, planted, tmp_path):
     docs = planted.docs[:500] + planted.docs[:20]  # plus exact copies under other ids
+    ids = [f"d{i:05d}" for i in range(len(docs))]
+    docs, ids = [*docs, docs[3]], [*ids, "d00003"]  # and one record read twice: one id, two rows
     scores = [((i * 37) % 100) / 100 for i in range(len(docs))]
     kept_sets = []
     for partitions in (1, 3, 8):
-        df = _frame(spark, docs, scores=scores).repartition(partitions)
+        df = _frame(spark, docs, scores=scores, ids=ids).repartition(partitions)
         out = tmp_path / f"partitions-{partitions}"
         kept, report = clean_corpus(spark, df, CleaningConfig(decontaminate=False), out, "s1")
         kept_sets.append(_ids(kept))
-        assert report["steps"]["exact"]["removed"] == 20
+        assert kept.count() == len(kept_sets[-1])  # one row per id
+        assert report["steps"]["exact"]["removed"] == 20 and report["ids"]["repeated_id"] == 1
+        assert not (out / SCRATCH_DIR).exists()  # the intermediate tables are gone, the rows still readable
     assert kept_sets[0] == kept_sets[1] == kept_sets[2]
 
 
@@ -127,9 +134,11 @@ def test_exact_dedup_by_normalised_text_and_url(spark):
     assert reasons == {"d00000": ("same normalised text", "d00001"), "d00002": ("same URL", "d00003")}
 
 
-def test_connected_components_follow_chains(spark):
+def test_connected_components_follow_chains(spark, tmp_path):
     edges = spark.createDataFrame([("a", "b"), ("b", "c"), ("c", "d"), ("x", "y")], "a string, b string")
-    components = {r["id"]: r["component"] for r in connected_components(edges).collect()}
+    components = {
+        r["id"]: r["component"] for r in connected_components(edges, Scratch(spark, tmp_path)).collect()
+    }
     assert components == {"a": "a", "b": "a", "c": "a", "d": "a", "x": "x", "y": "x"}
 
 
@@ -399,6 +408,42 @@ def test_corpus_dedup_names_the_required_columns_a_table_lacks(spark, tmp_path):
     assert not list(tmp_path.glob("clean*"))
 
 
+def _dedup_cost(planted, n: int, root: Path):
+    """`corpus dedup` of the first `n` planted documents with Spark's event log on: its stats and cost."""
+    source = _contract_table(root / "raw", {f"d{i:05d}": planted.docs[i] for i in range(n)})
+    logs = root / "events"
+    result = subprocess.run(
+        [MATHFORGE, "corpus", "dedup", "--input", str(source), "--output", str(root / "clean"),
+         "--master", "local[2]", "--conf", "spark.sql.shuffle.partitions=4", *conf_flags(logs)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((root / "clean" / "stats.json").read_text()), last_app_cost(logs)
+
+
+def test_bytes_returned_to_the_driver_do_not_grow_with_the_corpus(planted, tmp_path):
+    """Event logs of `corpus dedup` on 300 and 1,200 documents: dedup's tasks send the driver the same bytes
+    (a count, a write's commit message, metrics), not rows; a collect or a broadcast join of a table that
+    grows with the corpus (signatures, shingle sets, removed ids) would grow them about fourfold."""
+    (small, small_cost), (large, large_cost) = (
+        _dedup_cost(planted, n, tmp_path / str(n)) for n in (300, 1200)
+    )
+    assert large["cleaning"]["input_documents"] == 4 * small["cleaning"]["input_documents"]
+    assert (
+        large["cleaning"]["steps"]["near"]["removed"] >= 3 * small["cleaning"]["steps"]["near"]["removed"] > 0
+    )
+    figures = []
+    for cost in (small_cost, large_cost):
+        stages = [s for s in cost.stages if s.phase.startswith("dedup:")]
+        assert stages and not any(s.failed_tasks for s in stages)
+        total = sum(s.result_bytes for s in stages)
+        per_task = max(s.result_bytes / s.tasks for s in stages)  # a collect shows in its stage's tasks
+        figures.append((total, per_task, sum(s.tasks for s in stages)))
+    (small_total, small_task, _), (large_total, large_task, _) = figures
+    assert large_total <= small_total * 1.15, figures  # tasks: partitions follow settings, not the data
+    assert large_task <= small_task * 1.15 + 1024, figures
+
+
 # ---------------------------------------------------------------- the corners: index, large buckets, URLs
 
 BOILERPLATE = "cookie notice accept all cookies privacy policy terms of use site map contact us"
@@ -412,7 +457,7 @@ def _page(topic: int, variant: int = 0, words: int = 80) -> str:
     return BOILERPLATE + " " + " ".join(body)
 
 
-def test_large_bucket_finds_every_duplicate_family_and_counts_the_unchecked(spark):
+def test_large_bucket_finds_every_duplicate_family_and_counts_the_unchecked(spark, tmp_path):
     texts = {f"0-unrelated-{i}": _page(10 + i) for i in range(3)}  # smallest ids: a star's centre
     texts |= {f"a-{i}": _page(1, i) for i in range(3)} | {f"b-{i}": _page(2, i) for i in range(2)}
     texts["z-lone"] = _page(20)  # arrives when the representatives are full
@@ -420,8 +465,9 @@ def test_large_bucket_finds_every_duplicate_family_and_counts_the_unchecked(spar
     cfg = CleaningConfig(max_pairs_bucket=5)
     sigs = signatures(spark, df, minhash_config(cfg), *lsh_bands(cfg))
     one_bucket = sigs.select("id", F.lit(7).cast("long").alias("hash"))  # every page shares one band
-    edges, info = near_duplicate_edges(spark, sigs, one_bucket, cfg)
-    components = {r["id"]: r["component"] for r in connected_components(edges).collect()}
+    scratch = Scratch(spark, tmp_path)
+    edges, info = near_duplicate_edges(spark, sigs, one_bucket, cfg, scratch)
+    components = {r["id"]: r["component"] for r in connected_components(edges, scratch).collect()}
     assert components == {"a-0": "a-0", "a-1": "a-0", "a-2": "a-0", "b-0": "b-0", "b-1": "b-0"}
     assert info["large_buckets"] == 1 and info["large_bucket_unchecked"] == 1
     assert info["candidate_pairs"] == 0  # no bucket small enough for all its pairs
@@ -485,9 +531,10 @@ def test_a_new_document_meets_at_most_max_pairs_bucket_indexed_documents_per_buc
         pq.write_table(pa.table(columns), tmp_path / "index" / table / "snapshot=s1" / "part-0.parquet")
     (tmp_path / "index" / "index.json").write_text(json.dumps(index_meta(mh, bands, rows, cfg.threshold)))
     df = _frame(spark, [text], ids=["new"])
-    kept, _, info, _ = near_dedup(spark, df, cfg)
+    kept, _, info, _ = near_dedup(spark, df, cfg, Scratch(spark, tmp_path / "scratch-2"))
     assert _ids(kept) == {"new"} and info["index_bucket_unchecked"] == 1  # i-2 is past the cap of 2
-    kept, removed, info, _ = near_dedup(spark, df, dataclasses.replace(cfg, max_pairs_bucket=3))
+    scratch = Scratch(spark, tmp_path / "scratch-3")
+    kept, removed, info, _ = near_dedup(spark, df, dataclasses.replace(cfg, max_pairs_bucket=3), scratch)
     assert _ids(kept) == set() and info["index_bucket_unchecked"] == 0
     assert [(r["id"], r["kept_id"]) for r in removed.collect()] == [("new", "i-2")]
 
