@@ -4,9 +4,10 @@ Per size: writes the generated sample crawl (`samplecrawl.writer`, distinct page
 records per file, then runs three Spark applications in this process, each with its event log on: the loop's
 pool pass, `corpus iterate` (`--rounds`, on that pool) and `classifier train`. It prints the bytes the tasks of
 each returned to the driver ("Result Size", `jobs/event_log.py`). Run it at sizes 4x apart to see what grows
-with the data: with the training caps reached (`--max-per-class`), nothing should.
+with the data: with the training caps reached (`--max-per-class`) and the report's lists at their cap
+(`--report-limit`), nothing should.
 
-    .venv/bin/python bench/driver_results.py --records 50,200 --out /tmp/driver-results [--jobs]
+    .venv/bin/python bench/driver_results.py --files 2 --records 30,120 --out /tmp/driver-results [--stages]
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def _cost(log_dir: Path, per_stage: bool) -> dict:
     return out
 
 
-def measure(out: Path, files: int, records: int, rounds: int, max_per_class: int, per_stage: bool) -> dict:
+def measure(
+    out: Path, files: int, records: int, rounds: int, max_per_class: int, report_limit: int, per_stage: bool
+) -> dict:
     """One size: the pool pass, the loop and the classifier job, each its own Spark application."""
     import pyarrow.dataset as ds
 
@@ -64,6 +67,7 @@ def measure(out: Path, files: int, records: int, rounds: int, max_per_class: int
         bucket=20000,
         near_dedup=False,
         max_per_class=max_per_class,
+        report_limit=report_limit,
     )
     train = ClassifierTrainConfig(
         input=str(paths), output=str(out / "model" / "math.bin"), epoch=5, bucket=20000,
@@ -101,10 +105,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", default="50,200", help="records per WARC file, comma-separated sizes")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of the loop")
     parser.add_argument("--max-per-class", type=int, default=20, help="training texts per class at most")
+    parser.add_argument(
+        "--report-limit", type=int, default=5, help="entries per list of a round's report (bounded output)"
+    )
     parser.add_argument("--stages", action="store_true", help="also list every stage")
     args = parser.parse_args(argv)
     results = [
-        measure(args.out / f"r{n}", args.files, int(n), args.rounds, args.max_per_class, args.stages)
+        measure(
+            args.out / f"r{n}",
+            args.files,
+            int(n),
+            args.rounds,
+            args.max_per_class,
+            args.report_limit,
+            args.stages,
+        )
         for n in args.records.split(",")
     ]
     print(json.dumps(results, indent=1))

@@ -207,7 +207,7 @@ class Pool:
 
 def hash_fraction(column: str, seed: int) -> Column:
     """`stable_fraction(value, seed)` of a string column: the stable hash the loop samples by."""
-    return F.udf(lambda value: stable_fraction(value, seed), T.DoubleType())(F.col(column))
+    return F.udf(lambda value: stable_fraction(value, seed), T.DoubleType(), useArrow=False)(F.col(column))
 
 
 # ---------------------------------------------------------------- committed rounds
@@ -379,7 +379,7 @@ def write_seeds(
     pages = pool.pages.select("id", "url", "domain")
     uncollected = pages.join(merge(previous.collection(spark).select("id")), "id", "left_anti")
     accepted = previous.accepted(spark).select("domain", "prefix")
-    under = F.udf(lambda url, prefix: under_prefix(url, prefix), T.BooleanType())
+    under = F.udf(lambda url, prefix: under_prefix(url, prefix), T.BooleanType(), useArrow=False)
     new = (
         uncollected.join(merge(accepted), "domain")
         .where(under(F.col("url"), F.col("prefix")))
@@ -580,7 +580,7 @@ def discover(
     the report's lists, each cut to `--report-limit` entries, with their full lengths (`proposals`: the
     ones with the most collected pages, listed by key)."""
     depth = config.prefix_depth
-    prefix_of = F.udf(lambda url: url_prefix(url, depth), T.StringType())
+    prefix_of = F.udf(lambda url: url_prefix(url, depth), T.StringType(), useArrow=False)
     collected = F.col("collected")
     domain = Window.partitionBy("domain")
     prefixes = (

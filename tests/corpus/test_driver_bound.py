@@ -66,9 +66,9 @@ def test_within_budget_cuts_where_collect_cuts(spark):
 def test_driver_bound_bytes_stay_flat_at_four_times_the_data(tmp_path):
     """`corpus iterate` (one round and the final corpus) and `classifier train`, each its own Spark
     application with its event log on, over 2 x 30 and 2 x 120 WARC records: 4x the pool, the same bytes
-    returned to the driver (the training caps are reached at both sizes; the texts sampled differ, hence
-    the tolerance). Before this was fixed, 4x the data sent ~1.5x (iterate, plus its pyarrow reads on the
-    driver) and ~4x (train) the bytes."""
+    returned to the driver (the training caps and the report's lists are at their caps at both sizes; the
+    texts sampled differ, hence the tolerance). Before, `classifier train` sent 4.3x the bytes at 4x the
+    data, and `corpus iterate` 1.2x (the rest of what it grew by, it read on the driver with pyarrow)."""
     cmd = [sys.executable, str(REPO / "bench" / "driver_results.py"), "--out", str(tmp_path)]
     cmd += ["--files", "2", "--records", "30,120", "--max-per-class", "10"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -81,4 +81,4 @@ def test_driver_bound_bytes_stay_flat_at_four_times_the_data(tmp_path):
             part
         )  # the caps, not the data, bound the sample
         ratio = large[part]["result_bytes"] / small[part]["result_bytes"]
-        assert ratio < 1.3, (part, small[part], large[part])
+        assert ratio < 1.15, (part, small[part], large[part])

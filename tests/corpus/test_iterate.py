@@ -154,6 +154,16 @@ def test_spark_decisions_equal_the_plain_definitions(loop, web):
     assert [r["source"] for r in seeds[: report["seeds"]["given"]]] == ["given"] * report["seeds"]["given"]
 
 
+def test_a_labels_file_error_names_its_line():
+    assert iterate_job.parse_label("l.jsonl", 3, '{"url": "https://a.org/x", "is_math": 1}') == (
+        "https://a.org/x",
+        True,
+    )
+    assert iterate_job.parse_label("l.jsonl", 4, "  ") is None
+    with pytest.raises(ValueError, match=r"l\.jsonl:5: expected a JSON object with url and is_math"):
+        iterate_job.parse_label("l.jsonl", 5, '{"url": "https://a.org/y"}')
+
+
 class _Killed(RuntimeError):
     pass
 
