@@ -82,19 +82,26 @@ NOT_ROW_SETTINGS = frozenset(
 
 def extraction_settings(pipeline: CorpusPipeline, base: Path | None) -> dict[str, Any]:
     """What a file's rows depend on (the work area's key, `jobs.corpus_work`): every setting not known to
-    leave rows alone, the math scorer's version, the packages' versions, the schema, and the version the
-    run builds on (a work area made against another one is never resumed)."""
+    leave rows alone, the math scorer's version, the quality model's identity, the packages' versions, the
+    schema, and the version the run builds on (a work area made against another one is never resumed)."""
     config = dataclasses.asdict(pipeline.config)
     scorer = pipeline.analyser.math_scorer
     return redact_record(
         {
             "settings": {k: v for k, v in sorted(config.items()) if k not in NOT_ROW_SETTINGS},
             "math_scorer": {"name": scorer.name, "version": scorer.version},
+            "quality_model": quality_identity(pipeline),
             "packages": package_versions(),
             "schema": list(COLUMN_NAMES),
             "base": base.name if base is not None else None,
         }
     )
+
+
+def quality_identity(pipeline: CorpusPipeline) -> dict[str, str] | None:
+    """The quality model's identity (name, version, path, sha256), None without one."""
+    quality = pipeline.analyser.quality
+    return quality.identity() if quality is not None else None
 
 
 def build_corpus(spark: SparkSession, config: CorpusBuildConfig) -> dict[str, Any]:
@@ -241,6 +248,16 @@ def write_version(
     read_now = {input_key(f) for f in inputs}
     still = [q for q in history.get("inputs_quarantined", []) if input_key(q["path"]) not in read_now]
     scorer = pipeline.analyser.math_scorer
+    quality = quality_identity(pipeline)
+    run["quality_model"] = quality["version"] if quality else None  # a refresh may bring another model
+    earlier = history.get("quality_model")
+    if earlier and (quality or {}).get("sha256") != earlier.get("sha256"):
+        log.warning(
+            "the corpus's earlier snapshots were scored by quality model %s, this one by %s: quality_score "
+            "values of the two are not comparable (manifest runs[].quality_model says which is which)",
+            earlier.get("version"),
+            quality["version"] if quality else "none",
+        )
     write_corpus_reports(
         staging,
         staged,
@@ -256,6 +273,7 @@ def write_version(
         runs=[*history.get("runs", []), run],
         lid_model=pipeline.analyser.langid.model_path,
         math_scorer={"name": scorer.name, "version": scorer.version},
+        quality_model=quality,
         schema=[{"name": n, "type": t, "description": d} for n, t, d in CORPUS_COLUMNS],
     )
     log.info(

@@ -194,6 +194,19 @@ class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs, SparkSetti
             "help": "trained fastText math classifier (mathforge classifier train); default: rule scorer"
         },
     )
+    quality_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "quality model (mathforge classifier train-quality): scores every kept page 0-5 into "
+            "the quality_score column; default: no score (null), no cost"
+        },
+    )
+    min_quality: float | None = field(
+        default=None,
+        metadata={
+            "help": "drop kept pages whose quality score is lower (drop:quality); needs --quality-model"
+        },
+    )
     lid_model: str | None = field(
         default=None, metadata={"help": "path to lid.176.ftz (default: the bundled copy)"}
     )
@@ -214,6 +227,23 @@ class CorpusBuildConfig(CleaningConfig, PageFilterConfig, WarcInputs, SparkSetti
     )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output directory"})
     app_name: str = field(default="mathforge-build-corpus", metadata={"help": "Spark application name"})
+
+    def check_quality_settings(self) -> None:
+        """`--min-quality` needs a model and a value on its 0-5 scale."""
+        if self.min_quality is None:
+            return
+        if not self.quality_model:
+            raise ValueError("--min-quality needs --quality-model (the model that gives the score)")
+        if not 0.0 <= self.min_quality <= 5.0:
+            raise ValueError(f"--min-quality is on the 0-5 scale, got {self.min_quality}")
+
+    def preflight(self) -> None:
+        self.check_quality_settings()
+        if self.quality_model:
+            from classifiers.quality import read_quality_metadata  # a missing file or sidecar: now, by name
+
+            read_quality_metadata(self.quality_model)
+        super().preflight()
 
 
 @dataclass(kw_only=True)

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import uuid
 from datetime import UTC, datetime
@@ -505,6 +506,7 @@ def render_stats_markdown(stats: dict[str, Any]) -> str:
         [(f"[{lo:.1f}, {lo + 0.1:.1f})", n) for lo, n in stats["math_score_histogram"]],
         ("score", "documents"),
     )
+    lines += _quality_markdown(stats)
     if stats["inputs"]["failed"]:
         lines += ["", "## Inputs with errors", ""]
         lines += [
@@ -519,6 +521,45 @@ def render_stats_markdown(stats: dict[str, Any]) -> str:
         ]
         lines += [f"- `{q['path']}` after {q['attempts']} attempts: {q['reason']}" for q in quarantined]
     return "\n".join(lines) + "\n"
+
+
+def _bucket_label(low: float, high: float) -> str:
+    return f"[{low:.1f}, {high:.1f}]" if high >= 5 else f"[{low:.1f}, {high:.1f})"
+
+
+def _fenced(text: str) -> list[str]:
+    """`text` as a fenced block no backtick run inside it can close (crawled text is shown, never rendered)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}text", text, fence]
+
+
+def _quality_markdown(stats: dict[str, Any]) -> list[str]:
+    """The quality section of STATS.md (`jobs.corpus_summary.public_quality`): the histogram and a few
+    documents per whole point; nothing when no document has a score (a build without --quality-model)."""
+    histogram = stats.get("quality_histogram") or []
+    if not any(n for _, n in histogram):
+        return []
+    from jobs.corpus_summary import QUALITY_SNIPPET_CHARS
+
+    lines = ["", "## Quality score of kept documents", ""]
+    lines += _table([(_bucket_label(lo, lo + 0.5), n) for lo, n in histogram], ("quality (0-5)", "documents"))
+    lines += [
+        "",
+        f"Documents without a score (no quality model when they were added): {stats['quality_unscored']}",
+    ]
+    lines += ["", "### Sample documents per quality bucket", ""]
+    for group in stats.get("quality_samples", []):
+        low, high = group["low"], group["high"]
+        in_bucket = sum(n for lo, n in histogram if low <= lo < high)
+        lines += [f"#### quality {_bucket_label(low, high)}: {len(group['samples'])} of {in_bucket}", ""]
+        for doc in group["samples"]:
+            text = " ".join((doc.get("text") or "").split())
+            snippet = text[:QUALITY_SNIPPET_CHARS] + ("…" if len(text) > QUALITY_SNIPPET_CHARS else "")
+            url = (doc.get("url") or "(no URL)").replace("`", "%60")
+            lines += [f"- `{url}` (quality {doc['quality_score']:.2f})", ""]
+            lines += [*_fenced(snippet), ""]
+    return lines
 
 
 def write_corpus_reports(

@@ -3,7 +3,8 @@
 One pure function, `render_report_html(stats, manifest)`, turns what `stats.json` and `manifest.json` hold
 into a self-contained HTML page (inline CSS, plots as base64 PNGs drawn with matplotlib's Agg canvas, no
 scripts, nothing fetched). No Spark here: the job aggregates the top domains and picks the sample documents
-(`jobs/corpus_summary.py`, merged per snapshot) and stores them in `stats.json`, so the page can be re-rendered
+(`jobs/corpus_summary.py`, merged per snapshot; with a quality model also the quality histogram and a few
+documents per quality bucket) and stores them in `stats.json`, so the page can be re-rendered
 from the two JSON files alone (`mathforge corpus report --corpus DIR`).
 
 Every string that comes from the crawl (URLs, domains, document text) is HTML-escaped; a URL becomes a link
@@ -30,6 +31,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-se
 color:#1d2330}
 main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:1.6em;margin:0 0 4px} h2{font-size:1.2em;margin:0 0 12px}
+h3{font-size:1em;margin:16px 0 4px}
 .sub{color:#5b6475;margin:0 0 20px;font-size:.9em;word-break:break-all}
 section{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:16px 20px;margin:0 0 18px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 18px}
@@ -132,6 +134,51 @@ def _math_histogram(histogram: Sequence[Sequence[float]], threshold: float | Non
         ax.axvline(threshold, color="#d1495b", linestyle="--", linewidth=1)
         caption += f"; dashed line: --min-math-score {threshold:g}"
     return _figure("math-score", fig, caption)
+
+
+def _quality(stats: dict[str, Any], threshold: float | None, model: dict[str, Any] | None) -> str:
+    """The quality histogram (buckets of 0.5) and a few documents per whole point (`jobs.corpus_summary`)."""
+    histogram = stats.get("quality_histogram") or []
+    unscored = int(stats.get("quality_unscored", stats.get("kept", 0)))
+    if not any(n for _, n in histogram):
+        return _note(
+            "no quality scores: the corpus was built without --quality-model"
+            + (f" ({unscored:,} documents unscored)" if unscored else "")
+        )
+    from jobs.corpus_summary import QUALITY_SNIPPET_CHARS
+
+    fig, ax = _new_figure()
+    lows = [float(lo) for lo, _ in histogram]
+    counts = [int(n) for _, n in histogram]
+    ax.bar([lo + 0.25 for lo in lows], counts, width=0.47, color=_BLUE)
+    ax.set_xlim(0, 5)
+    ax.set_xlabel("quality score (0-5)")
+    ax.set_ylabel("kept documents")
+    caption = f"Quality score of kept documents (buckets of 0.5); {unscored:,} without a score"
+    if threshold is not None:
+        ax.axvline(threshold, color="#d1495b", linestyle="--", linewidth=1)
+        caption += f"; dashed line: --min-quality {threshold:g}"
+    parts = [_figure("quality", fig, caption)]
+    if model:
+        parts.append(_note(f"quality model: {model.get('name')} {model.get('version', '')}"))
+    for group in stats.get("quality_samples", []):
+        low, high = float(group["low"]), float(group["high"])
+        in_bucket = sum(int(n) for lo, n in histogram if low <= float(lo) < high)
+        label = f"[{low:.0f}, {high:.0f}]" if high >= 5 else f"[{low:.0f}, {high:.0f})"
+        docs = group.get("samples") or []
+        parts.append(
+            f'<h3 data-quality-bucket="{low:g}">quality {escape(label)}: {len(docs)} of {in_bucket:,} '
+            "documents</h3>"
+        )
+        for doc in docs:
+            text = doc.get("text") or ""
+            snippet = text[:QUALITY_SNIPPET_CHARS] + ("…" if len(text) > QUALITY_SNIPPET_CHARS else "")
+            meta = f"quality {float(doc.get('quality_score') or 0):.2f}"
+            parts.append(
+                f'<div class="doc quality-doc"><div class="title">{_link(doc.get("url") or "")}</div>'
+                f'<div class="meta">{escape(meta)}</div><pre>{escape(snippet)}</pre></div>'
+            )
+    return "".join(parts)
 
 
 def _counters(counters: dict[str, int]) -> str:
@@ -307,6 +354,11 @@ def render_report_html(
             "Math score",
             _math_histogram(stats.get("math_score_histogram", []), threshold)
             + (_note(f"scorer: {scorer.get('name')} {scorer.get('version', '')}") if scorer else ""),
+        ),
+        _section(
+            "quality",
+            "Quality score",
+            _quality(stats, config.get("min_quality"), manifest.get("quality_model")),
         ),
         _section("counters", "Where the records went", _counters(counters)),
         _section("removals", "Removed by dedup and decontamination", _removals(stats.get("cleaning"))),

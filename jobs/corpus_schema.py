@@ -2,6 +2,12 @@
 
 Spark and pyarrow schemas are both derived from `CORPUS_COLUMNS`, so the job's output and any pyarrow
 reader agree by construction.
+
+Columns are only ever appended, and every one is nullable: a snapshot written before a column existed simply
+lacks it, and the snapshots of one corpus may differ in that way after a refresh (`quality_score` came later).
+Spark and pyarrow infer a folder's schema from one of its files, so a reader that needs the newer columns
+over every snapshot reads with `spark_schema()` / `arrow_schema()` (a missing column reads as null), and code
+that may meet an older table checks `column in df.columns` (`jobs.corpus_summary`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ CORPUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ),
     ("charset", "string", "codec the HTML was decoded with"),
     ("charset_source", "string", "where the charset came from: http-header, meta, bom, detected, fallback"),
+    (
+        "quality_score",
+        "float",
+        "math-educational value on FineMath's 0-5 scale, from `corpus build --quality-model` (see "
+        "`quality_model` in the manifest); null without a quality model, and in snapshots written before "
+        "the column existed",
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in CORPUS_COLUMNS)

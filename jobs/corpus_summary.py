@@ -17,7 +17,15 @@ candidates), so every figure is a sum over snapshots and the merge is exact, not
   number of distinct domains, never with the number of documents, and it never passes through the driver;
   the top `REPORT_DOMAINS` are read off the merged table, with the same order and ties as a full scan;
 - samples are the `REPORT_SAMPLES` documents with the smallest `xxhash64(id)` (ties by id): the smallest of
-  a union are the smallest of the parts' smallest, so each snapshot offers only its own few candidates.
+  a union are the smallest of the parts' smallest, so each snapshot offers only its own few candidates;
+- the quality histogram (`quality_score` in buckets of 0.5, and the documents without a score) adds up, and
+  the samples per quality bucket (`QUALITY_SAMPLES` per whole point, 0-1 .. 4-5) are drawn the same way as
+  the samples, per bucket: a refresh neither keeps the old ones blindly nor redraws them, it merges, so after
+  any number of refreshes each bucket shows exactly what one scan of the whole corpus would. The per-bucket
+  draw is a row_number window limited to `QUALITY_SAMPLES`, which Spark cuts to that many rows per bucket in
+  each task before the shuffle (its WindowGroupLimit): what moves grows with tasks, not documents.
+  A summary stored before the quality figures existed counts all its documents as unscored (they are: the
+  column came later).
 
 A corpus written before summaries were stored (no summary.json in the previous version) is scanned whole
 once, by the refresh that finds it so; that refresh stores the summary and the next ones merge.
@@ -30,7 +38,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.corpus_output import DATA_DIR, SNAPSHOT, snapshot_dir
@@ -42,6 +50,11 @@ SUMMARY_FILE = "summary.json"
 DOMAINS_DIR = "summary_domains"
 SUMMARY_FORMAT = 1
 DOMAINS_PER_SHARD = 2_000_000  # rows of summary_domains/ per Parquet file
+QUALITY_COLUMN = "quality_score"  # absent from snapshots written before it existed (jobs.corpus_schema)
+QUALITY_BUCKETS = 10  # histogram buckets of 0.5 over the 0-5 scale, the last one closed: [4.5, 5]
+QUALITY_SAMPLE_BUCKETS = 5  # sample groups of one point: [0, 1) .. [4, 5]
+QUALITY_SAMPLES = 3  # documents per sample group, the first QUALITY_SNIPPET_CHARS of their text
+QUALITY_SNIPPET_CHARS = 200
 
 
 def summarise_corpus(spark: SparkSession, data: Path) -> dict[str, Any]:
@@ -123,17 +136,54 @@ def scan_rows(df: DataFrame) -> tuple[dict[str, Any], DataFrame]:
     snapshots = (
         sorted(r[0] for r in df.select(SNAPSHOT).distinct().collect()) if SNAPSHOT in df.columns else []
     )
+    quality_buckets, quality_samples = scan_quality(df)
+    kept = sum(by_lang.values())
     state = {
         "format": SUMMARY_FORMAT,
-        "kept": sum(by_lang.values()),
+        "kept": kept,
         "kept_chars": int(df.agg(F.sum("n_chars")).collect()[0][0] or 0),
         "snapshots": snapshots,
         "by_lang": dict(sorted(by_lang.items())),
         "math_score_buckets": [hist.get(b, 0) for b in range(10)],
         "top_domains_math_by": math_by,
         "sample_candidates": [r.asDict() for r in samples],
+        "quality_buckets": quality_buckets,
+        "quality_unscored": kept - sum(quality_buckets),
+        "quality_sample_candidates": quality_samples,
     }
     return state, domains
+
+
+def scan_quality(df: DataFrame) -> tuple[list[int], list[list[dict[str, Any]]]]:
+    """Documents per 0.5 bucket of `quality_score`, and per whole point the `QUALITY_SAMPLES` with the
+    smallest `xxhash64(id)` (ties by id) with the start of their text; all zeros and empty lists for a table
+    without the column or without a score."""
+    empty: list[list[dict[str, Any]]] = [[] for _ in range(QUALITY_SAMPLE_BUCKETS)]
+    if QUALITY_COLUMN not in df.columns:
+        return [0] * QUALITY_BUCKETS, empty
+    scored = df.where(F.col(QUALITY_COLUMN).isNotNull())
+    half = F.least(F.floor(F.col(QUALITY_COLUMN) * 2), F.lit(QUALITY_BUCKETS - 1)).cast("int")
+    counts = {r["b"]: r["count"] for r in scored.groupBy(half.alias("b")).count().collect()}
+    point = F.least(F.floor(F.col(QUALITY_COLUMN)), F.lit(QUALITY_SAMPLE_BUCKETS - 1)).cast("int")
+    order = Window.partitionBy("bucket").orderBy("order", "id")
+    picked = (
+        scored.select(
+            point.alias("bucket"),
+            "id",
+            "url",
+            F.col(QUALITY_COLUMN).alias("quality_score"),
+            F.substring("text", 1, QUALITY_SNIPPET_CHARS + 1).alias("text"),
+            F.xxhash64("id").alias("order"),
+        )
+        .withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= QUALITY_SAMPLES)
+        .drop("rank")
+        .collect()
+    )
+    samples = empty
+    for row in sorted(picked, key=lambda r: (r["order"], r["id"])):
+        samples[max(0, row["bucket"])].append({k: v for k, v in row.asDict().items() if k != "bucket"})
+    return [int(counts.get(b, 0)) for b in range(QUALITY_BUCKETS)], samples
 
 
 def merge_states(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +193,8 @@ def merge_states(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
         by_lang[lang] = by_lang.get(lang, 0) + n
     candidates = {c["id"]: c for c in [*previous["sample_candidates"], *new["sample_candidates"]]}
     samples = sorted(candidates.values(), key=lambda c: (c["order"], c["id"]))[:REPORT_SAMPLES]
+    old_buckets, old_unscored, old_samples = quality_figures(previous)
+    new_buckets, new_unscored, new_samples = quality_figures(new)
     return {
         "format": SUMMARY_FORMAT,
         "kept": previous["kept"] + new["kept"],
@@ -154,7 +206,25 @@ def merge_states(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
         ],
         "top_domains_math_by": new["top_domains_math_by"],
         "sample_candidates": samples,
+        "quality_buckets": [a + b for a, b in zip(old_buckets, new_buckets, strict=True)],
+        "quality_unscored": old_unscored + new_unscored,
+        "quality_sample_candidates": [
+            _smallest([*a, *b], QUALITY_SAMPLES) for a, b in zip(old_samples, new_samples, strict=True)
+        ],
     }
+
+
+def _smallest(candidates: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    by_id = {c["id"]: c for c in candidates}
+    return sorted(by_id.values(), key=lambda c: (c["order"], c["id"]))[:n]
+
+
+def quality_figures(state: dict[str, Any]) -> tuple[list[int], int, list[list[dict[str, Any]]]]:
+    """(buckets, unscored, samples per bucket) of a stored summary; one stored before the quality figures
+    existed had no scored documents: all of them are unscored."""
+    if "quality_buckets" not in state:
+        return [0] * QUALITY_BUCKETS, state["kept"], [[] for _ in range(QUALITY_SAMPLE_BUCKETS)]
+    return state["quality_buckets"], state["quality_unscored"], state["quality_sample_candidates"]
 
 
 def merge_domains(previous: DataFrame, new: DataFrame) -> DataFrame:
@@ -183,5 +253,25 @@ def public_summary(state: dict[str, Any], domains: DataFrame) -> dict[str, Any]:
             for r in top
         ],
         "top_domains_math_by": state["top_domains_math_by"],
-        "samples": [{k: v for k, v in c.items() if k != "order"} for c in state["sample_candidates"]],
+        "samples": [_public(c) for c in state["sample_candidates"]],
+        **public_quality(state),
     }
+
+
+def public_quality(state: dict[str, Any]) -> dict[str, Any]:
+    """The quality figures of stats.json: `quality_histogram` [(low end, documents)] in buckets of 0.5,
+    `quality_unscored`, and `quality_samples`, one entry per whole point with its documents (url, id,
+    quality_score, the first QUALITY_SNIPPET_CHARS (+1) of the text)."""
+    buckets, unscored, samples = quality_figures(state)
+    return {
+        "quality_histogram": [(b / 2, n) for b, n in enumerate(buckets)],
+        "quality_unscored": unscored,
+        "quality_samples": [
+            {"low": float(b), "high": float(b + 1), "samples": [_public(c) for c in group]}
+            for b, group in enumerate(samples)
+        ],
+    }
+
+
+def _public(candidate: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in candidate.items() if k != "order"}

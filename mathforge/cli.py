@@ -96,12 +96,13 @@ def read_html_file(path: str) -> bytes:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from jobs.corpus_pipeline import PageAnalyser, math_scorer_for
+    from jobs.corpus_pipeline import PageAnalyser, QualityModel, math_scorer_for
 
     body = read_html_file(args.file)
-    analyser = PageAnalyser(args.lid_model, math_scorer_for(args.math_model))
-    analysis = analyser.analyse_html(body, args.content_type, args.url)
-    print(json.dumps(analysis.to_dict(), ensure_ascii=False, indent=None if args.compact else 2))
+    quality = QualityModel(args.quality_model) if args.quality_model else None
+    analyser = PageAnalyser(args.lid_model, math_scorer_for(args.math_model), quality=quality)
+    shown = analyser.explain(body, args.content_type, args.url)
+    print(json.dumps(shown, ensure_ascii=False, indent=None if args.compact else 2))
     return 0
 
 
@@ -244,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--lid-model", default=None, help="path to lid.176.ftz (default: the bundled copy)")
     inspect.add_argument(
         "--math-model", default=None, help="trained math classifier (default: the rule scorer)"
+    )
+    inspect.add_argument(
+        "--quality-model",
+        default=None,
+        help="quality model: adds quality_score (0-5) and the model's identity",
     )
     inspect.add_argument("--compact", action="store_true", help="one-line JSON")
     inspect.set_defaults(handler=_inspect)
