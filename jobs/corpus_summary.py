@@ -164,9 +164,21 @@ def scan_quality(df: DataFrame) -> tuple[list[int], list[list[dict[str, Any]]]]:
     scored = df.where(F.col(QUALITY_COLUMN).isNotNull())
     half = F.least(F.floor(F.col(QUALITY_COLUMN) * 2), F.lit(QUALITY_BUCKETS - 1)).cast("int")
     counts = {r["b"]: r["count"] for r in scored.groupBy(half.alias("b")).count().collect()}
+    if not counts:  # nothing scored (no quality model): no second scan
+        return [0] * QUALITY_BUCKETS, empty
+    samples = empty
+    for row in sorted(quality_samples(scored).collect(), key=lambda r: (r["order"], r["id"])):
+        samples[max(0, row["bucket"])].append({k: v for k, v in row.asDict().items() if k != "bucket"})
+    return [int(counts.get(b, 0)) for b in range(QUALITY_BUCKETS)], samples
+
+
+def quality_samples(scored: DataFrame) -> DataFrame:
+    """Per whole point of `quality_score` (bucket 0-4), the `QUALITY_SAMPLES` rows with the smallest
+    `xxhash64(id)`: a row_number window under a limit, which Spark plans as a per-task WindowGroupLimit
+    before the shuffle, so at most that many rows per bucket leave each task."""
     point = F.least(F.floor(F.col(QUALITY_COLUMN)), F.lit(QUALITY_SAMPLE_BUCKETS - 1)).cast("int")
     order = Window.partitionBy("bucket").orderBy("order", "id")
-    picked = (
+    return (
         scored.select(
             point.alias("bucket"),
             "id",
@@ -178,12 +190,7 @@ def scan_quality(df: DataFrame) -> tuple[list[int], list[list[dict[str, Any]]]]:
         .withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= QUALITY_SAMPLES)
         .drop("rank")
-        .collect()
     )
-    samples = empty
-    for row in sorted(picked, key=lambda r: (r["order"], r["id"])):
-        samples[max(0, row["bucket"])].append({k: v for k, v in row.asDict().items() if k != "bucket"})
-    return [int(counts.get(b, 0)) for b in range(QUALITY_BUCKETS)], samples
 
 
 def merge_states(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from jobs.corpus_summary import (
     SUMMARY_FILE,
     merge_states,
     public_summary,
+    quality_samples,
     scan_rows,
     summarise_corpus,
 )
@@ -222,6 +223,8 @@ def test_quality_summary_merges_exactly_across_snapshots(spark, scored, cc_corpu
     merged = merge_states(scan_rows(half)[0], scan_rows(other)[0])
     assert {k: merged[k] for k in QUALITY_KEYS} == {k: whole[k] for k in QUALITY_KEYS}
     assert sum(len(g) for g in whole["quality_sample_candidates"]) > QUALITY_SAMPLES  # several buckets
+    plan = quality_samples(df)._jdf.queryExecution().executedPlan().toString()
+    assert "WindowGroupLimit" in plan and "Partial" in plan  # bounded per task before the shuffle
 
     old = {k: v for k, v in scan_rows(spark.read.parquet(str(cc_corpus[0] / "data")))[0].items()
            if k not in QUALITY_KEYS}  # fmt: skip
