@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of the loop")
     parser.add_argument("--max-per-class", type=int, default=20, help="training texts per class at most")
     parser.add_argument(
-        "--report-limit", type=int, default=5, help="entries per list of a round's report (bounded output)"
+        "--report-limit", type=int, default=1000, help="entries per list of a round's report (bounded output)"
     )
     parser.add_argument("--stages", action="store_true", help="also list every stage")
     args = parser.parse_args(argv)

@@ -15,13 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pytest
+from pyspark.sql import functions as F
 
 from classifiers.domain_discovery import ScoredPage, approx_tokens, collect
 from jobs.classifier_seeds import stable_fraction
+from jobs.config import IterateConfig
 from jobs.driver_sample import take_first
 from jobs.iterate_corpus import approx_tokens as approx_tokens_column
-from jobs.iterate_corpus import hash_fraction, within_budget
+from jobs.iterate_corpus import hash_fraction, within_budget, write_collection
 
 pytestmark = pytest.mark.spark
 
@@ -41,7 +44,7 @@ def test_take_first_is_the_head_of_the_hash_order(spark):
     assert [r.id for r in take_first(lumpy, ("f", "id"), 150, [])] == [r[0] for r in expected[:150]]
 
 
-def test_within_budget_cuts_where_collect_cuts(spark):
+def test_within_budget_cuts_where_collect_cuts(spark, tmp_path):
     rng = random.Random(5)
     pages = [
         ScoredPage(f"p{i:04d}", "", "", rng.choice([0, 3, 40, 401, 4000]), rng.choice([0.5, 0.75, 0.9, 1.0]))
@@ -52,22 +55,27 @@ def test_within_budget_cuts_where_collect_cuts(spark):
     ).withColumn("tokens", approx_tokens_column("n_chars"))
     assert {r.n_chars: r.tokens for r in df.collect()} == {p.n_chars: approx_tokens(p.n_chars) for p in pages}
     total = sum(approx_tokens(p.n_chars) for p in pages)
-    for budget in (0, 1, 5_000, total // 2, total - 1, total):
+    for budget in (50, 5_000, total - 1):  # a cut in the first, a middle and the last range partition
         expected = [p.id for p in collect(pages, 0.0, budget)]
-        for partitions in (1, 4):
-            kept = within_budget(spark, df, budget, partitions).collect()
-            assert [r.id for r in sorted(kept, key=lambda r: (-r.score, r.id))] == expected, (
-                budget,
-                partitions,
-            )
+        kept = within_budget(spark, df, budget, 4).collect()
+        assert [r.id for r in sorted(kept, key=lambda r: (-r.score, r.id))] == expected, budget
+        assert 0 < len(expected) < len(pages)
+    # the round's collection: written best first, and the "collected" condition it returns for the pool
+    config = IterateConfig(input="-", seeds="-", output="-", min_score=0.6, token_budget=total // 3)
+    table = df.withColumn("url", F.lit("")).withColumn("domain", F.lit("")).withColumn("label", F.lit(None))
+    collected = write_collection(spark, config, table, None, tmp_path / "collection.parquet")
+    expected = [p.id for p in collect(pages, 0.6, total // 3)]
+    written = ds.dataset(tmp_path / "collection.parquet", format="parquet").to_table().to_pylist()
+    assert [r["id"] for r in written] == expected and all(r["new"] for r in written)
+    assert sorted(r.id for r in table.where(collected).collect()) == sorted(expected)
 
 
 @pytest.mark.slow
 def test_driver_bound_bytes_stay_flat_at_four_times_the_data(tmp_path):
     """`corpus iterate` (one round and the final corpus) and `classifier train`, each its own Spark
     application with its event log on, over 2 x 30 and 2 x 120 WARC records: 4x the pool, the same bytes
-    returned to the driver (the training caps and the report's lists are at their caps at both sizes; the
-    texts sampled differ, hence the tolerance). Before, `classifier train` sent 4.3x the bytes at 4x the
+    returned to the driver (the training caps are reached at both sizes; the texts sampled and the report's
+    lists of prefixes differ, hence the tolerance). Before, `classifier train` sent 4.3x the bytes at 4x the
     data, and `corpus iterate` 1.2x (the rest of what it grew by, it read on the driver with pyarrow)."""
     cmd = [sys.executable, str(REPO / "bench" / "driver_results.py"), "--out", str(tmp_path)]
     cmd += ["--files", "2", "--records", "30,120", "--max-per-class", "10"]
