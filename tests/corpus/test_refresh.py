@@ -209,7 +209,7 @@ def _summary(stats: dict) -> dict:
 
 SUMMARY_KEYS = (
     "kept", "kept_chars", "snapshots", "by_lang", "math_score_histogram", "top_domains", "top_domains_math_by",
-    "samples",
+    "samples", "quality_histogram", "quality_unscored", "quality_samples",
 )  # fmt: skip
 
 
