@@ -10,7 +10,11 @@ it then decides is here:
   DeepSeekMath) are math-domain candidates;
 * `propose_prefixes`: under those domains, the URL-path prefixes (`/questions/`) with their page counts,
   collected counts and sample URLs; `auto_accept` marks the ones whose own collected share and count clear
-  a bar, `read_accept_file` reads the ones a person accepted instead;
+  a bar, `read_accept_file` reads the ones a person accepted instead; `guarded_accept` adds the guards that
+  keep automatic acceptance from running away (the prefix's collected pages score like held-out seeds, its
+  quality, a cap on the seeds a round adds), each proposal with its decision's reason;
+* `split_heldout`, `quantile`, `seed_warnings`: the held-out seeds whose scores are the reference, and the
+  warnings for a seed set too small or too unlike the pool to train on;
 * `prefix_seeds`: the uncollected pages under accepted prefixes, which join the next round's seeds;
 * `label_metrics`: recall and precision of a collection against page labels, when the input has them.
 
@@ -48,6 +52,7 @@ class ScoredPage:
     n_chars: int
     score: float
     label: bool | None = None  # True: math, False: not math, None: unlabelled
+    quality: float | None = None  # the quality score (0-5), when the pool has one
 
 
 def url_prefix(url: str, depth: int = 1) -> str:
@@ -135,6 +140,9 @@ class PrefixProposal:
     domain_share: float
     sample_urls: tuple[str, ...]
     accepted: bool = False
+    median_score: float | None = None  # median score of its collected pages
+    mean_quality: float | None = None  # mean quality score of its pages (None: no quality scores)
+    decision: str = ""  # why it was accepted or not
 
     @property
     def key(self) -> str:
@@ -163,7 +171,8 @@ def propose_prefixes(
     samples: int = 3,
 ) -> list[PrefixProposal]:
     """Prefixes holding at least one collected page, under every domain whose collected share exceeds
-    `min_domain_share`; sample URLs are collected ones first, then uncollected, each sorted."""
+    `min_domain_share`; sample URLs are collected ones first, then uncollected, each sorted. Each carries
+    the median score of its collected pages and the mean quality score of its pages (None without one)."""
     candidates = {d for d, s in shares.items() if s.share > min_domain_share}
     groups: dict[tuple[str, str], list[ScoredPage]] = defaultdict(list)
     for page in pages:
@@ -175,6 +184,7 @@ def propose_prefixes(
         if not hits:
             continue
         misses = sorted(p.url for p in members if p.id not in collected_ids)
+        qualities = [p.quality for p in members if p.quality is not None]
         proposals.append(
             PrefixProposal(
                 domain=domain,
@@ -183,6 +193,8 @@ def propose_prefixes(
                 collected=len(hits),
                 domain_share=round(shares[domain].share, 4),
                 sample_urls=tuple((hits + misses)[:samples]),
+                median_score=round(quantile([p.score for p in members if p.id in collected_ids], 0.5), 4),
+                mean_quality=round(sum(qualities) / len(qualities), 4) if qualities else None,
             )
         )
     return proposals
@@ -197,6 +209,136 @@ def auto_accept(
         PrefixProposal(**{**asdict(p), "accepted": p.collected >= min_collected and p.share >= min_share})
         for p in proposals
     ]
+
+
+# the reasons a proposal row gives for its decision, checked in this order
+ACCEPTED = "accepted"
+FEW_PAGES = "rejected: too few collected pages"
+LOW_SHARE = "rejected: low collected share"
+LOW_SCORE = "rejected: collected pages score below the held-out seeds"
+LOW_QUALITY = "rejected: low quality"
+CAPPED = "deferred: seed cap reached this round"
+EARLIER = "accepted in an earlier round"
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The `q` quantile of `values` by linear interpolation (Spark's `percentile`, numpy's default); 0.0 for
+    none."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    pos = q * (len(ordered) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def guarded_accept(
+    proposals: Iterable[PrefixProposal],
+    min_share: float,
+    min_collected: int,
+    seed_score: float | None,
+    score_tolerance: float,
+    min_quality: float | None = None,
+    max_new_seeds: int | None = None,
+    earlier: Iterable[str] = (),
+) -> list[PrefixProposal]:
+    """`auto_accept` with guards, every proposal given its decision's reason. Besides the collected share
+    and count, a prefix is accepted only if its collected pages' median score reaches `seed_score` (the
+    held-out seeds' reference score; None: no reference) less `score_tolerance`, and its pages' mean
+    quality reaches `min_quality` (when given). Of the prefixes passing, best median score first (ties by
+    key), those whose uncollected pages (the seeds they add) fit in `max_new_seeds` together are accepted;
+    the first that does not fit ends the round's acceptances, the rest are deferred. A prefix accepted in
+    an `earlier` round stays accepted and adds no seeds."""
+    earlier = set(earlier)
+    decided = []
+    for p in proposals:
+        if p.key in earlier:
+            reason = EARLIER
+        elif p.collected < min_collected:
+            reason = FEW_PAGES
+        elif p.share < min_share:
+            reason = LOW_SHARE
+        elif seed_score is not None and (p.median_score or 0.0) < seed_score - score_tolerance:
+            reason = LOW_SCORE
+        elif min_quality is not None and (p.mean_quality is None or p.mean_quality < min_quality):
+            reason = LOW_QUALITY
+        else:
+            reason = ACCEPTED
+        decided.append(PrefixProposal(**{**asdict(p), "decision": reason}))
+    if max_new_seeds is not None:
+        passing = sorted(
+            (p for p in decided if p.decision == ACCEPTED), key=lambda p: (-(p.median_score or 0), p.key)
+        )
+        used, capped = 0, set()
+        for p in passing:
+            used += p.pages - p.collected
+            if used > max_new_seeds:
+                capped.add(p.key)
+        decided = [
+            PrefixProposal(**{**asdict(p), "decision": CAPPED}) if p.key in capped else p for p in decided
+        ]
+    return [PrefixProposal(**{**asdict(p), "accepted": p.decision in (ACCEPTED, EARLIER)}) for p in decided]
+
+
+def split_heldout(
+    texts: Sequence[str], fraction: float, minimum: int, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """(training, held-out) seeds: the held-out ones are the `fraction` of texts first in a stable hash
+    order (at least `minimum`, and none when fewer than twice `minimum` + 1 texts are given: too few to spare
+    any), each list in the given order."""
+    import xxhash
+
+    k = max(minimum, round(fraction * len(texts))) if len(texts) > 2 * minimum and fraction > 0 else 0
+    order = sorted(
+        range(len(texts)),
+        key=lambda i: (xxhash.xxh64_intdigest(texts[i].encode("utf-8", "replace"), seed=seed), i),
+    )
+    held = set(order[:k])
+    return [t for i, t in enumerate(texts) if i not in held], [t for i, t in enumerate(texts) if i in held]
+
+
+LENGTH_RATIO = (
+    5.0  # seeds whose median length is this many times longer or shorter than the pool's: unlike it
+)
+
+
+def seed_warnings(
+    given: int,
+    min_seeds: int,
+    heldout: int,
+    seedlike_share: float | None,
+    min_seedlike_share: float,
+    seed_median_chars: float,
+    pool_median_chars: float,
+) -> list[str]:
+    """Warnings for a seed set too small or too unlike the pool to train on: fewer than `min_seeds` given;
+    no held-out seeds (no reference score, no score guard); under `min_seedlike_share` of the pool scoring
+    at least the held-out seeds' reference score (the classifier tells the seeds apart from the pool, not
+    math from the rest); the seeds' median length `LENGTH_RATIO` times the pool's or less than its
+    1/`LENGTH_RATIO` (solutions without their page: the classifier learns length)."""
+    out = []
+    if given < min_seeds:
+        out.append(
+            f"only {given} seeds given, fewer than --min-seeds {min_seeds}: too few to train a classifier on"
+        )
+    if heldout == 0:
+        out.append(
+            "no seeds held out (too few given): no reference score, prefixes are accepted unguarded by it"
+        )
+    if seedlike_share is not None and seedlike_share < min_seedlike_share:
+        out.append(
+            f"seeds unlike the pool: {seedlike_share:.4f} of the pool scores like the held-out seeds "
+            f"(under --min-seedlike-share {min_seedlike_share})"
+        )
+    if pool_median_chars > 0 and seed_median_chars > 0:
+        ratio = seed_median_chars / pool_median_chars
+        if ratio > LENGTH_RATIO or ratio < 1 / LENGTH_RATIO:
+            out.append(
+                f"seeds unlike the pool: median length {seed_median_chars:.0f} characters against the pool's "
+                f"{pool_median_chars:.0f}"
+            )
+    return out
 
 
 def read_accept_file(path: str | Path) -> set[str]:
