@@ -181,9 +181,9 @@ def exact_dedup(df: DataFrame, url_dedup: str = "changed") -> tuple[DataFrame, D
 
 def unique_ids(df: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     """One row per id, and the counts: `rows`, `without_id` (dropped: no step could name them in `removed/`)
-    and `repeated_id` (one WARC record read twice: the survivor stays, ties broken by digest and URL), the
-    last two logged; a corpus from `corpus build` has neither. Every later step relies on it: a row is
-    removed by removing its id."""
+    and `repeated_id` (one WARC record read twice, e.g. from a damaged copy of its file: the survivor stays,
+    ties broken by digest, URL and WARC file), the last two logged and reported. Every later step relies on
+    it: a row is removed by removing its id."""
     per_id = df.groupBy("id").agg(F.count(F.lit(1)).alias("n"))
     counts = per_id.agg(
         F.sum("n").alias("rows"),
@@ -197,7 +197,10 @@ def unique_ids(df: DataFrame) -> tuple[DataFrame, dict[str, int]]:
     if found["repeated_id"]:
         log.warning("%d rows repeat the id of another row: one row per id kept", found["repeated_id"])
         repeated = per_id.where("n > 1").select("id")
-        order = (*survivor_order(), F.col("content_digest").asc_nulls_last(), F.col("url").asc_nulls_last())
+        # the same record in two WARC files (a re-crawl, a damaged copy): the first file by name keeps it, so
+        # the row a corpus holds does not depend on which task finished first
+        ties = [c for c in ("content_digest", "url", "warc_path") if c in df.columns]
+        order = (*survivor_order(), *(F.col(c).asc_nulls_last() for c in ties))
         first = F.row_number().over(Window.partitionBy("id").orderBy(*order))
         chosen = df.join(repeated, "id", "left_semi").withColumn("_rank", first).where("_rank = 1")
         df = df.join(repeated, "id", "left_anti").unionByName(chosen.drop("_rank"))
