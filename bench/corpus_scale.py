@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.corpus_throughput import make_crawl  # noqa: E402
 from jobs.event_log import application_logs, event_log_conf, read_app_cost  # noqa: E402
+from samplecrawl.writer import write_sample_crawl  # noqa: E402
 
 # Runs a mathforge command in this process and prints the Python driver's peak RSS (bytes) last.
 RUNNER = (
@@ -40,6 +41,7 @@ RUNNER = (
     "    print(json.dumps({'driver_rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
 )
 METRICS = ("wall_s", "jobs", "tasks", "max_stage_tasks", "result_bytes", "shuffle_bytes", "driver_rss")
+SIZES = ("inputs", "pages", "documents")
 
 
 def run_job(argv: list[str], events: Path, log: Path) -> dict[str, Any]:
@@ -87,16 +89,31 @@ def job_commands(name: str, crawl: Path, later: Path, work: Path) -> list[str]:
     raise ValueError(f"unknown job {name!r}")
 
 
+def crawl_files(kind: str, dest: Path, files: int, per_file: int, seed: int) -> Path:
+    """`files` WARC files: the generated sample crawl (any size), or the benchmark crawl of real pages (its
+    tool holds a fixed pool of pages: larger requests get fewer files than asked, see the stats' inputs)."""
+    if kind == "bench":
+        return make_crawl(dest, files, per_file)[0]
+    write_sample_crawl(dest, n_files=files, records_per_file=per_file, seed=seed)
+    return dest
+
+
 def measure(args: argparse.Namespace, scale: int, out: Path) -> dict[str, dict[str, Any]]:
     work = out / f"x{scale}"
     shutil.rmtree(work, ignore_errors=True)
-    crawl, _ = make_crawl(work / "crawl", args.files * scale, args.per_file)
-    later, _ = make_crawl(work / "later", max(1, args.files * scale // 4), args.per_file)
-    results = {}
+    crawl = crawl_files(args.crawl, work / "crawl", args.files * scale, args.per_file, seed=0)
+    later = crawl_files(args.crawl, work / "later", max(1, args.files * scale // 4), args.per_file, seed=1)
+    results: dict[str, dict[str, Any]] = {}
     for name in args.jobs.split(","):
         argv = [*job_commands(name, crawl, later, work), "--master", args.master]
         print(f"[x{scale}] {name}: {' '.join(argv[:2])} ...", flush=True)
         results[name] = run_job(argv, work / "events" / name, work / f"{name}.log")
+        stats = work / ("deduped" if name == "dedup" else "corpus") / "stats.json"
+        if stats.is_file():
+            figures = json.loads(stats.read_text())
+            results[name]["inputs"] = figures.get("inputs", {}).get("total", 0)
+            results[name]["pages"] = figures.get("counters", {}).get("html_responses", 0)
+            results[name]["documents"] = figures.get("kept", 0)
         print(f"[x{scale}] {name}: {json.dumps({k: results[name][k] for k in METRICS})}", flush=True)
     return results
 
@@ -107,8 +124,8 @@ def growth_table(scale: int, small: dict, large: dict) -> str:
         "| --- | --- | ---: | ---: | ---: |",
     ]
     for job in small:
-        for metric in (*METRICS, "executor_s"):
-            a, b = small[job][metric], large[job][metric]
+        for metric in (*SIZES, *METRICS, "executor_s"):
+            a, b = small[job].get(metric, 0), large[job].get(metric, 0)
             ratio = f"{b / a:.2f}" if a else "n/a"
             lines.append(f"| {job} | {metric} | {a:,} | {b:,} | {ratio} |")
     return "\n".join(lines)
@@ -121,6 +138,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=8, help="the larger size, × the first (default 8)")
     parser.add_argument(
         "--jobs", default="build,refresh,dedup", help="comma-separated: build,refresh,dedup,train"
+    )
+    parser.add_argument(
+        "--crawl", choices=("sample", "bench"), default="sample", help="input pages (default sample)"
     )
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--out", default="bench_out/scale")
