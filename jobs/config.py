@@ -325,6 +325,45 @@ class IterateConfig(CleaningConfig, WarcInputs, SparkSettings):
         default=3, metadata={"help": "auto: accept a prefix only with at least this many collected pages"}
     )
     prefix_depth: int = field(default=1, metadata={"help": "URL path segments in a proposed prefix"})
+    heldout_fraction: float = field(
+        default=0.2,
+        metadata={"help": "given seeds held out of training (at least 3): their scores are the reference"},
+    )
+    seed_quantile: float = field(
+        default=0.25, metadata={"help": "the reference score: this quantile of the held-out seeds' scores"}
+    )
+    score_tolerance: float = field(
+        default=0.2,
+        metadata={
+            "help": "auto: a prefix's collected pages' median score may be this far under the reference"
+        },
+    )
+    max_seed_growth: float | None = field(
+        default=2.0,
+        metadata={
+            "help": "auto: seeds added per round by new prefixes at most this many times the given ones"
+        },
+    )
+    min_prefix_quality: float | None = field(
+        default=None,
+        metadata={"help": "auto: a prefix's pages' mean quality score (0-5) must reach this (needs quality)"},
+    )
+    min_seeds: int = field(default=50, metadata={"help": "warn when fewer seeds are given"})
+    min_seedlike_share: float = field(
+        default=0.005,
+        metadata={"help": "warn when a smaller share of the pool scores like the held-out seeds"},
+    )
+    quality_model: str | None = field(
+        default=None,
+        metadata={"help": "quality model for the pool pass (its quality_score column); see docs/quality.md"},
+    )
+    rank_by: str = field(
+        default="math",
+        metadata={
+            "help": "collection order: 'math' score, 'quality' score, or 'both' (math x quality/5); "
+            "quality needs a pool with quality scores"
+        },
+    )
     converge_overlap: float = field(
         default=0.98,
         metadata={"help": "stop when this share of a round's collection was in the previous one"},
@@ -380,6 +419,7 @@ class IterateConfig(CleaningConfig, WarcInputs, SparkSettings):
             langs=self.langs,
             min_chars=self.min_chars,
             min_math_score=0.0,
+            quality_model=self.quality_model,
         )
 
     def preflight(self) -> None:
@@ -388,6 +428,10 @@ class IterateConfig(CleaningConfig, WarcInputs, SparkSettings):
             raise ValueError("--rounds must be at least 1")
         if not (self.seeds and Path(self.seeds).exists()):
             raise FileNotFoundError(f"seed file not found: {self.seeds}")
+        if self.rank_by not in ("math", "quality", "both"):
+            raise ValueError(f"--rank-by is math, quality or both, got {self.rank_by!r}")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError("--heldout-fraction must be in [0, 1)")
 
 
 @dataclass(kw_only=True)

@@ -57,15 +57,27 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from classifiers.domain_discovery import (
+    ACCEPTED as ACCEPTED_REASON,
+)
+from classifiers.domain_discovery import (
+    CAPPED,
     CHARS_PER_TOKEN,
+    EARLIER,
+    FEW_PAGES,
+    LOW_QUALITY,
+    LOW_SCORE,
+    LOW_SHARE,
     PrefixProposal,
     label_metrics_from_counts,
+    quantile,
     read_accept_file,
+    seed_warnings,
+    split_heldout,
     split_key,
     under_prefix,
     url_prefix,
 )
-from classifiers.math_classifier import TrainingOptions, train_math_classifier
+from classifiers.math_classifier import FastTextMathScorer, TrainingOptions, train_math_classifier
 from crawl.redact import redact_record
 from jobs.build_corpus import TARGET_SHARD_CHARS, build_corpus
 from jobs.classifier_seeds import read_seed_texts, stable_fraction
@@ -114,7 +126,15 @@ _FIXED_SETTINGS = (
     "epoch",
     "bucket",
     "seed",
+    "heldout_fraction",
+    "seed_quantile",
+    "score_tolerance",
+    "max_seed_growth",
+    "min_prefix_quality",
+    "quality_model",
+    "rank_by",
 )
+MIN_HELDOUT = 3  # held-out seeds at least, when any are held out
 EXTRA_COLUMNS = (
     ("first_round", "int", "the round of `corpus iterate` that first collected the page"),
     ("first_score", "float", "the page's math score in that round"),
@@ -190,6 +210,23 @@ class Pool:
             spark.read.parquet(str(out / POOL_DIR / DATA_DIR)),
             spark.read.parquet(str(labels)) if labels.exists() else None,
         )
+
+    @property
+    def has_quality(self) -> bool:
+        return "quality_score" in self.pages.columns
+
+    def check_quality(self, config: IterateConfig) -> None:
+        """`--rank-by quality|both` and `--min-prefix-quality` need a pool with quality scores."""
+        wanted = [f for f, on in (("--rank-by " + config.rank_by, config.rank_by != "math"),
+                                  ("--min-prefix-quality", config.min_prefix_quality is not None)) if on]  # fmt: skip
+        if not wanted:
+            return
+        scored = self.has_quality and self.pages.where(F.col("quality_score").isNotNull()).limit(1).count()
+        if not scored:
+            raise ValueError(
+                f"{' and '.join(wanted)} need quality scores, and the pool has none: build it with "
+                "--quality-model (a new --output)"
+            )
 
     def texts(self, max_chars: int | None = None) -> DataFrame:
         """(id, text) of every pool page, the text cut to `max_chars` characters if given."""
@@ -304,9 +341,10 @@ def _write_round(
     with job_phase(spark, f"iterate round {n}: seeds"):
         seed_counts = write_seeds(spark, pool, previous, len(given_seeds), staging / SEEDS)
     seed_ids = spark.read.parquet(str(staging / SEEDS)).where(F.col("id").isNotNull()).select("id")
+    train_given, heldout = split_heldout(given_seeds, config.heldout_fraction, MIN_HELDOUT, config.seed)
     with job_phase(spark, f"iterate round {n}: training sample"):
         positives, negatives = training_sample(
-            spark, config, pool, n, given_seeds, seed_ids if seed_counts["prefix"] else None, prev_ids
+            spark, config, pool, n, train_given, seed_ids if seed_counts["prefix"] else None, prev_ids
         )
     log.info("round %d: training on %d positives and %d negatives", n, len(positives), len(negatives))
     options = TrainingOptions(
@@ -314,6 +352,7 @@ def _write_round(
     )
     trained = train_math_classifier(positives, negatives, staging / "model.bin", options)
     fail_point(n, "trained")
+    reference = seed_reference(config, staging / "model.bin", heldout)
 
     cached: list[DataFrame] = []
     try:
@@ -329,18 +368,36 @@ def _write_round(
         flagged = pages.withColumn("collected", collected)
         with job_phase(spark, f"iterate round {n}: figures"):
             figures = round_figures(spark.read.parquet(str(staging / COLLECTION)), flagged, previous)
+        with job_phase(spark, f"iterate round {n}: seeds against the pool"):
+            likeness = pool_likeness(pages, reference["score"])
         with job_phase(spark, f"iterate round {n}: domains"):
-            discovery = discover(spark, config, n, previous, flagged, staging)
+            discovery = discover(
+                spark, config, n, previous, flagged, staging, reference["score"], len(given_seeds)
+            )
     finally:
         for df in cached:
             df.unpersist()
 
     proposals = discovery.pop("proposals")
+    lengths = sorted(len(t) for t in given_seeds)
+    warnings = seed_warnings(
+        len(given_seeds),
+        config.min_seeds,
+        len(heldout),
+        likeness["seedlike_share"],
+        config.min_seedlike_share,
+        quantile(lengths, 0.5),
+        likeness["pool_median_chars"],
+    )
+    for warning in warnings:
+        log.warning("round %d: %s", n, warning)
     report = {
         "round": n,
         "seconds": round(time.time() - started, 2),
         "model": {"version": trained.metadata["version"], "heldout": trained.metadata["heldout"]},
-        "seeds": {"given": len(given_seeds), **seed_counts},
+        "seeds": {"given": len(given_seeds), "heldout": len(heldout), **seed_counts},
+        "seed_reference": {**reference, **likeness},
+        "warnings": warnings,
         "negatives": len(negatives),
         **figures["report"],
         "proposals": [p.to_dict() for p in proposals],
@@ -348,7 +405,8 @@ def _write_round(
     }
     write_json(staging / "proposals.json", report["proposals"])
     (staging / "proposals.md").write_text(
-        render_proposals(n, proposals, report["totals"]["proposals"]), encoding="utf-8"
+        render_proposals(n, proposals, report["totals"]["proposals"], report["seed_reference"]),
+        encoding="utf-8",
     )
     _plot_histogram(figures["plot"], config.min_score, staging / "score_histogram.png", n)
     (staging / "report.md").write_text(render_round_markdown(report), encoding="utf-8")
@@ -360,6 +418,42 @@ def approx_tokens(n_chars: str) -> Column:
     """`classifiers.domain_discovery.approx_tokens` of a column of character counts: ⌈n/4⌉ (at least 1 for
     any text), 0 for none."""
     return F.expr(f"CASE WHEN {n_chars} > 0 THEN ({n_chars} + 3) div 4 ELSE 0 END").cast("long")
+
+
+def seed_reference(config: IterateConfig, model: Path, heldout: list[str]) -> dict[str, Any]:
+    """The held-out seeds' scores under the round's model (on the driver: they are given seeds, already
+    there): their `--seed-quantile` is the reference score a prefix's pages must come near, None when no
+    seed was held out."""
+    if not heldout:
+        return {"score": None, "median": None, "quantile": config.seed_quantile}
+    scores = [round(s, 6) for s in FastTextMathScorer(str(model)).score_batch(heldout)]
+    return {
+        "score": round(quantile(scores, config.seed_quantile), 4),
+        "median": round(quantile(scores, 0.5), 4),
+        "quantile": config.seed_quantile,
+    }
+
+
+def pool_likeness(pages: DataFrame, reference: float | None) -> dict[str, Any]:
+    """One aggregation over the scored pool: the share of pages scoring at least the reference score (how
+    much of the pool the classifier finds like the seeds) and the pool's median length."""
+    like = F.lit(None) if reference is None else (F.col("score") >= reference).cast("long")
+    row = pages.agg(
+        F.count("*").alias("pages"),
+        F.sum(like).alias("like"),
+        F.percentile_approx("n_chars", 0.5).alias("median_chars"),
+    ).first()
+    share = None if reference is None or not row["pages"] else round((row["like"] or 0) / row["pages"], 4)
+    return {"seedlike_share": share, "pool_median_chars": float(row["median_chars"] or 0)}
+
+
+def rank_column(config: IterateConfig) -> Column:
+    """What the collection ranks by: the math score, the quality score (0-5; none ranks last), or the math
+    score times the quality score over 5."""
+    quality = F.coalesce(F.col("quality_score").cast("double"), F.lit(0.0))
+    return {"math": F.col("score"), "quality": quality, "both": F.col("score") * quality / 5.0}[
+        config.rank_by
+    ]
 
 
 def write_seeds(
@@ -437,8 +531,8 @@ def training_sample(
 
 def score_pool(spark: SparkSession, pool: Pool, model_path: Path, dest: Path) -> DataFrame:
     """Every pool page's P(math) under `model_path` into the Parquet folder `dest` (id, score): one task
-    per pool split, each writing its own file. Returns (id, url, domain, n_chars, score), the score rounded
-    to 6 digits as the round's decisions use it, kept by the executors (persisted): the caller unpersists."""
+    per pool split, each writing its own file. Returns (id, url, domain, n_chars, quality_score, score), the score rounded
+    to 6 digits as the round's decisions use it, and the pool's quality_score (None without one), kept by the executors (persisted): the caller unpersists."""
     model = str(model_path)
 
     def score_partition(rows):
@@ -450,14 +544,15 @@ def score_pool(spark: SparkSession, pool: Pool, model_path: Path, dest: Path) ->
             batch.append(row)
             if len(batch) >= 512:
                 scores = scorer.score_batch(r.text for r in batch)
-                yield from ((r.id, r.url, r.domain, r.n_chars, s) for r, s in zip(batch, scores, strict=True))
+                yield from ((*r[:-1], s) for r, s in zip(batch, scores, strict=True))
                 batch = []
         if batch:
             scores = scorer.score_batch(r.text for r in batch)
-            yield from ((r.id, r.url, r.domain, r.n_chars, s) for r, s in zip(batch, scores, strict=True))
+            yield from ((*r[:-1], s) for r, s in zip(batch, scores, strict=True))
 
-    pages = pool.pages.select("id", "url", "domain", "n_chars", "text")
-    schema = "id string, url string, domain string, n_chars int, score double"
+    quality = F.col("quality_score").cast("double") if pool.has_quality else F.lit(None).cast("double")
+    pages = pool.pages.select("id", "url", "domain", "n_chars", quality.alias("quality_score"), "text")
+    schema = "id string, url string, domain string, n_chars int, quality_score double, score double"
     scored = spark.createDataFrame(pages.rdd.mapPartitions(score_partition), schema).persist()
     scored.select("id", "score").write.parquet(str(dest))
     return scored.withColumn("score", F.round("score", 6))
@@ -469,37 +564,42 @@ def write_collection(
     """collection.parquet (id, url, domain, score, tokens, label, new): the pages scoring at least
     `min_score`, best first (ties by id) up to the token budget, written range-partitioned in that order
     (its files, read in name order, list the pages best first). Returns the condition "collected" over
-    `pages`: the collection is a prefix of the ranking, so it is a comparison with its last page."""
+    `pages`: the collection is a prefix of the ranking, so it is a comparison with its last page.
+    `--rank-by` orders by the quality score or both instead (`rank_column`); the floor stays the math score."""
     at_least = F.col("score") >= config.min_score
-    ranked = pages.where(at_least)
+    if "quality_score" not in pages.columns:
+        pages = pages.withColumn("quality_score", F.lit(None).cast("double"))
+    ranked = pages.where(at_least).withColumn("rank", rank_column(config))
     shards = max(1, math.ceil(ranked.count() / ROWS_PER_SHARD))
     if config.token_budget is not None:
-        ranked = within_budget(spark, ranked, config.token_budget, shards)
+        ranked = within_budget(spark, ranked, config.token_budget, shards, by="rank")
     if prev_ids is not None:
         earlier = prev_ids.select("id", F.lit(True).alias("earlier"))
         ranked = ranked.join(merge(earlier), "id", "left").withColumn("new", F.col("earlier").isNull())
     else:
         ranked = ranked.withColumn("new", F.lit(True))
-    order = [F.desc("score"), F.asc("id")]
-    columns = ["id", "url", "domain", "score", "tokens", "label", "new"]
+    order = [F.desc("rank"), F.asc("id")]
+    columns = ["id", "url", "domain", "score", "quality_score", "rank", "tokens", "label", "new"]
     ranked.select(*columns).repartitionByRange(shards, *order).sortWithinPartitions(*order).write.parquet(
         str(path)
     )
     if config.token_budget is None:
         return at_least
-    last = spark.read.parquet(str(path)).orderBy(F.asc("score"), F.desc("id")).select("score", "id").first()
+    last = spark.read.parquet(str(path)).orderBy(F.asc("rank"), F.desc("id")).select("rank", "id").first()
     if last is None:
         return F.lit(False)
-    score, page = F.col("score"), F.col("id")
-    return at_least & ((score > last.score) | ((score == last.score) & (page <= last.id)))
+    rank, page = rank_column(config), F.col("id")
+    return at_least & ((rank > last["rank"]) | ((rank == last["rank"]) & (page <= last.id)))
 
 
-def within_budget(spark: SparkSession, ranked: DataFrame, budget: int, partitions: int) -> DataFrame:
-    """The rows of `ranked` best first (score descending, ties by id) while their running token total stays
+def within_budget(
+    spark: SparkSession, ranked: DataFrame, budget: int, partitions: int, by: str = "score"
+) -> DataFrame:
+    """The rows of `ranked` best first (column `by` descending, ties by id) while their running token total stays
     within `budget`, as `classifiers.domain_discovery.collect` cuts: a range partitioning in that order, one
     total per partition to the driver, then each partition kept up to the budget from its offset. Tokens are
     never negative, so the running total only grows: the first page that does not fit ends the collection."""
-    order = [F.desc("score"), F.asc("id")]
+    order = [F.desc(by), F.asc("id")]
     ordered = ranked.repartitionByRange(partitions, *order).sortWithinPartitions(*order)
     rdd = ordered.rdd  # one RDD for both passes: the second reuses the first one's shuffle
     totals = dict(rdd.mapPartitionsWithIndex(lambda i, rows: [(i, sum(r.tokens for r in rows))]).collect())
@@ -572,6 +672,8 @@ def discover(
     previous: Round | None,
     flagged: DataFrame,
     staging: Path,
+    seed_score: float | None,
+    given: int,
 ) -> dict[str, Any]:
     """Domain shares, prefix proposals and acceptance as Spark aggregations: one pass over the pool counts
     pages, collected pages and sample URLs per (domain, URL prefix), and a window over each domain's
@@ -591,6 +693,8 @@ def discover(
             F.sum(collected.cast("long")).alias("collected"),
             # collected pages first, each sorted: `propose_prefixes`'s sample URLs
             F.min_by("url", F.struct(~collected, F.col("url")), SAMPLE_URLS).alias("sample_urls"),
+            F.round(F.percentile(F.when(collected, F.col("score")), F.lit(0.5)), 4).alias("median_score"),
+            F.round(F.avg("quality_score"), 4).alias("mean_quality"),
         )
         .withColumn("domain_pages", F.sum("pages").over(domain))
         .withColumn("domain_collected", F.sum("collected").over(domain))
@@ -607,19 +711,16 @@ def discover(
             F.col("domain_share").alias("share"),
         )
         candidates.sortWithinPartitions("domain").write.parquet(str(staging / DOMAINS))
+        proposals = prefixes.where(F.col("collected") > 0).withColumn("key", F.concat("domain", "prefix"))
         if config.accept == "auto":
-            share = F.col("collected") / F.col("pages")
-            accepted = (F.col("collected") >= config.min_prefix_pages) & (share >= config.accept_share)
+            proposals = guarded_decisions(spark, config, proposals, previous, seed_score, given)
         else:
-            accepted = F.col("key").isin(sorted(read_accept_file(config.accept)))
-        proposals = (
-            prefixes.where(F.col("collected") > 0)
-            .withColumn("key", F.concat("domain", "prefix"))
-            .withColumn("accepted", accepted)
-            .select(
-                "domain", "prefix", "key", "pages", "collected", "domain_share", "sample_urls", "accepted"
-            )
-        )
+            listed = F.col("key").isin(sorted(read_accept_file(config.accept)))
+            proposals = proposals.withColumn(
+                "decision", F.when(listed, F.lit("accepted: listed")).otherwise(F.lit("not listed"))
+            ).withColumn("accepted", listed)
+        columns = ["domain", "prefix", "key", "pages", "collected", "domain_share", "sample_urls", "accepted"]
+        proposals = proposals.select(*columns, "median_score", "mean_quality", "decision")
         proposals.sortWithinPartitions("key").write.parquet(str(staging / PROPOSALS))
     finally:
         prefixes.unpersist()
@@ -662,6 +763,54 @@ def discover(
             **lengths,
         },
     }
+
+
+def guarded_decisions(
+    spark: SparkSession,
+    config: IterateConfig,
+    proposals: DataFrame,
+    previous: Round | None,
+    seed_score: float | None,
+    given: int,
+) -> DataFrame:
+    """`classifiers.domain_discovery.guarded_accept` in Spark: each proposal's decision (the first failed
+    guard, in its order), then the cap on new seeds over the passing ones (`within_budget`: best median
+    score first, the uncollected pages as the cost). Adds `decision` and `accepted`."""
+    share = F.col("collected") / F.col("pages")
+    decision = F.when(F.col("earlier"), F.lit(EARLIER))
+    decision = decision.when(F.col("collected") < config.min_prefix_pages, F.lit(FEW_PAGES))
+    decision = decision.when(share < config.accept_share, F.lit(LOW_SHARE))
+    if seed_score is not None:
+        low = F.coalesce(F.col("median_score"), F.lit(0.0)) < seed_score - config.score_tolerance
+        decision = decision.when(low, F.lit(LOW_SCORE))
+    if config.min_prefix_quality is not None:
+        poor = F.col("mean_quality").isNull() | (F.col("mean_quality") < config.min_prefix_quality)
+        decision = decision.when(poor, F.lit(LOW_QUALITY))
+    decision = decision.otherwise(F.lit(ACCEPTED_REASON))
+    if previous is not None:
+        earlier = previous.accepted(spark).select("key", F.lit(True).alias("earlier"))
+        proposals = proposals.join(merge(earlier), "key", "left")
+        proposals = proposals.withColumn("earlier", F.coalesce(F.col("earlier"), F.lit(False)))
+    else:
+        proposals = proposals.withColumn("earlier", F.lit(False))
+    proposals = proposals.withColumn("decision", decision).drop("earlier")
+    if config.max_seed_growth is not None:
+        cap = int(config.max_seed_growth * given)
+        passing = proposals.where(F.col("decision") == ACCEPTED_REASON).select(
+            F.col("key").alias("id"),
+            F.coalesce(F.col("median_score"), F.lit(0.0)).alias("score"),
+            (F.col("pages") - F.col("collected")).alias("tokens"),
+        )
+        fits = within_budget(spark, passing, cap, 1).select(
+            F.col("id").alias("key"), F.lit(True).alias("fits")
+        )
+        proposals = proposals.join(merge(fits), "key", "left").withColumn(
+            "decision",
+            F.when((F.col("decision") == ACCEPTED_REASON) & F.col("fits").isNull(), F.lit(CAPPED)).otherwise(
+                F.col("decision")
+            ),
+        )
+    return proposals.withColumn("accepted", F.col("decision").isin(ACCEPTED_REASON, EARLIER))
 
 
 def _first_rows(df: DataFrame, order: list, limit: int) -> tuple[list[Row], int]:
@@ -711,6 +860,9 @@ def _proposal(row) -> PrefixProposal:
         domain_share=round(row["domain_share"], 4),
         sample_urls=tuple(row["sample_urls"]),
         accepted=bool(row["accepted"]),
+        median_score=row["median_score"],
+        mean_quality=row["mean_quality"],
+        decision=row["decision"],
     )
 
 
@@ -735,7 +887,13 @@ def _plot_histogram(groups: dict[str, list[int]], min_score: float, path: Path, 
     plt.close(fig)
 
 
-def render_proposals(n: int, proposals: list[PrefixProposal], total: int | None = None) -> str:
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def render_proposals(
+    n: int, proposals: list[PrefixProposal], total: int | None = None, reference: dict | None = None
+) -> str:
     lines = [
         f"# Round {n}: proposed math URL prefixes",
         "",
@@ -748,14 +906,23 @@ def render_proposals(n: int, proposals: list[PrefixProposal], total: int | None 
             "`proposals.parquet`.",
             "",
         ]
+    if reference is not None:
+        lines += [
+            f"Reference: the held-out seeds' {reference['quantile']:.2f} quantile score is "
+            f"{_num(reference['score'])} (median {_num(reference['median'])}); "
+            "`median score` is the median of a prefix's collected pages.",
+            "",
+        ]
     lines += [
-        "| key | pages | collected | share | domain share | accepted | sample URLs |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+        "| key | pages | collected | share | domain share | median score | quality | accepted | decision | "
+        "sample URLs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for p in proposals:
         lines.append(
             f"| `{p.key}` | {p.pages} | {p.collected} | {p.share:.2f} | {p.domain_share:.2f} | "
-            f"{'yes' if p.accepted else 'no'} | {' '.join(p.sample_urls)} |"
+            f"{_num(p.median_score)} | {_num(p.mean_quality)} | {'yes' if p.accepted else 'no'} | {p.decision} | "
+            f"{' '.join(p.sample_urls)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -786,6 +953,13 @@ def render_round_markdown(report: dict[str, Any]) -> str:
             f"- against labels: recall {lab['recall']:.3f}, precision {lab['precision']:.3f} "
             f"({lab['true_positives']} math pages collected of {lab['math']}, {lab['false_positives']} not math)"
         )
+    ref = report.get("seed_reference")
+    if ref:
+        lines.append(
+            f"- held-out seeds: {report['seeds'].get('heldout', 0)}, reference score {_num(ref['score'])}; "
+            f"pool share scoring like them: {_num(ref['seedlike_share'])}"
+        )
+    lines += [f"- **warning**: {w}" for w in report.get("warnings", [])]
     lines += ["", "![scores](score_histogram.png)", ""]
     return "\n".join(lines)
 
@@ -827,6 +1001,7 @@ def _iterate_locked(spark: SparkSession, config: IterateConfig, out: Path, start
     ship_code(spark)
     build_pool(spark, config, out)
     pool = Pool.read(spark, out)
+    pool.check_quality(config)
     given = read_seed_texts(config.seeds)
     previous: Round | None = None
     rounds: list[Round] = []
@@ -900,6 +1075,7 @@ def write_final_corpus(
                 "new_domains",
                 "new_prefixes",
                 "labels",
+                "warnings",
             )
         }
         for r in reports
