@@ -8,11 +8,19 @@ The WARC files are read once: the pool pass is the corpus job keeping every page
 trains and scores:
 
 1. train fastText (DeepSeekMath's settings) on the round's seeds against pool pages sampled by a stable
-   hash (never a seed, never a page the previous round collected);
+   hash (never a seed, never a page the previous round collected); a fifth of the given seeds
+   (`--heldout-fraction`) is held out, and their scores under the round's model are the reference
+   (`--seed-quantile`) a prefix must score like;
 2. score every pool page (Spark, one task per pool split) and collect the best pages at or above
-   `--min-score`, up to `--token-budget`;
+   `--min-score`, up to `--token-budget`, best by the math score or by the quality score (`--rank-by`);
 3. compute each domain's collected share, propose the URL-path prefixes under domains above
-   `--domain-share`, accept them (`--accept auto`, or the prefixes a person listed in a file);
+   `--domain-share`, accept them (`--accept auto`, or the prefixes a person listed in a file). Automatic
+   acceptance is guarded: the prefix's collected pages' median score near the held-out seeds'
+   (`--score-tolerance`), its mean quality score (`--min-prefix-quality`, with a pool built with
+   `--quality-model`), and a cap on the seeds new prefixes add per round (`--max-seed-growth` x the given
+   seeds, best prefixes first); every proposal's decision and reason is in `proposals.md`. A seed set too
+   small (`--min-seeds`) or unlike the pool (`--min-seedlike-share`, its length) is warned about in
+   `report.md`;
 4. the uncollected pages under accepted prefixes join the next round's seeds.
 
 The loop stops after `--rounds` rounds, or when a round's collection overlaps the previous one by
@@ -801,7 +809,8 @@ def guarded_decisions(
             F.coalesce(F.col("median_score"), F.lit(0.0)).alias("score"),
             (F.col("pages") - F.col("collected")).alias("tokens"),
         )
-        fits = within_budget(spark, passing, cap, 1).select(
+        parts = spark.sparkContext.defaultParallelism  # a range partitioning: no single task sorts them all
+        fits = within_budget(spark, passing, cap, parts).select(
             F.col("id").alias("key"), F.lit(True).alias("fits")
         )
         proposals = proposals.join(merge(fits), "key", "left").withColumn(
