@@ -6,9 +6,11 @@ not travel that way, and each executor process should load it once, from its own
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import threading
+from pathlib import Path
 from typing import Any
 
 FASTTEXT_MAGIC = 793712314  # first int32 of every fastText .bin/.ftz file, followed by the format version
@@ -51,3 +53,24 @@ class LazyFastText:
 
                     self._model = fasttext.load_model(self.path)
         return self._model
+
+
+def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:
+    """`model.bin` → `model.json`."""
+    return Path(model_path).with_suffix(".json")
+
+
+def read_sidecar(
+    model_path: str | os.PathLike[str], fmt: str, version: int, what: str, train_hint: str
+) -> dict:
+    """The JSON sidecar of a trained model, checked to be of format `fmt` v`version` (`what` names the model
+    in errors; `train_hint` says how to make one)."""
+    sidecar = sidecar_path_for(model_path)
+    if not Path(model_path).is_file():
+        raise FileNotFoundError(f"{what} not found: {model_path}")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{what} sidecar not found: {sidecar} ({train_hint})")
+    metadata = json.loads(sidecar.read_text(encoding="utf-8"))
+    if metadata.get("format") != fmt or metadata.get("format_version") != version:
+        raise ValueError(f"{sidecar}: not a {fmt} v{version} sidecar")
+    return metadata

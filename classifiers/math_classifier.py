@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classifiers.fasttext_model import LazyFastText, check_fasttext_file
+from classifiers.fasttext_model import LazyFastText, check_fasttext_file, read_sidecar, sidecar_path_for
 from classifiers.math_score import RuleMathScorer
 from classifiers.metrics import precision_recall
 
@@ -93,11 +93,6 @@ class TrainingOptions:
     # fastText takes one gradient step per line: whole pages give a few hundred steps on a small crawl,
     # so training lines are chunks of this many tokens (scoring still sees the whole normalised text).
     chunk_tokens: int = 64
-
-
-def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:
-    """`model.bin` → `model.json`."""
-    return Path(model_path).with_suffix(".json")
 
 
 def _write_split(rows: Sequence[tuple[str, str]], path: Path) -> None:
@@ -286,15 +281,7 @@ def _train_isolated(train_file: Path, model_file: Path, options: TrainingOptions
 
 def read_model_metadata(model_path: str | os.PathLike[str]) -> dict:
     """The sidecar of a trained model, checked to be ours and of a format this code reads."""
-    sidecar = sidecar_path_for(model_path)
-    if not Path(model_path).is_file():
-        raise FileNotFoundError(f"math model not found: {model_path}")
-    if not sidecar.is_file():
-        raise FileNotFoundError(f"math model sidecar not found: {sidecar} (train with train_math_classifier)")
-    metadata = json.loads(sidecar.read_text(encoding="utf-8"))
-    if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{sidecar}: not a {FORMAT} v{FORMAT_VERSION} sidecar")
-    return metadata
+    return read_sidecar(model_path, FORMAT, FORMAT_VERSION, "math model", "train with train_math_classifier")
 
 
 class FastTextMathScorer:

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from classifiers.fasttext_model import LazyFastText, check_fasttext_file
+from classifiers.fasttext_model import LazyFastText, check_fasttext_file, read_sidecar, sidecar_path_for
 from classifiers.math_classifier import (
     TrainingOptions,
     _train_isolated,  # fresh-process training with NaN retries, shared with the math classifier
     normalize_for_classifier,
-    sidecar_path_for,
 )
 from classifiers.quality_metrics import N_LABELS
 
@@ -154,17 +153,9 @@ def train_fasttext_quality(
 
 def read_quality_metadata(model_path: str | os.PathLike[str]) -> dict:
     """The sidecar of a quality model, checked to be ours and of a format this code reads."""
-    sidecar = sidecar_path_for(model_path)
-    if not Path(model_path).is_file():
-        raise FileNotFoundError(f"quality model not found: {model_path}")
-    if not sidecar.is_file():
-        raise FileNotFoundError(
-            f"quality model sidecar not found: {sidecar} (train with classifier train-quality)"
-        )
-    metadata = json.loads(sidecar.read_text(encoding="utf-8"))
-    if metadata.get("format") != FORMAT or metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{sidecar}: not a {FORMAT} v{FORMAT_VERSION} sidecar")
-    return metadata
+    return read_sidecar(
+        model_path, FORMAT, FORMAT_VERSION, "quality model", "train with classifier train-quality"
+    )
 
 
 class FastTextQualityScorer:
