@@ -121,17 +121,27 @@ def _languages(by_lang: dict[str, int]) -> str:
     return _figure("languages", fig, f"Kept documents by language ({len(ranked)} languages)")
 
 
-def _math_histogram(histogram: Sequence[Sequence[float]], threshold: float | None) -> str:
+def _score_bars(
+    histogram: Sequence[Sequence[float]], bucket: float, top: float, xlabel: str, mark: float | None
+) -> Figure:
+    """A bar per score bucket (`histogram`: [low, count] pairs) on [0, `top`], `mark` as a dashed line."""
     fig, ax = _new_figure()
     lows = [float(lo) for lo, _ in histogram]
     counts = [int(n) for _, n in histogram]
-    ax.bar([lo + 0.05 for lo in lows], counts, width=0.095, color=_BLUE)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("math score")
+    ax.bar([lo + bucket / 2 for lo in lows], counts, width=bucket * 0.95, color=_BLUE)
+    ax.set_xlim(0, top)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("kept documents")
+    if mark is not None:
+        ax.axvline(mark, color="#d1495b", linestyle="--", linewidth=1)
+    return fig
+
+
+def _math_histogram(histogram: Sequence[Sequence[float]], threshold: float | None) -> str:
+    mark = threshold or None  # a bar of 0 keeps everything: nothing to mark
+    fig = _score_bars(histogram, 0.1, 1, "math score", mark)
     caption = "Math score of kept documents (buckets of 0.1)"
-    if threshold:  # a bar of 0 keeps everything: nothing to mark
-        ax.axvline(threshold, color="#d1495b", linestyle="--", linewidth=1)
+    if mark is not None:
         caption += f"; dashed line: --min-math-score {threshold:g}"
     return _figure("math-score", fig, caption)
 
@@ -147,16 +157,9 @@ def _quality(stats: dict[str, Any], threshold: float | None, model: dict[str, An
         )
     from jobs.corpus_summary import QUALITY_SNIPPET_CHARS
 
-    fig, ax = _new_figure()
-    lows = [float(lo) for lo, _ in histogram]
-    counts = [int(n) for _, n in histogram]
-    ax.bar([lo + 0.25 for lo in lows], counts, width=0.47, color=_BLUE)
-    ax.set_xlim(0, 5)
-    ax.set_xlabel("quality score (0-5)")
-    ax.set_ylabel("kept documents")
+    fig = _score_bars(histogram, 0.5, 5, "quality score (0-5)", threshold)
     caption = f"Quality score of kept documents (buckets of 0.5); {unscored:,} without a score"
     if threshold is not None:
-        ax.axvline(threshold, color="#d1495b", linestyle="--", linewidth=1)
         caption += f"; dashed line: --min-quality {threshold:g}"
     parts = [_figure("quality", fig, caption)]
     if model:
