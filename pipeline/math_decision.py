@@ -82,7 +82,20 @@ def is_math_page(prefilter: PrefilterResult, final_score: float, config: MathDec
     return final_score >= (config.markup_math_threshold if strong else config.math_threshold)
 
 
+SCORE_DIGITS = 6
+"""Scores are rounded to this many digits where they are stored (the `math_score` column), and the keep rule
+reads the stored value, so a page's row and its verdict never disagree at a threshold."""
+
+
 def passes_math_bar(is_math: bool, math_score: float, min_math_score: float | None) -> bool:
     """The corpus keep rule on a page's math: the verdict by default, a plain score floor when one is set
     (`--min-math-score`; 0 keeps every page)."""
     return is_math if min_math_score is None else math_score >= min_math_score
+
+
+def keeps_math(decision: MathDecision, min_math_score: float | None) -> bool:
+    """Whether the math keep rule keeps a routed page: only text from math extraction (main content) is ever
+    published, and it must pass the bar. The route asks this before language ID (which only pages it keeps
+    need), the `MathBar` filter asks it of every page."""
+    score = round(decision.final_score, SCORE_DIGITS)
+    return decision.extracted and passes_math_bar(decision.is_math, score, min_math_score)

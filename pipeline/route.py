@@ -14,6 +14,10 @@ text is the fast text never passes the keep rule (`pipeline.filters.MathBar`). I
 two-stage verdict) a page the decision does not send to extraction can never be math, so non-math pages cost
 what they always did.
 
+Language ID runs on the pages the math keep rule keeps (`keeps_math`), the only pages whose language any rule
+or row reads: on the rest (almost all of a crawl in the default mode) it was a sixth of the route's time.
+Such a page's analysis says its language was not identified (`lang_identified`, null in `inspect`).
+
 Each stage starts only while the page is within its time budget (`crawl.deadline`), and the budget is checked
 again as it ends; math extraction also checks it inside its own loops. Every stage costs at most linear time
 in the page (bench/hostile_pages.py; tests/pipeline/test_route_fuzz.py), and scoring and language ID read a
@@ -34,9 +38,11 @@ from crawl.deadline import NO_DEADLINE, Deadline
 from crawl.math_extract import extract_fast_text, extract_math_text
 from crawl.prefilter import math_prefilter
 from pipeline.math_decision import (
+    SCORE_DIGITS,
     MathDecision,
     MathDecisionConfig,
     is_math_page,
+    keeps_math,
     needs_math_extraction,
     passes_math_bar,
 )
@@ -55,6 +61,7 @@ class PageAnalysis:
     decision: MathDecision
     lang: str
     lang_score: float
+    lang_identified: bool = True  # False: language ID did not run (the math keep rule drops the page)
 
     @property
     def text(self) -> str:
@@ -67,7 +74,7 @@ class PageAnalysis:
 
     @property
     def math_score(self) -> float:
-        return round(self.decision.final_score, 6)
+        return round(self.decision.final_score, SCORE_DIGITS)
 
     @property
     def is_math(self) -> bool:
@@ -82,8 +89,8 @@ class PageAnalysis:
             "url": self.url,
             "charset": self.charset,
             "charset_source": self.charset_source,
-            "lang": self.lang,
-            "lang_score": self.lang_score,
+            "lang": self.lang if self.lang_identified else None,
+            "lang_score": self.lang_score if self.lang_identified else None,
             "math_score": self.math_score,
             "is_math": self.is_math,
             "stages": self.decision.stages(),
@@ -136,8 +143,8 @@ def route_page(
     """Route one HTTP body (undecoded, as served with `content_type`) through every stage.
 
     `min_math_score` is the keep rule the page will face (None: the two-stage verdict; a number: a score
-    floor); `langid` None skips language ID (lang "unknown"). Raises `crawl.deadline.PageTimeout` once
-    `deadline` passes.
+    floor); language ID runs on the pages that rule keeps (`langid` None: on none). Raises
+    `crawl.deadline.PageTimeout` once `deadline` passes.
     """
     stage = Stages(deadline, timings)
     with stage("decode"):
@@ -160,13 +167,17 @@ def route_page(
             final = _score(scorer, text)
     verdict = is_math_page(prefilter, final, decision)
     math = MathDecision(prefilter, stage_one, extracted, final, verdict, text, extractor, reason)
-    with stage("langid"):
-        language = langid.predict(text) if langid is not None else NO_LANGUAGE
+    identify = langid is not None and keeps_math(math, min_math_score)
+    language = NO_LANGUAGE
+    if identify:
+        with stage("langid"):
+            language = langid.predict(text)
     return PageAnalysis(
         url=url,
         charset=decoded.charset,
         charset_source=decoded.source,
         decision=math,
         lang=language.lang,
-        lang_score=round(language.score, 6),
+        lang_score=round(language.score, SCORE_DIGITS),
+        lang_identified=identify,
     )

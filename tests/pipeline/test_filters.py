@@ -57,10 +57,13 @@ def test_each_rule_has_its_reason():
 
 
 def test_rules_apply_in_order_and_the_first_reason_counts():
-    assert (TextLength, LanguageSet, LanguageScore, MathBar) == FILTERS
+    assert (TextLength, MathBar, LanguageSet, LanguageScore) == FILTERS
     config = PageFilterConfig(langs="de", min_lang_score=0.95, min_chars=20)
     assert drop_reason(page_filters(config), routed("x = 2", lang="fr", lang_score=0.1)) == "drop:too_short"
     assert drop_reason(page_filters(config), routed(lang="fr", lang_score=0.1)) == "drop:lang"
+    # the route identifies languages of math pages only: a page that is not math is counted as such
+    not_math = routed(lang="unknown", lang_score=0.0, is_math=False, score=0.1)
+    assert drop_reason(page_filters(config), not_math) == "drop:not_math"
 
 
 def test_all_languages_and_no_text_at_all():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from classifiers.langid import Language, LanguageIdentifier
 from classifiers.math_score import RuleMathScorer
 from crawl.deadline import Deadline, PageTimeout
 from crawl.math_eval import snippet_pages
@@ -18,6 +19,7 @@ from pipeline.math_decision import needs_math_extraction
 from pipeline.route import DEFAULT_DECISION, route_page
 
 SCORER = RuleMathScorer()
+LID = LanguageIdentifier()
 UTF8 = "text/html; charset=utf-8"
 NAV_PAGE = (
     "<html><head><title>Tide tables | Harbour Weekly</title></head><body>"
@@ -122,9 +124,43 @@ def test_keep_every_page_keeps_main_content_of_real_pages(real_pages):
     assert in_kept <= in_fast / 3, (in_kept, in_fast)
 
 
+class CountingIdentifier(LanguageIdentifier):
+    """The real lid.176 identifier, counting the texts it is asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def predict(self, text: str) -> Language:
+        self.texts.append(text)
+        return super().predict(text)
+
+
+def test_language_is_identified_on_the_pages_the_math_rule_keeps_only(real_pages):
+    """Language ID is run for the pages the math keep rule keeps, whose language a row or a rule reads; a
+    page it drops is counted as not math, and its analysis says no language was identified."""
+    lid = CountingIdentifier()
+    math_page = (
+        "<html><body><article><p>By the theorem, the integral of $x^2$ from $0$ to $1$ equals $\\frac{1}{3}$"
+        " and the derivative of $x^3$ is $3x^2$; every polynomial equation here has integer coefficients.</p>"
+        "</article></body></html>"
+    )
+    math = route_page(math_page.encode(), UTF8, scorer=SCORER, langid=lid)
+    assert math.is_math and math.lang_identified and math.lang == "en" and lid.texts == [math.text]
+    filters = page_filters(PageFilterConfig(langs="de"))
+    assert drop_reason(filters, math) == "drop:lang"
+    for page, body in real_pages[:10]:
+        routed = route_page(body, None, page.url, scorer=SCORER, langid=lid)
+        assert not routed.lang_identified and routed.to_dict()["lang"] is None
+        assert drop_reason(filters, routed) == "drop:not_math"
+        kept = route_page(body, None, page.url, scorer=SCORER, langid=lid, min_math_score=0.0)
+        assert kept.lang_identified and kept.lang != "unknown" and lid.texts[-1] == kept.text
+    assert len(lid.texts) == 11  # the math page and the ten pages kept with --min-math-score 0
+
+
 def test_stages_are_timed_and_stop_at_a_passed_deadline():
     timings: Counter = Counter()
-    page = route_page(NAV_PAGE.encode(), UTF8, scorer=SCORER, min_math_score=0.0, timings=timings)
+    page = route_page(NAV_PAGE.encode(), UTF8, scorer=SCORER, langid=LID, min_math_score=0.0, timings=timings)
     assert page.math_extracted
     assert set(timings) == {"decode", "prefilter", "fast_text", "score", "math_extract", "langid"}
     with pytest.raises(PageTimeout):
