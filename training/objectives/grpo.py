@@ -301,6 +301,12 @@ class GRPOObjective:
             sums[f"reward_{name}_mean"] = [float(sum(values)), float(len(values))]
         if "accuracy" in groups[0]["per_function"]:
             sums["accuracy"] = list(sums["reward_accuracy_mean"])
+            # a rollout cut off by the length limit that still earned accuracy: 0 unless a reward games it
+            accuracy = [v for grp in groups for v in grp["per_function"]["accuracy"]]
+            credited = sum(
+                bool(t) and v is not None and v > 0 for t, v in zip(truncated, accuracy, strict=True)
+            )
+            sums["truncated_credited_frac"] = [float(credited), float(n)]
         sums["completion_len_mean"] = [float(sum(lengths)), float(n)]
         sums["completion_len_max"] = [float(max(lengths)), 1.0]  # averaged over ranks
         sums["truncated_frac"] = [float(sum(truncated)), float(n)]
@@ -347,9 +353,11 @@ class GRPOObjective:
     def _write_samples(self, step: int, groups: list[dict[str, Any]]) -> None:
         with open(self.run_dir / SAMPLES_FILE, "a") as fh:
             for grp in groups:
-                for text, reward in zip(grp["texts"], grp["rewards"].tolist(), strict=True):
+                rows = zip(grp["texts"], grp["rewards"].tolist(), grp["truncated"], strict=True)
+                for i, (text, reward, cut) in enumerate(rows):
                     record = {"step": step, "prompt": grp["item"].text, "answer": grp["item"].columns["answer"],
-                              "completion": text, "reward": reward}  # fmt: skip
+                              "completion": text, "reward": reward, "truncated": bool(cut),
+                              "rewards": {name: values[i] for name, values in grp["per_function"].items()}}  # fmt: skip
                     fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     # -- the loss ---------------------------------------------------------------------------------------

@@ -57,7 +57,12 @@ def test_a_run_logs_its_metrics_and_survives_a_hanging_reward(prompts, init_mode
     assert summary["data"]["grpo_fixtures:hang_on_marked_timeouts"] > 0
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in records)
     samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").open()]
-    assert samples and {"step", "prompt", "completion", "reward", "answer"} <= set(samples[0])
+    assert samples and {"step", "prompt", "completion", "reward", "answer", "truncated"} <= set(samples[0])
+    assert set(samples[0]["rewards"]) == {"accuracy", "grpo_fixtures:hang_on_marked"}
+    # a rollout cut off by the length limit never earns accuracy, and the run says so
+    assert any(s["truncated"] for s in samples)
+    assert all(s["rewards"]["accuracy"] == 0.0 for s in samples if s["truncated"])
+    assert all(r["truncated_credited_frac"] == 0.0 for r in records)
     assert (tmp_path / "run" / "reward_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 

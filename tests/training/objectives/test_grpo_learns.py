@@ -23,6 +23,7 @@ def test_grpo_lifts_held_out_pass_at_1_by_20_points_over_its_sft_start(tmp_path)
     early = sum(r["accuracy"] for r in curve[:3]) / 3
     late = sum(r["accuracy"] for r in curve[-3:]) / 3
     assert late > early + 0.15, (early, late)  # the rollouts' own reward curve rises too
+    assert all(r["truncated_credited_frac"] == 0 for r in curve)  # no cut-off rollout was credited
     for name in ("sft", "grpo"):
         summary = json.loads((tmp_path / f"eval_{name}" / "summary.json").read_text())["test"]
         assert summary["n"] == 100 and summary["samples"] == 8 and summary["verify_errors"] == 0
