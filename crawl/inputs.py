@@ -30,7 +30,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
-from urllib.parse import urlsplit
+
+import urllib3
 
 from crawl.redact import redact_text, redact_url
 from crawl.remote import S3_SCHEMES, SUPPORTED_SCHEMES, is_supported_remote, location_root, open_remote
@@ -95,17 +96,20 @@ def _read_paths_file(location: str) -> list[str]:
 
 def location_host(location: str) -> str:
     """The host a remote location names: an S3 bucket, or an HTTP(S) host name (lowercased, with `:port`
-    when the port is not the scheme's default; no userinfo). `--allow-hosts` takes these names."""
+    when the port is not the scheme's default; no userinfo). `--allow-hosts` takes these names.
+
+    An HTTP(S) location is parsed by urllib3, the parser `crawl.remote` connects with: `urlsplit` reads
+    `https://evil.example\\@own.example/` as own.example where urllib3 connects to evil.example, and a check
+    must name the host the reader will reach."""
     if location.startswith(S3_SCHEMES):
         return location.split("://", 1)[1].split("/", 1)[0]
-    parts = urlsplit(location)
-    host = (parts.hostname or "").lower()
     try:
-        port = parts.port
-    except ValueError:  # an unreadable port: keep it visible, it matches nothing
-        return parts.netloc.rsplit("@", 1)[-1].lower()
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return host if port is None or port == default else f"{host}:{port}"
+        parts = urllib3.util.parse_url(location)
+    except urllib3.exceptions.LocationParseError:  # unreadable (a bad port): kept visible, matches nothing
+        return location.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1].lower()
+    host = (parts.host or "").lower()
+    default = {"http": 80, "https": 443}.get((parts.scheme or "").lower())
+    return host if parts.port is None or parts.port == default else f"{host}:{parts.port}"
 
 
 def _namespace(location: str) -> tuple[str, str]:

@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from crawl import remote
-from crawl.inputs import InputError, crawl_locations, open_input, resolve_inputs
+from crawl.inputs import InputError, crawl_locations, location_host, open_input, resolve_inputs
 from crawl.remote import (
     RemoteChangedError,
     RemoteError,
@@ -349,6 +349,29 @@ def test_a_remote_paths_file_may_name_only_its_own_host(server):
     assert resolve_inputs(f"{own},http://localhost:8080/x.warc.gz") == sorted(
         [own, "http://localhost:8080/x.warc.gz"]
     )
+
+
+def test_host_confinement_names_the_host_the_reader_connects_to(server):
+    """A listing entry that Python's `urlsplit` and urllib3 (what `crawl.remote` connects with) read as
+    different hosts (`http://evil\\@own/`: urlsplit says own, urllib3 connects to evil) is judged by the
+    host the reader would reach, so it is refused and nothing it names is requested."""
+    own = server.url("/x.warc.gz").split("://", 1)[1].split("/", 1)[0]
+    tricky = [
+        f"http://169.254.169.254\\@{own}/a.warc.gz",
+        f"http://169.254.169.254\\\\@{own}/b.warc.gz",
+        f"http://169.254.169.254\\:80@{own}/c.warc.gz",
+    ]
+    for entry in tricky:
+        assert location_host(entry) == remote.http_origin(entry)[1] == "169.254.169.254", entry
+    server.files["/lists/warc.paths"] = "\n".join(tricky).encode()
+    with pytest.raises(InputError, match=r"3 of its 3 entries .*: http://169\.254\.169\.254 \(3\)"):
+        resolve_inputs(server.url("/lists/warc.paths"))
+    assert [path for _, path, _ in server.requests] == ["/lists/warc.paths"]
+    # the ordinary forms still name their host as before (userinfo dropped, default ports folded)
+    assert location_host("https://u:p@H.Example:443/x") == "h.example"
+    assert location_host("http://h.example:8080/x") == "h.example:8080"
+    # an unreadable port: kept visible, so it matches nothing
+    assert location_host("https://h.example:notaport/x") == "h.example:notaport"
 
 
 def test_host_confinement_refuses_the_run_before_spark_starts(server):
