@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed.checkpoint as dcp
 from safetensors import safe_open
 
@@ -133,3 +134,23 @@ def test_fsdp_resume_restores_the_synced_reference(
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5]
     assert straight == resumed
     assert straight[3]["kl"] > 0  # step 4 scores against the policy synced at step 2
+
+
+@pytest.mark.timeout(300)
+def test_masked_truncated_completions_leave_the_loss(prompts, init_model, tmp_path) -> None:
+    """--truncated mask (DAPO's overlong filtering): with every completion cut off at 3 tokens nothing enters
+    the loss, so the policy keeps its init weights, where --truncated zero trains on the same rollouts."""
+    from training.models.model_io import load_model
+
+    grpo = {"max_new_tokens": 3, "temperature": 1.0}
+    masked = run(_config(prompts, init_model, tmp_path / "mask", {"max_steps": 3}, truncated="mask", **grpo))
+    zero = run(_config(prompts, init_model, tmp_path / "zero", {"max_steps": 3}, truncated="zero", **grpo))
+    assert masked["step"] == zero["step"] == 3
+    records = read_metrics(tmp_path / "mask" / "metrics.jsonl")
+    assert all(r["truncated_frac"] == 1.0 for r in records)  # the premise: every rollout was cut off
+    assert any(r["zero_std_frac"] < 1.0 for r in records)  # and some group had a learning signal
+    init = load_model(init_model).model.state_dict()
+    kept = load_model(tmp_path / "mask").model.state_dict()
+    trained = load_model(tmp_path / "zero").model.state_dict()
+    assert all(torch.equal(v, init[k]) for k, v in kept.items())  # (GRPO leaves the MTP module out)
+    assert not all(torch.equal(v, init[k]) for k, v in trained.items())
