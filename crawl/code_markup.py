@@ -37,7 +37,10 @@ from crawl.mathml_tex import local_name
 
 log = logging.getLogger(__name__)
 
-_GATE_RE = re.compile(r"<(?:pre|code|xmp|listing|plaintext)\b|js-file-line-container", re.IGNORECASE)
+# Two searches, not one alternation: a case-insensitive pattern without a common literal prefix makes the regex
+# engine try every position of the page (3 ms on a 230 KB page, against 0.2 ms for these).
+_GATE_RE = re.compile(r"<(?:pre|code|xmp|listing|plaintext)\b", re.IGNORECASE)
+_GITHUB_TABLE = "js-file-line-container"  # only this spelling is looked for in the tree (`_candidates`)
 
 _BLOCK_TAGS = ("pre", "xmp", "listing", "plaintext")
 _CANDIDATE_TAGS = (*_BLOCK_TAGS, "code")
@@ -283,7 +286,7 @@ _MARKER_BASE = "mfcodemark"
 
 def has_code_markup(html: str) -> bool:
     """Whether the page may hold code the rewrite handles (cheap regex gate on the HTML)."""
-    return bool(_GATE_RE.search(html))
+    return bool(_GATE_RE.search(html)) or _GITHUB_TABLE in html
 
 
 def normalise_language(name: str) -> str:
@@ -624,7 +627,7 @@ def _choose_marker(page: str) -> str:
 
 def _candidates(root: etree._Element, page: str) -> Iterator[etree._Element]:
     yield from root.iter(*_CANDIDATE_TAGS)
-    if "js-file-line-container" in page:  # GitHub file views: a table of lines, no <pre>
+    if _GITHUB_TABLE in page:  # GitHub file views: a table of lines, no <pre>
         for table in root.iter("table"):
             if _CODE_TABLE_CLASS_RE.search(_classes(table)):
                 yield table

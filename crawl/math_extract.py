@@ -28,7 +28,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from crawl.code_markup import NO_CODE, has_code_markup, mark_code
 from crawl.deadline import NO_DEADLINE, Deadline
 from crawl.main_content import MainText, select_main_text
-from crawl.math_markup import latexify_tree, parse_html
+from crawl.math_markup import latexify_tree, parse_html, text_holders
 from crawl.mathml_tex import local_name
 
 log = logging.getLogger(__name__)
@@ -73,21 +73,24 @@ def _paragraph(text: str) -> etree._Element:
 
 
 def promote_loose_formulas(root: etree._Element, deadline: Deadline = NO_DEADLINE) -> int:
-    """Give formula-bearing text that sits loose in a layout container its own <p>; returns how many."""
+    """Give formula-bearing text that sits loose in a layout container its own <p>; returns how many.
+
+    Only the texts holding a `$` are looked at (`text_holders`: one XPath query), not every element."""
     promoted = 0
-    for el in list(root.iter()):
+    for owner, is_tail in text_holders(root, "$"):
         deadline.check()
-        if local_name(el) not in _LOOSE_TEXT_PARENTS:
-            continue
-        if _has_formula(el.text) and len(el):
-            el.insert(0, _paragraph(el.text or ""))
-            el.text = None
-            promoted += 1
-        for child in list(el):
-            if _has_formula(child.tail):
-                child.addnext(_paragraph(child.tail or ""))
-                child.tail = None
-                promoted += 1
+        if is_tail:  # the tail of a child of a layout container
+            el = owner.getparent()
+            if el is None or local_name(el) not in _LOOSE_TEXT_PARENTS or not _has_formula(owner.tail):
+                continue
+            owner.addnext(_paragraph(owner.tail or ""))
+            owner.tail = None
+        else:  # a layout container's own text, before its first child
+            if local_name(owner) not in _LOOSE_TEXT_PARENTS or not len(owner) or not _has_formula(owner.text):
+                continue
+            owner.insert(0, _paragraph(owner.text or ""))
+            owner.text = None
+        promoted += 1
     return promoted
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import html as html_lib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -93,6 +93,21 @@ _TEXISH_RE = re.compile(r"\\[A-Za-z]+|[\^_]\{?\w|\\[{}|,;!]")
 _BLOCK_TAGS = frozenset(
     {"div", "p", "section", "article", "blockquote", "li", "td", "th", "dd", "figure", "center"}
 )
+
+# The passes look only at the elements that can matter to them, found by XPath in C rather than by a Python
+# loop over every element: the same elements, in the same (document) order, filtered again in Python where
+# the query is broader than the rule.
+_LOWER_NAME = "translate(local-name(), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+_MATH_QUERY = etree.XPath(  # `local_name(el) == "math"`: `math`, `m:math`, `{ns}math`, any case
+    f"descendant-or-self::*[{_LOWER_NAME} = 'math' or "
+    f"substring({_LOWER_NAME}, string-length(local-name()) - 4) = ':math']"
+)
+_DATA_MATHML_QUERY = etree.XPath("descendant-or-self::*[@data-mathml]")
+_TEX_ATTRIBUTE_QUERY = etree.XPath("descendant-or-self::*[@data-formula or @data-tex or @data-latex]")
+_SOURCE_CLASS_QUERY = etree.XPath(  # every class `_SOURCE_CLASS_RE` names holds "math" or "tex"
+    "descendant-or-self::*[contains(@class, 'math') or contains(@class, 'tex')]"
+)
+_ID_QUERY = etree.XPath("descendant-or-self::*[@id != '']")
 
 _JS_STRING = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
 # A delimiter is a few characters: a longer literal is no delimiter, and the cap bounds every read.
@@ -310,6 +325,7 @@ class DelimiterScanner:
         pairs += [_Pair(left, right, False) for left, right in delims.inline]
         self.pairs = sorted(pairs, key=lambda p: -len(p.left))
         self.literals = frozenset(p.left for p in self.pairs)
+        self.first_chars = frozenset(left[0] for left in self.literals)  # every opening holds one of these
         self._opening = re.compile("|".join(re.escape(left) for left in sorted(self.literals, key=len)[::-1]))
         # the most leading `$` of any opening: deeper inside a run of `$`, no opening can match
         self._max_dollars = max((len(p.left) - len(p.left.lstrip("$")) for p in self.pairs), default=0)
@@ -481,22 +497,66 @@ def _set_text(parent: etree._Element, anchor: etree._Element | None, text: str) 
 
 
 def _text_nodes_rewrite(page: _Rewrite, delims: Delimiters) -> None:
-    """Rewrite delimited TeX in every visible text node, as MathJax's tex2jax would find it."""
+    """Rewrite delimited TeX in every visible text node, as MathJax's tex2jax would find it.
+
+    Only the text nodes holding a delimiter's first character are visited (one XPath query, in C), and
+    whether each sits in a skipped element (`_SKIP_TAGS`, `_SKIP_CLASSES`) is decided once per element up
+    the way, so the cost follows the candidate text, not the page's element count."""
     scanner = DelimiterScanner(delims)
-    stack = [(page.root, False)]  # a loop, not recursion: pages nest as deep as the parser allows
-    while stack:
-        el, skip = stack.pop()
+    skipped: dict[etree._Element, bool] = {}
+    for owner, is_tail in text_holders(page.root, scanner.first_chars):
         page.deadline.check()
-        name = local_name(el)
-        skip_here = skip or name in _SKIP_TAGS or bool(_SKIP_CLASSES.search(_classes(el))) or not name
-        if not skip_here and scanner.may_match(el.text):
-            el.text, n = scanner.rewrite(el.text, page.deadline)
-            page.report.add("delimiters", n)
-        for child in el:
-            stack.append((child, skip_here))
-            if not skip_here and scanner.may_match(child.tail):
-                child.tail, n = scanner.rewrite(child.tail, page.deadline)
-                page.report.add("delimiters", n)
+        el = owner.getparent() if is_tail else owner  # the element the text is displayed in
+        if el is None or _skipped(el, page.root, skipped):
+            continue
+        text = owner.tail if is_tail else owner.text
+        if not scanner.may_match(text):
+            continue
+        text, n = scanner.rewrite(text, page.deadline)  # type: ignore[arg-type]
+        if is_tail:
+            owner.tail = text
+        else:
+            owner.text = text
+        page.report.add("delimiters", n)
+
+
+def _skips_own_text(el: etree._Element) -> bool:
+    name = local_name(el)
+    return not name or name in _SKIP_TAGS or bool(_SKIP_CLASSES.search(_classes(el)))
+
+
+def _skipped(el: etree._Element, root: etree._Element, memo: dict[etree._Element, bool]) -> bool:
+    """Whether el or an ancestor up to `root` hides its text from the delimiter scan; each element is
+    judged once (`memo`), so all questions together cost one walk of the tree at most."""
+    path: list[etree._Element] = []
+    node: etree._Element | None = el
+    while node is not None and node not in memo:
+        path.append(node)
+        node = None if node is root else node.getparent()
+    skip = memo[node] if node is not None else False
+    for node in reversed(path):
+        skip = skip or _skips_own_text(node)
+        memo[node] = skip
+    return memo[el]
+
+
+_TEXT_QUERIES: dict[int, etree.XPath] = {}
+
+
+def text_holders(root: etree._Element, chars: Iterable[str]) -> list[tuple[etree._Element, bool]]:
+    """(element, is_tail) for each text or tail under `root` (root's own tail excluded) that holds one of
+    `chars` (single characters), in document order: one XPath query instead of a Python walk."""
+    chars = sorted(set(chars))
+    if not chars:
+        return []
+    query = _TEXT_QUERIES.get(len(chars))
+    if query is None:
+        test = " or ".join(f"contains(., $c{i})" for i in range(len(chars)))
+        query = _TEXT_QUERIES.setdefault(len(chars), etree.XPath(f".//text()[{test}]"))
+    holders: dict[tuple[etree._Element, bool], None] = {}  # adjacent text nodes share one holder
+    for text in query(root, **{f"c{i}": ch for i, ch in enumerate(chars)}):
+        holders[(text.getparent(), bool(text.is_tail))] = None
+    return list(holders)
 
 
 def _is_rendered_copy(el: etree._Element) -> bool:
@@ -560,11 +620,17 @@ def math_tex(math: etree._Element) -> str:
     return mathml_to_tex(math)
 
 
-def _math_counts(root: etree._Element) -> dict[etree._Element, int]:
-    """How many <math> elements each element holds (itself included), in one bottom-up pass."""
+def _math_counts(root: etree._Element, maths: list[etree._Element]) -> dict[etree._Element, int]:
+    """How many of `maths` (the page's <math> elements) each element up to `root` holds, itself
+    included, counted up to 2 (the question is only ever "exactly one?"); elements holding none are left
+    out. Each element is counted at most twice: a walk up from a formula stops at the first element that
+    already holds two, whose ancestors all do too, so deep nesting costs what the tree's size costs."""
     counts: dict[etree._Element, int] = {}
-    for el in reversed(list(root.iter())):
-        counts[el] = (local_name(el) == "math") + sum(counts[child] for child in el)
+    for math in maths:
+        node: etree._Element | None = math
+        while node is not None and counts.get(node, 0) < 2:
+            counts[node] = counts.get(node, 0) + 1
+            node = None if node is root else node.getparent()
     return counts
 
 
@@ -594,8 +660,8 @@ def _formula_target(
 
 
 def _mathml(page: _Rewrite) -> None:
-    maths = [e for e in page.root.iter() if local_name(e) == "math"]
-    math_counts = _math_counts(page.root) if maths else {}
+    maths = _MATH_QUERY(page.root)
+    math_counts = _math_counts(page.root, maths) if maths else {}
     for math in maths:
         page.deadline.check()
         if math.getparent() is None or page.is_gone(math):
@@ -608,9 +674,9 @@ def _mathml(page: _Rewrite) -> None:
         else:
             page.remove_keep_tail(target)
     # MathJax v2 renderings without their source script may still carry the MathML in an attribute
-    for el in [e for e in page.root.iter() if isinstance(e.tag, str) and e.get("data-mathml")]:
+    for el in _DATA_MATHML_QUERY(page.root):
         page.deadline.check()
-        if page.is_gone(el):
+        if not el.get("data-mathml") or page.is_gone(el):
             continue
         tex = _mathml_source_to_tex(el.get("data-mathml") or "")
         if tex:
@@ -620,9 +686,9 @@ def _mathml(page: _Rewrite) -> None:
 
 def _attribute_sources(page: _Rewrite) -> None:
     """Elements that keep their TeX in an attribute (amp-mathml `data-formula`, editors' `data-tex`)."""
-    for el in list(page.root.iter()):
+    for el in _TEX_ATTRIBUTE_QUERY(page.root):
         page.deadline.check()
-        if not isinstance(el.tag, str) or local_name(el) == "img" or page.is_gone(el):
+        if local_name(el) == "img" or page.is_gone(el):
             continue
         source = next((el.get(a) for a in _TEX_ATTRIBUTES if el.get(a)), None)
         if source is None:
@@ -702,9 +768,9 @@ def _images(page: _Rewrite) -> None:
 
 def _source_containers(page: _Rewrite) -> None:
     """Elements the page marks as math whose only content is raw TeX (no delimiters)."""
-    for el in list(page.root.iter()):
+    for el in _SOURCE_CLASS_QUERY(page.root):
         page.deadline.check()
-        if not isinstance(el.tag, str) or not _SOURCE_CLASS_RE.search(_classes(el)):
+        if not _SOURCE_CLASS_RE.search(_classes(el)):
             continue
         if any(isinstance(c.tag, str) and local_name(c) != "br" for c in el):
             continue
@@ -719,11 +785,13 @@ def _source_containers(page: _Rewrite) -> None:
 
 
 def _katex_render_calls(page: _Rewrite, scripts: list[etree._Element]) -> None:
-    ids = {e.get("id"): e for e in page.root.iter() if isinstance(e.tag, str) and e.get("id")}
+    ids: dict[str, etree._Element] | None = None  # built on the first page script that renders with KaTeX
     for script in scripts:
         source = script.text or ""  # read once: lxml builds a new string on every access
         if script.getparent() is None or "katex.render" not in source:
             continue
+        if ids is None:
+            ids = {e.get("id"): e for e in _ID_QUERY(page.root)}
         for m in _KATEX_RENDER_RE.finditer(source):
             page.deadline.check()
             tex = _js_unquote(m.group(1)).strip()
@@ -742,8 +810,17 @@ def _katex_render_calls(page: _Rewrite, scripts: list[etree._Element]) -> None:
             page.report.add("katex_render", 1)
 
 
-_PARSER = lxml.html.HTMLParser(
-    remove_comments=True, remove_pis=True, collect_ids=False, default_doctype=False
+_PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, collect_ids=False, default_doctype=False)
+# Every element an `HtmlElement`, chosen in C: lxml.html's own lookup is a Python call per element proxy
+# (hundreds of thousands per page across latexify and trafilatura), and only picks form-control classes
+# (`InputElement` & co.) that no extractor here uses. trafilatura still gets the `HtmlElement` it expects.
+_PARSER.set_element_class_lookup(
+    etree.ElementDefaultClassLookup(
+        element=lxml.html.HtmlElement,
+        comment=lxml.html.HtmlComment,
+        pi=lxml.html.HtmlProcessingInstruction,
+        entity=lxml.html.HtmlEntity,
+    )
 )
 
 
