@@ -55,6 +55,9 @@ SECRET_PARAMS = frozenset(
 )
 # ...and any parameter whose name contains one of these
 SECRET_WORDS = ("signature", "token", "secret", "password", "credential", "apikey", "api_key", "api-key")
+# ...and any dotted Hadoop/Spark setting with one of these as a component (`--conf` reaches manifest.json's
+# config): `fs.azure.account.key.<account>...`, `fs.gs.auth.service.account.private.key`, `fs.azure.sas.<...>`
+SECRET_COMPONENTS = frozenset({"key", "sas"})
 
 _URL_CHAR = (
     r"(?:(?!,[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>\\`])"  # `--input a,b`: a comma before a scheme ends it
@@ -66,7 +69,9 @@ _PARAM = re.compile(r"(?<![\w.%-])([\w.%-]+)=([^&\s'\"<>#,;)\]]*)")
 def is_secret_param(name: str) -> bool:
     """Whether a query parameter of this name carries a credential (its value is never written)."""
     lowered = unquote_plus(name).strip().lower()
-    return lowered in SECRET_PARAMS or any(word in lowered for word in SECRET_WORDS)
+    if lowered in SECRET_PARAMS or any(word in lowered for word in SECRET_WORDS):
+        return True
+    return "." in lowered and not SECRET_COMPONENTS.isdisjoint(lowered.split("."))
 
 
 def _redact_params(params: str) -> str:

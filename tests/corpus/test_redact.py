@@ -76,6 +76,26 @@ def test_redact_record_walks_configs():
     }
 
 
+def test_credentials_in_spark_settings_are_redacted_and_other_settings_kept():
+    """`--conf` settings are part of the config written to manifest.json: Hadoop's credential settings (an
+    Azure account key, a GCS private key, a SAS token, S3A keys) lose their values, others are kept."""
+    conf = (
+        "spark.hadoop.fs.azure.account.key.acct.dfs.core.windows.net=AZKEY1",
+        "spark.hadoop.fs.gs.auth.service.account.private.key=GSKEY2",
+        "spark.hadoop.fs.azure.sas.c.acct.blob.core.windows.net=SAS3",
+        "spark.hadoop.fs.s3a.secret.key=S3KEY4",
+        "spark.hadoop.fs.s3a.session.token=TOKEN5",
+        "spark.executor.memory=4g",
+        "spark.hadoop.google.cloud.auth.service.account.json.keyfile=/etc/gcs.json",
+        "spark.sql.shuffle.partitions=64",
+    )
+    redacted = redact_record({"conf": conf})["conf"]
+    assert redacted[:5] == tuple(f"{setting.split('=')[0]}={REDACTED}" for setting in conf[:5])
+    assert redacted[5:] == conf[5:]
+    said = redact_text(" ".join(conf))
+    assert not any(secret in said for secret in ("AZKEY1", "GSKEY2", "SAS3", "S3KEY4", "TOKEN5"))
+
+
 def test_a_redacting_logger_redacts_messages_arguments_and_tracebacks(caplog):
     logger = redact_logs(logging.getLogger("tests.redact"))
     assert redact_logs(logger) is logger and len(logger.filters) == 1  # attached once
