@@ -32,6 +32,7 @@ from classifiers.domain_discovery import (
 )
 from jobs.config import IterateConfig
 from jobs.corpus_schema import COLUMN_NAMES
+from jobs.corpus_writers import CorpusLock, CorpusLockedError, is_complete
 from jobs.iterate_corpus import iterate_corpus
 from samplecrawl.planted_web import write_planted_web
 
@@ -120,6 +121,25 @@ def test_rounds_and_final_corpus_are_kept(loop):
     assert sum(1 for fr, _ in first.values() if fr == 1) <= round1["collected_pages"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["math_scorer"]["name"] == "fasttext"
+    # the final corpus is a version swapped in with one rename: DIR/data links to a complete, marked version
+    data = out / "data"
+    assert data.is_symlink() and data.resolve().parent == out / "data.versions"
+    assert is_complete(data.resolve()) and not list(out.glob("data.staging-*"))
+
+
+def test_a_second_loop_on_a_locked_directory_is_refused_and_writes_nothing(tmp_path):
+    """`corpus iterate` holds `<DIR>.lock` (the corpus writers' lock) for the whole run: a second loop on
+    the same directory is refused before it reads or writes anything (Spark is never touched)."""
+    out = tmp_path / "run"
+    held = CorpusLock(out)
+    held.acquire("the-other-loop")
+    try:
+        config = IterateConfig(input="unused.warc.gz", seeds="unused.jsonl", output=str(out))
+        with pytest.raises(CorpusLockedError, match=r"being written by another run .*the-other-loop"):
+            iterate_corpus(None, config)  # type: ignore[arg-type]
+    finally:
+        held.release()
+    assert not out.exists()
 
 
 def _table(path, columns=None):
