@@ -28,10 +28,12 @@ from resiliparse.extract.html2text import extract_plain_text
 from crawl.code_markup import NO_CODE, has_code_markup, mark_code
 from crawl.deadline import NO_DEADLINE, Deadline
 from crawl.main_content import MainText, select_main_text
-from crawl.math_markup import latexify_tree, parse_html, text_holders
+from crawl.math_markup import latexify_tree, parse_html
 from crawl.mathml_tex import local_name
 
 log = logging.getLogger(__name__)
+
+_CHECK_ELEMENTS = 1024  # elements walked between deadline checks
 
 
 # Containers in which trafilatura does not pick up loose text nodes.
@@ -75,9 +77,9 @@ def _paragraph(text: str) -> etree._Element:
 def promote_loose_formulas(root: etree._Element, deadline: Deadline = NO_DEADLINE) -> int:
     """Give formula-bearing text that sits loose in a layout container its own <p>; returns how many.
 
-    Only the texts holding a `$` are looked at (`text_holders`: one XPath query), not every element."""
+    One walk over the elements gathers the texts that hold a `$`; only those are looked at again."""
     promoted = 0
-    for owner, is_tail in text_holders(root, "$"):
+    for owner, is_tail in _formula_texts(root, deadline):
         deadline.check()
         if is_tail:  # the tail of a child of a layout container
             el = owner.getparent()
@@ -92,6 +94,21 @@ def promote_loose_formulas(root: etree._Element, deadline: Deadline = NO_DEADLIN
             owner.text = None
         promoted += 1
     return promoted
+
+
+def _formula_texts(root: etree._Element, deadline: Deadline) -> list[tuple[etree._Element, bool]]:
+    """(holder, is_tail) for every text and tail under `root` (not root's own tail) that holds a `$`."""
+    found: list[tuple[etree._Element, bool]] = []
+    for i, el in enumerate(root.iter()):
+        if not i % _CHECK_ELEMENTS:
+            deadline.check()
+        tail = el.tail
+        if tail and "$" in tail and el is not root:
+            found.append((el, True))
+        text = el.text
+        if text and "$" in text and isinstance(el.tag, str):
+            found.append((el, False))
+    return found
 
 
 NO_TEXT = MainText("", "none", "no_text", 0)

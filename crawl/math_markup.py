@@ -30,7 +30,7 @@ from __future__ import annotations
 import html as html_lib
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -93,21 +93,6 @@ _TEXISH_RE = re.compile(r"\\[A-Za-z]+|[\^_]\{?\w|\\[{}|,;!]")
 _BLOCK_TAGS = frozenset(
     {"div", "p", "section", "article", "blockquote", "li", "td", "th", "dd", "figure", "center"}
 )
-
-# The passes look only at the elements that can matter to them, found by XPath in C rather than by a Python
-# loop over every element: the same elements, in the same (document) order, filtered again in Python where
-# the query is broader than the rule.
-_LOWER_NAME = "translate(local-name(), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
-_MATH_QUERY = etree.XPath(  # `local_name(el) == "math"`: `math`, `m:math`, `{ns}math`, any case
-    f"descendant-or-self::*[{_LOWER_NAME} = 'math' or "
-    f"substring({_LOWER_NAME}, string-length(local-name()) - 4) = ':math']"
-)
-_DATA_MATHML_QUERY = etree.XPath("descendant-or-self::*[@data-mathml]")
-_TEX_ATTRIBUTE_QUERY = etree.XPath("descendant-or-self::*[@data-formula or @data-tex or @data-latex]")
-_SOURCE_CLASS_QUERY = etree.XPath(  # every class `_SOURCE_CLASS_RE` names holds "math" or "tex"
-    "descendant-or-self::*[contains(@class, 'math') or contains(@class, 'tex')]"
-)
-_ID_QUERY = etree.XPath("descendant-or-self::*[@id != '']")
 
 _JS_STRING = r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
 # A delimiter is a few characters: a longer literal is no delimiter, and the cap bounds every read.
@@ -325,7 +310,7 @@ class DelimiterScanner:
         pairs += [_Pair(left, right, False) for left, right in delims.inline]
         self.pairs = sorted(pairs, key=lambda p: -len(p.left))
         self.literals = frozenset(p.left for p in self.pairs)
-        self.first_chars = frozenset(left[0] for left in self.literals)  # every opening holds one of these
+        self._first_chars = tuple(sorted({left[0] for left in self.literals}))
         self._opening = re.compile("|".join(re.escape(left) for left in sorted(self.literals, key=len)[::-1]))
         # the most leading `$` of any opening: deeper inside a run of `$`, no opening can match
         self._max_dollars = max((len(p.left) - len(p.left.lstrip("$")) for p in self.pairs), default=0)
@@ -334,6 +319,14 @@ class DelimiterScanner:
     def may_match(self, text: str | None) -> bool:
         """Cheap gate: whether any opening delimiter occurs at all."""
         return bool(text) and any(lit in text for lit in self.literals)  # type: ignore[operator]
+
+    def may_open(self, text: str) -> bool:
+        """`may_match`, faster on the many texts without any opening's first character (`in` is a plain
+        character search; a regex search is only run on the texts that hold one)."""
+        for first in self._first_chars:
+            if first in text:
+                return self._opening.search(text) is not None
+        return False
 
     def _close(self, text: str, found: _NextOccurrence, at: int, pair: _Pair) -> int:
         """Offset of the closing delimiter for `pair` opened at `at`, or -1."""
@@ -428,6 +421,7 @@ class _Rewrite:
         self.deadline = deadline
         self.report = LatexifyReport()
         self._gone: set[etree._Element] = set()
+        self.survey = _Survey()  # what the passes act on (`_survey`)
 
     def is_gone(self, el: etree._Element) -> bool:
         """True once el, or an ancestor, was replaced."""
@@ -496,22 +490,19 @@ def _set_text(parent: etree._Element, anchor: etree._Element | None, text: str) 
         anchor.tail = text or None
 
 
-def _text_nodes_rewrite(page: _Rewrite, delims: Delimiters) -> None:
+def _text_nodes_rewrite(page: _Rewrite, scanner: DelimiterScanner) -> None:
     """Rewrite delimited TeX in every visible text node, as MathJax's tex2jax would find it.
 
-    Only the text nodes holding a delimiter's first character are visited (one XPath query, in C), and
-    whether each sits in a skipped element (`_SKIP_TAGS`, `_SKIP_CLASSES`) is decided once per element up
-    the way, so the cost follows the candidate text, not the page's element count."""
-    scanner = DelimiterScanner(delims)
+    Only the texts that hold an opening delimiter are visited (`_Survey.texts`), and whether each sits in a
+    skipped element (`_SKIP_TAGS`, `_SKIP_CLASSES`) is decided once per element on the way up, so the cost
+    follows the candidate text, not the page's element count."""
     skipped: dict[etree._Element, bool] = {}
-    for owner, is_tail in text_holders(page.root, scanner.first_chars):
+    for owner, is_tail in page.survey.texts:
         page.deadline.check()
         el = owner.getparent() if is_tail else owner  # the element the text is displayed in
         if el is None or _skipped(el, page.root, skipped):
             continue
         text = owner.tail if is_tail else owner.text
-        if not scanner.may_match(text):
-            continue
         text, n = scanner.rewrite(text, page.deadline)  # type: ignore[arg-type]
         if is_tail:
             owner.tail = text
@@ -540,23 +531,57 @@ def _skipped(el: etree._Element, root: etree._Element, memo: dict[etree._Element
     return memo[el]
 
 
-_TEXT_QUERIES: dict[int, etree.XPath] = {}
+_TEX_ATTRIBUTE_SET = frozenset(_TEX_ATTRIBUTES)
+_SURVEYED_ATTRIBUTES = frozenset({*_TEX_ATTRIBUTES, "data-mathml", "class"})
+_CHECK_ELEMENTS = 1024  # elements surveyed between deadline checks
 
 
-def text_holders(root: etree._Element, chars: Iterable[str]) -> list[tuple[etree._Element, bool]]:
-    """(element, is_tail) for each text or tail under `root` (root's own tail excluded) that holds one of
-    `chars` (single characters), in document order: one XPath query instead of a Python walk."""
-    chars = sorted(set(chars))
-    if not chars:
-        return []
-    query = _TEXT_QUERIES.get(len(chars))
-    if query is None:
-        test = " or ".join(f"contains(., $c{i})" for i in range(len(chars)))
-        query = _TEXT_QUERIES.setdefault(len(chars), etree.XPath(f".//text()[{test}]"))
-    holders: dict[tuple[etree._Element, bool], None] = {}  # adjacent text nodes share one holder
-    for text in query(root, **{f"c{i}": ch for i, ch in enumerate(chars)}):
-        holders[(text.getparent(), bool(text.is_tail))] = None
-    return list(holders)
+@dataclass
+class _Survey:
+    """The elements each pass may act on, found in one walk over the tree before any pass runs.
+
+    One Python loop over the elements costs about what each pass's own loop did, so five passes shared it.
+    The passes only take elements out (`_Rewrite.is_gone` says which) or add elements that none of them
+    looks for (placeholders, `<p>`, `<span>`), so each pass, skipping the elements taken out before it,
+    acts on exactly the elements a walk of the tree as it then stands would find, in the same order."""
+
+    texts: list[tuple[etree._Element, bool]] = field(
+        default_factory=list
+    )  # (holder, is_tail) with a delimiter
+    tex_attributes: list[etree._Element] = field(default_factory=list)  # a `_TEX_ATTRIBUTES` attribute set
+    maths: list[etree._Element] = field(default_factory=list)  # <math>, whatever its prefix or case
+    data_mathml: list[etree._Element] = field(default_factory=list)
+    source_classes: list[etree._Element] = field(default_factory=list)  # a `_SOURCE_CLASS_RE` class
+
+
+def _survey(root: etree._Element, scanner: DelimiterScanner, deadline: Deadline = NO_DEADLINE) -> _Survey:
+    found = _Survey()
+    may_open = scanner.may_open
+    for i, el in enumerate(root.iter()):
+        if not i % _CHECK_ELEMENTS:
+            deadline.check()
+        tail = el.tail
+        if tail and may_open(tail) and el is not root:
+            found.texts.append((el, True))
+        tag = el.tag
+        if not isinstance(tag, str):  # comments and processing instructions: only their tails are text
+            continue
+        text = el.text
+        if text and tag not in _SKIP_TAGS and may_open(text):  # scripts hold much, none of it text
+            found.texts.append((el, False))
+        if tag[-4:].lower() == "math" and local_name(el) == "math":
+            found.maths.append(el)
+        keys = el.keys()
+        if not keys or _SURVEYED_ATTRIBUTES.isdisjoint(keys):
+            continue
+        if not _TEX_ATTRIBUTE_SET.isdisjoint(keys):
+            found.tex_attributes.append(el)
+        if el.get("data-mathml"):
+            found.data_mathml.append(el)
+        classes = el.get("class")
+        if classes and _SOURCE_CLASS_RE.search(classes):
+            found.source_classes.append(el)
+    return found
 
 
 def _is_rendered_copy(el: etree._Element) -> bool:
@@ -660,7 +685,7 @@ def _formula_target(
 
 
 def _mathml(page: _Rewrite) -> None:
-    maths = _MATH_QUERY(page.root)
+    maths = [math for math in page.survey.maths if not page.is_gone(math)]
     math_counts = _math_counts(page.root, maths) if maths else {}
     for math in maths:
         page.deadline.check()
@@ -674,9 +699,9 @@ def _mathml(page: _Rewrite) -> None:
         else:
             page.remove_keep_tail(target)
     # MathJax v2 renderings without their source script may still carry the MathML in an attribute
-    for el in _DATA_MATHML_QUERY(page.root):
+    for el in page.survey.data_mathml:
         page.deadline.check()
-        if not el.get("data-mathml") or page.is_gone(el):
+        if page.is_gone(el):
             continue
         tex = _mathml_source_to_tex(el.get("data-mathml") or "")
         if tex:
@@ -686,7 +711,7 @@ def _mathml(page: _Rewrite) -> None:
 
 def _attribute_sources(page: _Rewrite) -> None:
     """Elements that keep their TeX in an attribute (amp-mathml `data-formula`, editors' `data-tex`)."""
-    for el in _TEX_ATTRIBUTE_QUERY(page.root):
+    for el in page.survey.tex_attributes:
         page.deadline.check()
         if local_name(el) == "img" or page.is_gone(el):
             continue
@@ -768,9 +793,9 @@ def _images(page: _Rewrite) -> None:
 
 def _source_containers(page: _Rewrite) -> None:
     """Elements the page marks as math whose only content is raw TeX (no delimiters)."""
-    for el in _SOURCE_CLASS_QUERY(page.root):
+    for el in page.survey.source_classes:
         page.deadline.check()
-        if not _SOURCE_CLASS_RE.search(_classes(el)):
+        if page.is_gone(el):
             continue
         if any(isinstance(c.tag, str) and local_name(c) != "br" for c in el):
             continue
@@ -791,7 +816,7 @@ def _katex_render_calls(page: _Rewrite, scripts: list[etree._Element]) -> None:
         if script.getparent() is None or "katex.render" not in source:
             continue
         if ids is None:
-            ids = {e.get("id"): e for e in _ID_QUERY(page.root)}
+            ids = {e.get("id"): e for e in page.root.iter() if isinstance(e.tag, str) and e.get("id")}
         for m in _KATEX_RENDER_RE.finditer(source):
             page.deadline.check()
             tex = _js_unquote(m.group(1)).strip()
@@ -847,7 +872,9 @@ def latexify_tree(root: etree._Element, deadline: Deadline = NO_DEADLINE) -> Lat
     delims = page_delimiters(
         [s.text or "" for s in scripts if s.text and local_name(s) == "script"], deadline
     )
-    _text_nodes_rewrite(page, delims)
+    scanner = DelimiterScanner(delims)
+    page.survey = _survey(root, scanner, deadline)
+    _text_nodes_rewrite(page, scanner)
     for step in (_math_scripts, _attribute_sources, _mathml, _images, _source_containers):
         step(page)
         page.merge_placeholders()  # each pass sees the text the previous one left, as plain text
