@@ -1,50 +1,92 @@
 """Cheap math prefilter on raw HTML: decides which pages deserve the expensive math-aware extraction.
 
 It runs on every page of a crawl, so it must cost a small fraction of the fast text pass (resiliparse,
-~1-2 ms on a 200 KB page). No parsing and no per-word regex: each full scan of a 200 KB page costs
-~0.1 ms, so the whole check is a handful of scans over the lower-cased bytes:
+~1-2 ms on a 200 KB page). No parsing and no per-word regex; the page is read by a few vectorised (NumPy)
+passes over its bytes, and Python only looks at the few places they point to:
 
-* two anchor scans, for "math" and "atex", classify what surrounds each occurrence: MathML (`<math`,
-  `amp-mathml`), TeX scripts (`math/tex`, `math/mml`), MathJax, KaTeX, formula images (latex.php,
-  codecogs, mathtex, Wikimedia `/math/render/`), TeX source containers (`class="math"`,
+* every case-insensitive occurrence of "math" and "atex" is classified by what surrounds it: MathML
+  (`<math`, `amp-mathml`), TeX scripts (`math/tex`, `math/mml`), MathJax, KaTeX, formula images
+  (latex.php, codecogs, mathtex, Wikimedia `/math/render/`), TeX source containers (`class="math"`,
   `math-container`, `arithmatex`), and the word "mathematics";
-* one regex for TeX commands that are almost never anything but mathematics (`\\frac`, `\\sum`, ...);
-  it starts with a backslash literal, so the regex engine skips straight between backslashes;
-* vocabulary: counts of "theorem" and "equation", plus the "mathemat..." occurrences found above.
+* TeX commands that are almost never anything but mathematics (`\\frac`, `\\sum`, ...), tried only at the
+  backslashes followed by two letters that can start one;
+* vocabulary: counts of "theorem" and "equation" in the body, plus the "mathemat..." occurrences found above.
 
 A hit is a recommendation, not a verdict: pages it misses are still recalled by the stage-one score of
 the classifier, and pages it passes are judged on their extracted text (`pipeline.math_decision`).
+
+How the passes stay exact: the page is copied once with bit 0x20 set in every byte (`_folded`), which
+turns an ASCII upper-case letter into its lower-case one and no other byte into a letter, so comparing
+letters there is comparing letters of `data.lower()`; other bytes are compared in the raw page. Every
+needle holds "at" or "eo", so one vectorised search for those two-letter keys finds every candidate, and
+each candidate is checked letter by letter. The verdict is the one `reference_prefilter` (the plain version:
+lower-case the page, then search it) gives, on every page; tests/test_prefilter.py pins the two together.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
-# (signal, byte pattern around an anchor occurrence). Patterns are matched on a small window.
-_MATH_CONTEXTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
-    ("mathml", re.compile(rb"<(?:\w+:)?math[\s>]|amp-mathml")),
-    ("tex_script", re.compile(rb"math/(?:tex|mml)")),
-    ("renderer", re.compile(rb"mathjax")),
-    ("tex_image", re.compile(rb"mathtex\.cgi|/math/render/")),
-    ("tex_source", re.compile(rb"math-container|class=[\"']math[\s\"']")),
+import numpy as np
+
+# (signal, its patterns), searched around each occurrence of an anchor: a window around it for the first
+# occurrences, the rest of the page past them. Each pattern starts with a literal, so that a search of a
+# whole page jumps between the places where that literal occurs.
+_Contexts = tuple[tuple[str, tuple[bytes, ...]], ...]
+_MATH_CONTEXT_PATTERNS: _Contexts = (
+    ("mathml", (rb"<math[\s>]", rb"<\w+:math[\s>]", rb"amp-mathml")),
+    ("tex_script", (rb"math/(?:tex|mml)",)),
+    ("renderer", (rb"mathjax",)),
+    ("tex_image", (rb"mathtex\.cgi", rb"/math/render/")),
+    ("tex_source", (rb"math-container", rb"class=[\"']math[\s\"']")),
 )
-_ATEX_CONTEXTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
-    ("renderer", re.compile(rb"katex|quicklatex")),
-    ("tex_image", re.compile(rb"latex\.php|latex\.codecogs|[./]latex\?")),
-    ("tex_source", re.compile(rb"arithmatex|data-latex")),
+_ATEX_CONTEXT_PATTERNS: _Contexts = (
+    ("renderer", (rb"katex", rb"quicklatex")),
+    ("tex_image", (rb"latex\.php", rb"latex\.codecogs", rb"\.latex\?", rb"/latex\?")),
+    ("tex_source", (rb"arithmatex", rb"data-latex")),
 )
+
+
+@dataclass(frozen=True)
+class _Context:
+    """One signal: `window` finds any of its patterns in a window; `parts` are searched one by one in the
+    rest of a page (an alternation of literals costs a regex step per byte of the page, each literal a jump)."""
+
+    name: str
+    window: re.Pattern[bytes]
+    parts: tuple[re.Pattern[bytes], ...]
+
+    def search(self, data: bytes, start: int) -> bool:
+        return any(part.search(data, start) for part in self.parts)
+
+
+def _contexts(patterns: _Contexts) -> tuple[_Context, ...]:
+    return tuple(
+        _Context(name, re.compile(b"|".join(parts)), tuple(re.compile(part) for part in parts))
+        for name, parts in patterns
+    )
+
+
+_MATH_CONTEXTS = _contexts(_MATH_CONTEXT_PATTERNS)
+_ATEX_CONTEXTS = _contexts(_ATEX_CONTEXT_PATTERNS)
 # Strong signals are math encodings in the page itself; weak ones (a renderer loaded site-wide, a class
 # name, a few words) also occur on ordinary pages and only count when two of them agree.
 STRONG_SIGNALS = ("mathml", "tex_script", "tex_image", "tex_commands")
 _WEAK = ("renderer", "tex_source", "vocabulary")
 _WINDOW = 16
 
-_TEX_COMMAND_RE = re.compile(
-    rb"\\(?:frac|dfrac|sqrt|sum|prod|int|iint|oint|lim|infty|partial|nabla|mathbb|mathbf|mathcal|mathrm|"
-    rb"alpha|beta|gamma|delta|epsilon|varepsilon|theta|lambda|sigma|omega|cdot|cdots|ldots|times|leq|geq|neq|"
-    rb"approx|equiv|forall|exists|subseteq|rightarrow|left[(\[|.]|right[)\]|.]|begin\{(?:equation|align|"
-    rb"array|matrix|pmatrix|bmatrix|cases|gather)|binom|pm|mp)(?![A-Za-z])"
+_TEX_NAMES = (
+    "frac|dfrac|sqrt|sum|prod|int|iint|oint|lim|infty|partial|nabla|mathbb|mathbf|mathcal|mathrm|"
+    "alpha|beta|gamma|delta|epsilon|varepsilon|theta|lambda|sigma|omega|cdot|cdots|ldots|times|leq|geq|neq|"
+    "approx|equiv|forall|exists|subseteq|rightarrow|left[(\\[|.]|right[)\\]|.]|begin\\{(?:equation|align|"
+    "array|matrix|pmatrix|bmatrix|cases|gather)|binom|pm|mp"
+)
+_TEX_COMMAND_RE = re.compile(rb"\\(?:" + _TEX_NAMES.encode() + rb")(?![A-Za-z])")
+_TEX_READ = (
+    32  # bytes a match of _TEX_COMMAND_RE can read from its backslash (at most 15), with room to spare
 )
 _MIN_TEX_COMMANDS = 3
 _VOCABULARY = (b"theorem", b"equation")
@@ -70,54 +112,15 @@ class PrefilterResult:
 
 
 _MAX_WINDOWS = 256
+# Backslashes followed by two letters that can start a TeX command are each tried with the regex; when this
+# many tries find too few commands, the page is searched whole by the regex instead (a page of `\fr` costs a
+# scan, not a Python step each).
+_MAX_TEX_TRIES = 64
 
 
-def _scan_anchor(
-    data: bytes, anchor: bytes, contexts: tuple[tuple[str, re.Pattern[bytes]], ...], fired: set[str]
-) -> int:
-    """Classify every occurrence of `anchor`; returns how many were the word 'mathemat...'.
-
-    The first `_MAX_WINDOWS` occurrences are classified one by one (ordinary pages have a few dozen); past
-    them each context still unseen is searched for in the rest of the page in one regex pass, which finds
-    the same matches, since every context pattern contains the anchor: a page made of "math" costs a few
-    scans of its bytes, not a Python step per occurrence."""
-    words = 0
-    pos = data.find(anchor)
-    for _ in range(_MAX_WINDOWS):
-        if pos == -1:
-            return words
-        window = data[max(pos - _WINDOW, 0) : pos + _WINDOW]
-        for name, pattern in contexts:
-            if name not in fired and pattern.search(window):
-                fired.add(name)
-        if data.startswith(b"mathemat", pos):
-            words += 1
-        pos = data.find(anchor, pos + len(anchor))
-    if pos != -1:
-        rest = max(pos - _WINDOW, 0)
-        for name, pattern in contexts:
-            if name not in fired and pattern.search(data, rest):
-                fired.add(name)
-        words += data.count(b"mathemat", pos) if anchor == b"math" else 0
-    return words
-
-
-def math_prefilter(html: str | bytes) -> PrefilterResult:
-    """Math markup and vocabulary signals on raw HTML (bytes preferred: no encoding step needed)."""
-    data = (html.encode("utf-8", "replace") if isinstance(html, str) else html).lower()
-    fired: set[str] = set()
-    vocabulary = _scan_anchor(data, b"math", _MATH_CONTEXTS, fired)
-    _scan_anchor(data, b"atex", _ATEX_CONTEXTS, fired)
-    tex_commands = 0
-    if b"\\" in data:
-        for _ in _TEX_COMMAND_RE.finditer(data):
-            tex_commands += 1
-            if tex_commands >= _MIN_TEX_COMMANDS:
-                break
+def _verdict(fired: set[str], tex_commands: int, vocabulary: int) -> PrefilterResult:
     if tex_commands >= _MIN_TEX_COMMANDS:
         fired.add("tex_commands")
-    body = max(data.find(b"<body"), 0)  # words in <head> are titles and scripts, not the page's prose
-    vocabulary += sum(data.count(word, body) for word in _VOCABULARY)
     if vocabulary >= _MIN_VOCABULARY:
         fired.add("vocabulary")
     strong = [name for name in STRONG_SIGNALS if name in fired]
@@ -126,3 +129,176 @@ def math_prefilter(html: str | bytes) -> PrefilterResult:
     return PrefilterResult(
         hit=hit, signals=tuple(strong + weak), tex_commands=tex_commands, vocabulary=vocabulary
     )
+
+
+def _count_tex_commands(lowered: bytes) -> int:
+    """TeX commands in the lower-cased page, counted up to `_MIN_TEX_COMMANDS` (one regex scan)."""
+    count = 0
+    if b"\\" in lowered:
+        for _ in _TEX_COMMAND_RE.finditer(lowered):
+            count += 1
+            if count >= _MIN_TEX_COMMANDS:
+                break
+    return count
+
+
+def _classify_rest(
+    lowered: bytes, pos: int, anchor: bytes, contexts: tuple[_Context, ...], fired: set[str]
+) -> int:
+    """Past the first `_MAX_WINDOWS` occurrences (the next at `pos`), each context still unseen is searched
+    for in the rest of the page in one regex pass, which finds the same matches, since every context pattern
+    contains the anchor: a page made of "math" costs a few scans, not a Python step per occurrence. Returns
+    the "mathemat..." words in that rest."""
+    rest = max(pos - _WINDOW, 0)
+    for context in contexts:
+        if context.name not in fired and context.search(lowered, rest):
+            fired.add(context.name)
+    return lowered.count(b"mathemat", pos) if anchor == b"math" else 0
+
+
+def reference_prefilter(html: str | bytes) -> PrefilterResult:
+    """The prefilter written plainly: lower-case the page, then find each anchor, command and word in it.
+    `math_prefilter` gives the same result faster; this one is the definition the tests hold it to."""
+    data = (html.encode("utf-8", "replace") if isinstance(html, str) else html).lower()
+    fired: set[str] = set()
+    vocabulary = 0
+    for anchor, contexts in ((b"math", _MATH_CONTEXTS), (b"atex", _ATEX_CONTEXTS)):
+        pos = data.find(anchor)
+        for _ in range(_MAX_WINDOWS):
+            if pos == -1:
+                break
+            window = data[max(pos - _WINDOW, 0) : pos + _WINDOW]
+            for context in contexts:
+                if context.name not in fired and context.window.search(window):
+                    fired.add(context.name)
+            vocabulary += data.startswith(b"mathemat", pos)
+            pos = data.find(anchor, pos + len(anchor))
+        if pos != -1:
+            vocabulary += _classify_rest(data, pos, anchor, contexts, fired)
+    body = max(data.find(b"<body"), 0)  # words in <head> are titles and scripts, not the page's prose
+    vocabulary += sum(data.count(word, body) for word in _VOCABULARY)
+    return _verdict(fired, _count_tex_commands(data), vocabulary)
+
+
+# --- the fast version -------------------------------------------------------------------------------------
+
+_BUFFERS = threading.local()  # one reusable folded copy per thread: a fresh 200 KB array costs page faults
+
+
+def _folded(raw: np.ndarray) -> tuple[bytearray, np.ndarray]:
+    """`raw | 0x20` in this thread's buffer (as a bytearray for `find`, and as an array); only its first
+    `len(raw)` bytes are the page's, and it is overwritten by the next call."""
+    buf: bytearray | None = getattr(_BUFFERS, "buf", None)
+    if buf is None or len(buf) < len(raw):
+        buf = _BUFFERS.buf = bytearray(max(len(raw), 1 << 18))
+    folded = np.frombuffer(buf, np.uint8, count=len(raw))
+    np.bitwise_or(raw, 0x20, out=folded)
+    return buf, folded
+
+
+def _pair_starts(folded: np.ndarray, pair: bytes) -> np.ndarray:
+    """Sorted positions of the two lower-case letters `pair` in the folded page."""
+    key = int.from_bytes(pair, "little")
+    n = len(folded)
+    even = np.flatnonzero(folded[: n - n % 2].view(np.uint16) == key) * 2
+    odd = np.flatnonzero(folded[1 : 1 + (n - 1) // 2 * 2].view(np.uint16) == key) * 2 + 1
+    return np.sort(np.concatenate((even, odd)))
+
+
+def _occurrences(
+    raw: np.ndarray, folded: np.ndarray, pairs: np.ndarray, needle: bytes, at: int
+) -> np.ndarray:
+    """Positions of `needle` in the lower-cased page, given the positions of its two letters at `at`."""
+    starts = pairs - at
+    starts = starts[(starts >= 0) & (starts <= len(raw) - len(needle))]
+    for i, byte in enumerate(needle):
+        if i in (at, at + 1) or not len(starts):
+            continue
+        plane = folded if 0x61 <= byte <= 0x7A else raw  # letters compare folded, anything else exactly
+        starts = starts[plane[starts + i] == byte]
+    return starts
+
+
+def _tex_starts() -> np.ndarray:
+    """Table over two folded bytes (as a little-endian uint16): can they follow the backslash of a command?"""
+    table = np.zeros(1 << 16, dtype=bool)
+    for name in re.findall(r"[a-z]{2,}", _TEX_NAMES):
+        table[int.from_bytes(name[:2].encode(), "little")] = True
+    return table
+
+
+_TEX_STARTS = _tex_starts()
+
+
+def _tex_commands(data: bytes, raw: np.ndarray, folded: np.ndarray, lowered: Callable[[], bytes]) -> int:
+    """`_count_tex_commands` of the lower-cased page, running the regex only where a command can start: every
+    match starts at a backslash and holds no other, so the count is the number of backslashes it matches at."""
+    slashes = np.flatnonzero(raw[: max(len(raw) - 2, 0)] == 0x5C)
+    if not len(slashes):
+        return 0
+    keys = folded[slashes + 1].astype(np.uint16) | (folded[slashes + 2].astype(np.uint16) << 8)
+    slashes = slashes[_TEX_STARTS[keys]]
+    count = 0
+    for pos in slashes[:_MAX_TEX_TRIES].tolist():
+        if _TEX_COMMAND_RE.match(data[pos : pos + _TEX_READ].lower()):
+            count += 1
+            if count >= _MIN_TEX_COMMANDS:
+                return count
+    return count if len(slashes) <= _MAX_TEX_TRIES else _count_tex_commands(lowered())
+
+
+def _classify(
+    data: bytes,
+    positions: np.ndarray,
+    anchor: bytes,
+    contexts: tuple[_Context, ...],
+    fired: set[str],
+    lowered: Callable[[], bytes],
+) -> int:
+    """Classify each occurrence of `anchor` (at `positions`, sorted) by its window; returns how many were
+    the word 'mathemat...'. The first `_MAX_WINDOWS` are classified one by one (ordinary pages have a few
+    dozen), the rest by `_classify_rest`."""
+    words = 0
+    for pos in positions[:_MAX_WINDOWS].tolist():
+        start = max(pos - _WINDOW, 0)
+        window = data[start : pos + _WINDOW].lower()
+        for context in contexts:
+            if context.name not in fired and context.window.search(window):
+                fired.add(context.name)
+        words += window.startswith(b"mathemat", pos - start)
+    if len(positions) > _MAX_WINDOWS:
+        words += _classify_rest(lowered(), int(positions[_MAX_WINDOWS]), anchor, contexts, fired)
+    return words
+
+
+def math_prefilter(html: str | bytes) -> PrefilterResult:
+    """Math markup and vocabulary signals on raw HTML (bytes preferred: no encoding step needed)."""
+    data = html.encode("utf-8", "replace") if isinstance(html, str) else bytes(html)
+    if len(data) < 2:
+        return reference_prefilter(data)
+    cache: list[bytes] = []
+
+    def lowered() -> bytes:  # the whole lower-cased page, only on pages with hundreds of occurrences
+        if not cache:
+            cache.append(data.lower())
+        return cache[0]
+
+    raw = np.frombuffer(data, np.uint8)
+    buf, folded = _folded(raw)
+    at, eo = _pair_starts(folded, b"at"), _pair_starts(folded, b"eo")
+    fired: set[str] = set()
+    vocabulary = _classify(
+        data, _occurrences(raw, folded, at, b"math", 1), b"math", _MATH_CONTEXTS, fired, lowered
+    )
+    _classify(data, _occurrences(raw, folded, at, b"atex", 0), b"atex", _ATEX_CONTEXTS, fired, lowered)
+    tex_commands = _tex_commands(data, raw, folded, lowered)
+    body = buf.find(b"<body", 0, len(data))
+    while body != -1 and data[body] != 0x3C:  # `<` folded is also 0x1C folded
+        body = buf.find(b"<body", body + 1, len(data))
+    body = max(body, 0)  # words in <head> are titles and scripts, not the page's prose
+    for words in (
+        _occurrences(raw, folded, eo, b"theorem", 2),
+        _occurrences(raw, folded, at, b"equation", 3),
+    ):
+        vocabulary += int(np.count_nonzero(words >= body))
+    return _verdict(fired, tex_commands, vocabulary)
