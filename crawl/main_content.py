@@ -29,7 +29,7 @@ from resiliparse.extract.html2text import extract_plain_text
 
 from crawl.code_markup import NO_CODE, CodeMarks
 from crawl.deadline import NO_DEADLINE, Deadline
-from crawl.extract import trafilatura_text, whole_page_text
+from crawl.extract import drop_unread_scripts, trafilatura_text, whole_page_text
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ def select_main_text(
     `code`: the marks `crawl.code_markup.mark_code` left in the tree, restored in the text."""
     resiliparse = resiliparse_text(root)  # serialised before trafilatura sees the tree
     deadline.check()
+    drop_unread_scripts(root)  # not before resiliparse, whose main-content choice changes without them
     trafilatura = trafilatura_text(root, url)
     deadline.check()
     if not trafilatura and not resiliparse:
