@@ -10,6 +10,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: venv demo test lint bench mutants clean
 
+# the revision bench/corpus_throughput.py profiles side by side with the working tree (issue 26's "today")
+BASELINE ?= a269445
+
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
@@ -41,7 +44,8 @@ lint: $(STAMP)
 # CPU benchmarks (figures are ratios against baselines measured in the same run); the GPU ones are
 # bench/kernels_bench.py and bench/train_throughput.py, run where a GPU is at hand.
 bench: $(STAMP)
-	$(PY) bench/corpus_throughput.py
+	$(PIP) install -q -e '.[dev,bench]'
+	$(PY) bench/corpus_throughput.py --baseline $(BASELINE)
 	$(PY) bench/math_extraction.py
 	$(PY) bench/dedup_bench.py --docs 20000
 	$(PY) bench/decontam_bench.py
