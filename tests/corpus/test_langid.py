@@ -76,3 +76,22 @@ def test_pickles_without_the_model(lid):
     lid.predict("warm up")
     clone = pickle.loads(pickle.dumps(lid))
     assert not clone._model.loaded and clone.predict("Bonjour tout le monde").lang == "fr"
+
+
+def test_prepare_text_collapses_exactly_what_the_regex_whitespace_class_matches(shared_data):
+    """`prepare_text` splits with `str.split`; the definition is `re.sub(r"\\s+", " ", ...).strip()`. The
+    two whitespace classes agree on every code point, and the prepared texts agree on real sentences."""
+    import re
+
+    every = "".join(map(chr, range(0x110000)))
+    assert re.findall(r"\s", every) == [c for c in every if c.isspace()]
+    path = shared_data / "langid" / "lingua_sentences_75langs_100each.tsv"
+    whole = path.read_text(encoding="utf-8")
+    texts = [whole, *whole.splitlines(), "\u00a0 x\u2028y\x1c z \u3000", "\t\n", ""]
+    for text in texts:
+        for limit in (20, 2000):
+            flat = re.sub(r"\s+", " ", text[: limit * 2]).strip()
+            if len(flat) > limit:
+                cut = flat.rfind(" ", 0, limit)
+                flat = flat[: cut if cut > limit // 2 else limit]
+            assert prepare_text(text, limit) == flat
