@@ -76,3 +76,17 @@ def init_model(tokenizer, tmp_path_factory) -> Path:
         model_config("tiny", tokenizer.get_vocab_size(), max_seq_len=256, mtp_depth=1), seed=1
     )
     return save_model_dir(model, root / "tokenizer.json", root / "model", {})
+
+
+@pytest.fixture(scope="session")
+def tied_qwen2(tmp_path_factory) -> Path:
+    """A tiny random transformers Qwen2 with tied embeddings and a padded vocabulary (Qwen2.5's shape), imported
+    with `mathforge model import`: the model of the FSDP2 exact-resume tests."""
+    from hf_fixtures import CHATML, hf_model, save_hf
+
+    from mathforge.cli import main as mathforge
+
+    root = tmp_path_factory.mktemp("tied_qwen2")
+    save_hf(hf_model("qwen2", tied=True), root / "hf", sharded=False, chat_template=CHATML)
+    assert mathforge(["model", "import", "--from", str(root / "hf"), "--out", str(root / "model")]) == 0
+    return root / "model"

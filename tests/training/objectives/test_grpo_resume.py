@@ -86,20 +86,6 @@ def test_completions_that_fill_the_context_train(prompts, tokenizer, tmp_path) -
     assert any(r["truncated_frac"] > 0 for r in records)
 
 
-@pytest.fixture(scope="module")
-def tied_qwen2(tmp_path_factory) -> Path:
-    """A tiny random transformers Qwen2 with tied embeddings and a padded vocabulary (Qwen2.5's shape), imported
-    with `mathforge model import`."""
-    from hf_fixtures import CHATML, hf_model, save_hf
-
-    from mathforge.cli import main as mathforge
-
-    root = tmp_path_factory.mktemp("tied_qwen2")
-    save_hf(hf_model("qwen2", tied=True), root / "hf", sharded=False, chat_template=CHATML)
-    assert mathforge(["model", "import", "--from", str(root / "hf"), "--out", str(root / "model")]) == 0
-    return root / "model"
-
-
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(("ckpt_format", "init"), [("dcp", "tied_qwen2"), ("safetensors", "init_model")])
 def test_fsdp_resume_restores_the_synced_reference(
