@@ -19,7 +19,7 @@ from mathforge.cli import main as mathforge
 from training.metrics import read_metrics
 
 VOLATILE = {"tokens_per_s", "mfu"}
-SEED = 0  # with λ 0.5 steps 2 and 4 are on-policy: one on each side of the stop, off-policy ones too
+SEED = 0  # with λ 0.5 steps 2 and 4 are on-policy: one on each side of the checkpoint, off-policy ones too
 COMMON = ["--seq-len", "64", "--batch-size", "2", "--max-steps", "4", "--ckpt-every", "2", "--device", "cpu",
           "--log-every", "1", "--parallel", "fsdp", "--lr", "1e-2", "--warmup-frac", "0", "--seed", str(SEED)]  # fmt: skip
 
