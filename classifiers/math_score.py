@@ -12,14 +12,23 @@ evidence that survive math-aware extraction:
 Each kind is squashed into [0, 1] with a saturating curve and the two are combined as a noisy-OR
 (`1 - (1 - a)(1 - b)`), so either strong markup or dense vocabulary alone is enough for a high score,
 and a page with neither stays near 0.
+
+Scoring runs on every page of a crawl (stage one), so each count is taken without a regex step per character
+where an exact cheaper way exists: words are counted on an ASCII skeleton of the text (`_word_skeleton`),
+equation lines are searched only around the lines that hold a relation sign, and a pattern is not run on a
+text that lacks its first character. The counts, and so the scores, are those of the plain definitions
+(tests/classifiers/test_math_score.py holds them together on real pages).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 
 @runtime_checkable
@@ -96,6 +105,12 @@ _MATH_VOCABULARY = (
     "mathematical multiply multiplied divided"
 )
 _MATH_WORD_SET = frozenset(_MATH_VOCABULARY.split())
+_MATH_WORD_BYTES = frozenset(word.encode() for word in _MATH_WORD_SET)
+# Bytes of an ASCII skeleton: `\w` ones kept, the others a space, so that `split()` gives the `\w+` runs.
+_SPACE_NON_WORD = bytes(b if re.match(rb"\w", bytes([b])) else 0x20 for b in range(256))
+_RELATIONS = "=≈≅→≤≥"  # the relation signs of _EQUATION_LINE_RE
+_RELATION_RE = re.compile("[" + _RELATIONS + "]")
+_MAX_RELATION_LINES = 64  # past this many lines with a relation sign, the regex reads the whole text
 
 
 def _saturate(x: float, half: float) -> float:
@@ -109,26 +124,91 @@ def markup_evidence(text: str) -> float:
     """How much LaTeX/MathML markup the text carries, per 1,000 characters, squashed into [0, 1)."""
     if not text:
         return 0.0
-    hits = (
-        len(_TEX_SPAN_RE.findall(text))
-        + len(_TEX_COMMAND_RE.findall(text))
-        + 3 * len(_TEX_ENV_RE.findall(text))
-        + len(_MATHML_RE.findall(text))
-    )
+    hits = 0
+    if "$" in text or "\\" in text:  # every TeX pattern starts with one of them
+        hits += len(_TEX_SPAN_RE.findall(text))
+        if "\\" in text:
+            hits += len(_TEX_COMMAND_RE.findall(text)) + 3 * len(_TEX_ENV_RE.findall(text))
+    if "<" in text:
+        hits += len(_MATHML_RE.findall(text))
     # Density per 1k characters, but a long page with many formulas must not be diluted to nothing:
     # count absolute hits too (a few formulas in a long article are already strong evidence).
     per_k = 1000.0 * hits / max(len(text), 1)
     return max(_saturate(per_k, 2.0), _saturate(hits, 3.0))
 
 
+@functools.cache
+def _bmp_word_marks() -> np.ndarray:
+    """Per code point of the Basic Multilingual Plane: `_` where the regex `\\w` matches it, a space where not
+    (taken from the regex engine itself, so that the skeleton splits words exactly where `\\w+` does)."""
+    plane = "".join(map(chr, range(0x10000)))
+    return np.frombuffer(re.sub(r"\W", " ", re.sub(r"\w", "_", plane)).encode("ascii"), np.uint8)
+
+
+def _word_skeleton(text: str) -> bytes:
+    """`text` as one ASCII byte per character with the same `\\w+` runs: ASCII characters as they are, any
+    other word character `_` (no vocabulary word holds one), any other character a space."""
+    if text.isascii():
+        return text.encode("ascii")
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    skeleton = points.astype(np.uint8)
+    wide = points >= 0x80
+    skeleton[wide] = _bmp_word_marks()[np.minimum(points[wide], 0xFFFF)]
+    astral = points > 0xFFFF
+    if astral.any():
+        found, where = np.unique(points[astral], return_inverse=True)
+        marks = np.array([0x5F if re.match(r"\w", chr(p)) else 0x20 for p in found.tolist()], np.uint8)
+        skeleton[astral] = marks[where]
+    return skeleton.tobytes()
+
+
 def vocabulary_evidence(text: str) -> float:
     """Share of words that are math vocabulary, squashed into [0, 1) (English only)."""
-    words = _WORD_RE.findall(text.lower())
+    words = _word_skeleton(text.lower()).translate(_SPACE_NON_WORD).split()  # the `\w+` runs of text.lower()
     if len(words) < 30:
         return 0.0
-    share = sum(1 for w in words if w in _MATH_WORD_SET) / len(words)
+    share = sum(map(_MATH_WORD_BYTES.__contains__, words)) / len(words)
     # Ordinary prose has well under 0.5% of these words; math prose 3% and more.
     return _saturate(max(share - 0.005, 0.0), 0.02)
+
+
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
+
+
+def _line_end(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end == -1 else end
+
+
+def equation_lines(text: str) -> int:
+    """`len(_EQUATION_LINE_RE.findall(text))`, with the regex run only on the lines that can start a match.
+
+    A match starts on a line that holds a relation sign or on the line before it (the space before the sign
+    may be the newline), and ends on the sign's line or the line after it (so may the space after it); so the
+    lines from one before to one after each relation line, joined by empty lines (where no match can start
+    or continue), hold the same matches, in the same order."""
+    if not any(sign in text for sign in _RELATIONS):
+        return 0
+    spans: list[list[int]] = []
+    pos = 0
+    for _ in range(_MAX_RELATION_LINES):
+        relation = _RELATION_RE.search(text, pos)
+        if relation is None:
+            break
+        line = _line_start(text, relation.start())
+        start = _line_start(text, line - 1) if line else 0
+        end = pos = _line_end(text, relation.start())
+        pos += 1  # the next relation line
+        end = _line_end(text, end + 1) if end < len(text) else end  # and the line after it
+        if spans and start <= spans[-1][1] + 1:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    else:
+        if _RELATION_RE.search(text, pos):  # a page of relation lines: one scan of it all
+            return len(_EQUATION_LINE_RE.findall(text))
+    return len(_EQUATION_LINE_RE.findall("\n\n".join(text[start:end] for start, end in spans)))
 
 
 def symbol_evidence(text: str) -> float:
@@ -136,10 +216,10 @@ def symbol_evidence(text: str) -> float:
     if not text:
         return 0.0
     hits = (
-        len(_MATH_SYMBOL_RE.findall(text))
+        (0 if text.isascii() else len(_MATH_SYMBOL_RE.findall(text)))  # every symbol is beyond ASCII
         + len(_POWER_RE.findall(text))
         + len(_NUMERIC_EQUALITY_RE.findall(text))
-        + 2 * len(_EQUATION_LINE_RE.findall(text))
+        + 2 * equation_lines(text)
     )
     if hits < 3:
         return 0.0
