@@ -17,9 +17,10 @@ the classifier, and pages it passes are judged on their extracted text (`pipelin
 
 How the passes stay exact: the page is copied once with bit 0x20 set in every byte (`_folded`), which
 turns an ASCII upper-case letter into its lower-case one and no other byte into a letter, so comparing
-letters there is comparing letters of `data.lower()`; other bytes are compared in the raw page. Every
-needle holds "at" or "eo", so one vectorised search for those two-letter keys finds every candidate, and
-each candidate is checked letter by letter. The verdict is the one `reference_prefilter` (the plain version:
+letters there is comparing letters of `data.lower()` (the `<` of `<body` is checked in the raw page). Every
+word searched for holds "at" or "eo", so one vectorised search for those two-letter keys finds every
+candidate, and each candidate is checked letter by letter. Pages with hundreds of occurrences of an anchor
+are lower-cased whole for the rest of it, as before. The verdict is the one `reference_prefilter` (the plain version:
 lower-case the page, then search it) gives, on every page; tests/test_prefilter.py pins the two together.
 """
 
@@ -146,9 +147,9 @@ def _classify_rest(
     lowered: bytes, pos: int, anchor: bytes, contexts: tuple[_Context, ...], fired: set[str]
 ) -> int:
     """Past the first `_MAX_WINDOWS` occurrences (the next at `pos`), each context still unseen is searched
-    for in the rest of the page in one regex pass, which finds the same matches, since every context pattern
-    contains the anchor: a page made of "math" costs a few scans, not a Python step per occurrence. Returns
-    the "mathemat..." words in that rest."""
+    for in the rest of the page, one literal-led pattern at a time, which finds the same matches, since every
+    context pattern contains the anchor: a page made of "math" costs a few scans, not a Python step per
+    occurrence. Returns the "mathemat..." words in that rest."""
     rest = max(pos - _WINDOW, 0)
     for context in contexts:
         if context.name not in fired and context.search(lowered, rest):
@@ -205,17 +206,14 @@ def _pair_starts(folded: np.ndarray, pair: bytes) -> np.ndarray:
     return np.sort(np.concatenate((even, odd)))
 
 
-def _occurrences(
-    raw: np.ndarray, folded: np.ndarray, pairs: np.ndarray, needle: bytes, at: int
-) -> np.ndarray:
-    """Positions of `needle` in the lower-cased page, given the positions of its two letters at `at`."""
+def _occurrences(folded: np.ndarray, pairs: np.ndarray, needle: bytes, at: int) -> np.ndarray:
+    """Positions of `needle` (lower-case letters) in the lower-cased page, given the positions of its two
+    letters at `at`."""
     starts = pairs - at
-    starts = starts[(starts >= 0) & (starts <= len(raw) - len(needle))]
-    for i, byte in enumerate(needle):
-        if i in (at, at + 1) or not len(starts):
-            continue
-        plane = folded if 0x61 <= byte <= 0x7A else raw  # letters compare folded, anything else exactly
-        starts = starts[plane[starts + i] == byte]
+    starts = starts[(starts >= 0) & (starts <= len(folded) - len(needle))]
+    for i, letter in enumerate(needle):
+        if i not in (at, at + 1) and len(starts):
+            starts = starts[folded[starts + i] == letter]
     return starts
 
 
@@ -288,17 +286,17 @@ def math_prefilter(html: str | bytes) -> PrefilterResult:
     at, eo = _pair_starts(folded, b"at"), _pair_starts(folded, b"eo")
     fired: set[str] = set()
     vocabulary = _classify(
-        data, _occurrences(raw, folded, at, b"math", 1), b"math", _MATH_CONTEXTS, fired, lowered
+        data, _occurrences(folded, at, b"math", 1), b"math", _MATH_CONTEXTS, fired, lowered
     )
-    _classify(data, _occurrences(raw, folded, at, b"atex", 0), b"atex", _ATEX_CONTEXTS, fired, lowered)
+    _classify(data, _occurrences(folded, at, b"atex", 0), b"atex", _ATEX_CONTEXTS, fired, lowered)
     tex_commands = _tex_commands(data, raw, folded, lowered)
     body = buf.find(b"<body", 0, len(data))
     while body != -1 and data[body] != 0x3C:  # `<` folded is also 0x1C folded
         body = buf.find(b"<body", body + 1, len(data))
     body = max(body, 0)  # words in <head> are titles and scripts, not the page's prose
     for words in (
-        _occurrences(raw, folded, eo, b"theorem", 2),
-        _occurrences(raw, folded, at, b"equation", 3),
+        _occurrences(folded, eo, b"theorem", 2),
+        _occurrences(folded, at, b"equation", 3),
     ):
         vocabulary += int(np.count_nonzero(words >= body))
     return _verdict(fired, tex_commands, vocabulary)

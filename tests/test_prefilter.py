@@ -3,6 +3,8 @@ applies them)."""
 
 from __future__ import annotations
 
+import gzip
+import random
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from classifiers.math_score import RuleMathScorer
 from classifiers.metrics import precision_recall
 from crawl.math_eval import labelled_pages, read_page
-from crawl.prefilter import PrefilterResult, math_prefilter
+from crawl.prefilter import PrefilterResult, math_prefilter, reference_prefilter
 from pipeline.math_decision import (
     MathDecision,
     MathDecisionConfig,
@@ -73,6 +75,55 @@ def test_mixed_case_markup_is_found():
 @pytest.fixture(scope="module")
 def labelled(shared_data: Path):
     return [(page, read_page(shared_data / page.file)) for page in labelled_pages(shared_data)]
+
+
+def test_the_fast_prefilter_is_the_plain_one_on_every_shared_page(shared_data: Path):
+    """The vectorised search finds what lower-casing the page and searching it finds, on every shared page,
+    in capitals, and with its case or a few bytes changed."""
+    pages = [
+        gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for path in sorted(shared_data.glob("html_*/**/*"))
+        if path.name.endswith((".html", ".htm", ".html.gz", ".htm.gz"))
+    ]
+    assert len(pages) > 500
+    hits = 0
+    rng = random.Random(26)
+    for page in pages:
+        changed = bytearray(page)
+        for _ in range(20):
+            if changed:
+                changed[rng.randrange(len(changed))] = rng.choice(b"\x1c\\<>:MmAaTtHhEeXxQq{[ ")
+        for variant in (page, page.upper(), page.swapcase(), bytes(changed)):
+            result = math_prefilter(variant)
+            assert result == reference_prefilter(variant)
+        hits += result.hit
+    assert hits > 30
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        b"",
+        b"<",
+        b"\\pm",
+        b"x \\pm",
+        b"math",
+        b"MATHEMATICS",
+        b"<math>x</math>",
+        b"math " * 300 + b"<m:math>x</m:math>",  # past the windows: the rest of the page is searched whole
+        b"math " * 300 + b"<" + b"a" * 40 + b":math>",  # a match longer than a window
+        b"<" + b"a" * 40 + b":math> math",
+        b"mathemathemat " * 200 + b"mathematics",  # overlapping words, counted as str.count counts them
+        b"katex " * 300 + b"latex.php /latex? .LATEX? data-latex",
+        b"\\fra " * 100 + b"\\frac \\SUM \\Int",  # many backslashes that start no command
+        b"\\FRAC{a} \\Left( \\beginx \\begin{CASES} \\pmx \\mp",
+        b"\x1cbody theorem <BODY> theorem equation EQUATION theorems",  # 0x1c folds to what < folds to
+        b"theorem equation <body> \xc1\xd4\xe1 theorem",
+        "<p>théorème ∑ \\frac{α}{β} math/tex</p>",
+    ],
+)
+def test_the_fast_prefilter_is_the_plain_one_on_pages_that_break_shortcuts(html: bytes | str):
+    assert math_prefilter(html) == reference_prefilter(html)
 
 
 def test_prefilter_rates_on_real_pages(labelled):
