@@ -323,6 +323,8 @@ def test_language_names_are_normalised(name: str, language: str):
 def test_code_gate_and_pages_without_code():
     assert has_code_markup("<PRE>x</PRE>") and has_code_markup("<p><code>x</code>")
     assert not has_code_markup("<p>no code here, just a <span>span</span> and a precise word</p>")
+    # GitHub's table of lines, in the one spelling the rewrite looks for (`_candidates`)
+    assert has_code_markup('<table class="js-file-line-container"><tr><td>x</td></tr></table>')
     root = parse_html(doc("<p>Nothing to see.</p>"))
     assert mark_code(root).spans == []
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from resiliparse.extract.html2text import extract_plain_text
 
-from crawl.extract import extract_main_text
+from crawl.extract import drop_unread_scripts, extract_main_text, trafilatura_text
 from crawl.main_content import RESILIPARSE, TRAFILATURA, choose_main_text, formula_counts
 from crawl.math_eval import (
     formula_hits,
@@ -171,3 +171,31 @@ def test_main_text_quality_no_worse_than_plain_trafilatura(shared_data: Path):
     # Falling back to resiliparse where trafilatura kept a fragment brings in some chrome (measured: 4 of
     # 476 must-not snippets, on 2 pages with blog comments and guest reviews): bounded here at 1%.
     assert ours_not >= plain_not - 0.01 * plain_not
+
+
+def test_only_layout_containers_get_paragraphs_for_their_loose_formulas():
+    root = parse_html(
+        "<html><body><p>in a p $a$<b>b</b> tail $b$</p><section>lead $c$<i>i</i> no formula</section>"
+        "<div>only text $d$</div></body></html>"
+    )
+    # <p> text is already a paragraph; a container without children needs none; text without `$` stays
+    assert promote_loose_formulas(root) == 1
+    assert [p.text for p in root.iter("p")] == ["in a p $a$", "lead $c$"]
+
+
+def test_trafilatura_reads_the_same_page_without_scripts_and_styles(shared_data: Path):
+    html = (
+        '<html><head><script type="application/ld+json">{"@type": "Article"}</script><style>p {}</style>'
+        "</head><body><article><p>One<script>var x = 1;</script> two <style>b {}</style>three.</p></article>"
+        "</body></html>"
+    )
+    root = parse_html(html)
+    assert drop_unread_scripts(root) == 3
+    assert [s.get("type") for s in root.iter("script")] == ["application/ld+json"]
+    assert root.find(".//p").text == "One two three."  # the tails joined, as trafilatura joins them
+    pages = sorted((shared_data / "html_math").rglob("*.html*"))[:12]
+    assert len(pages) == 12
+    for path in pages:
+        with_scripts, without = parse_html(read_page(path)), parse_html(read_page(path))
+        drop_unread_scripts(without)
+        assert trafilatura_text(without) == trafilatura_text(with_scripts), path.name

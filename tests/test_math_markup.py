@@ -363,3 +363,47 @@ def test_delimiter_scanner_honours_the_body_length_caps(length):
     for text in (f"a ${'x' * length}$ b", f"\\({'y' * length}\\)", f"$${'z' * length}$$"):
         for delims in DELIMITER_SETS[:2]:
             assert DelimiterScanner(delims).rewrite(text) == _regex_rewrite(text, delims)
+
+
+def test_parse_html_yields_html_elements_without_the_characters_lxml_refuses():
+    root = parse_html(
+        '<?xml version="1.0" encoding="latin-1"?><html><body><form><input name="q"></form>'
+        "<p>a\x01b\ufffe\uffffc é 中文</p><p>cut\ud800here</p><p>after</p></body></html>"
+    )
+    # trafilatura accepts only lxml.html trees; every element, form controls included, is an HtmlElement
+    assert all(isinstance(el, lxml.html.HtmlElement) for el in root.iter())
+    texts = [p.text for p in root.iter("p")]
+    assert texts == ["abc é 中文", "cuthere", "after"]  # a lone surrogate no longer ends the document
+
+
+def test_prefixed_and_upper_case_mathml_is_found():
+    out = text_of(page("<p>see <m:math><m:mi>x</m:mi></m:math> and <MATH><mi>y</mi></MATH> here</p>"))
+    assert "$x$" in out and "$y$" in out
+
+
+def test_a_wrapper_of_two_formulas_keeps_both():
+    body = (
+        '<p><span class="katex"><math><mi>A</mi></math><math><mi>B</mi></math></span>'
+        '<span class="katex"><math><mi>C</mi></math></span> end</p>'
+    )
+    out = text_of(page(body))
+    assert "$A$" in out and "$B$" in out and "$C$" in out and "end" in out
+
+
+def test_elements_taken_out_by_an_earlier_pass_are_not_rewritten_again():
+    # the preview (with a data-tex) goes with its MathJax v2 script; a <math> inside a data-tex element goes
+    # with the element: each formula is written once
+    body = (
+        '<p><span class="MathJax_Preview" data-tex="zzz">p</span>'
+        '<script type="math/tex">x^2</script></p>'
+        '<p><span data-tex="y+1"><math><mi>qqq</mi></math></span></p>'
+    )
+    out = text_of(page(body))
+    assert "$x^2$" in out and "$y+1$" in out
+    assert "zzz" not in out and "qqq" not in out
+
+
+def test_delimiters_rewritten_in_tails_unless_an_ancestor_is_skipped():
+    body = r"<div class='tex2jax_ignore'><p><b>b</b> tail \(keep\)</p></div><p><code>c</code> tail \(x\)</p>"
+    out = text_of(page(body))
+    assert r"tail \(keep\)" in out and "tail $x$" in out
