@@ -197,23 +197,40 @@ def _folded(raw: np.ndarray) -> tuple[bytearray, np.ndarray]:
     return buf, folded
 
 
-def _pair_starts(folded: np.ndarray, pair: bytes) -> np.ndarray:
-    """Sorted positions of the two lower-case letters `pair` in the folded page."""
-    key = int.from_bytes(pair, "little")
+def _pair_starts(folded: np.ndarray, pairs: tuple[bytes, ...]) -> list[np.ndarray]:
+    """For each two-letter key in `pairs`, the positions (unsorted) where the folded page holds it: the page
+    read as 16-bit words from its first byte and from its second finds every position, one vectorised
+    comparison per key and a single pass collecting the places where any key matched."""
     n = len(folded)
-    even = np.flatnonzero(folded[: n - n % 2].view(np.uint16) == key) * 2
-    odd = np.flatnonzero(folded[1 : 1 + (n - 1) // 2 * 2].view(np.uint16) == key) * 2 + 1
-    return np.sort(np.concatenate((even, odd)))
+    found: list[list[np.ndarray]] = [[] for _ in pairs]
+    for offset in (0, 1):
+        words = folded[offset : offset + (n - offset) // 2 * 2].view(np.uint16)
+        keys = [int.from_bytes(pair, "little") for pair in pairs]
+        hit = words == keys[0]
+        for key in keys[1:]:
+            hit |= words == key
+        where = np.flatnonzero(hit)
+        which = words[where]
+        for i, key in enumerate(keys):
+            found[i].append(where[which == key] * 2 + offset)
+    return [np.concatenate(parts) for parts in found]
 
 
-def _occurrences(folded: np.ndarray, pairs: np.ndarray, needle: bytes, at: int) -> np.ndarray:
-    """Positions of `needle` (lower-case letters) in the lower-cased page, given the positions of its two
-    letters at `at`."""
+def _words_at_every_byte(buf: bytearray, n: int, size: int) -> np.ndarray:
+    """The first `n` bytes of `buf` read as little-endian words of `size` bytes starting at every byte (a
+    strided view, no copy): element i holds bytes i .. i + size - 1."""
+    return np.ndarray((max(n - size + 1, 0),), dtype=f"<u{size}", buffer=buf, strides=(1,))
+
+
+def _occurrences(quads: np.ndarray, pairs: np.ndarray, needle: bytes, at: int) -> np.ndarray:
+    """Positions of `needle` (lower-case letters, 4 to 8 of them) in the lower-cased page, given the
+    positions of its two letters at `at` and the folded page as 4-byte words at every byte (`quads`)."""
     starts = pairs - at
-    starts = starts[(starts >= 0) & (starts <= len(folded) - len(needle))]
-    for i, letter in enumerate(needle):
-        if i not in (at, at + 1) and len(starts):
-            starts = starts[folded[starts + i] == letter]
+    starts = starts[(starts >= 0) & (starts <= len(quads) + 3 - len(needle))]
+    for offset in sorted({0, len(needle) - 4}):
+        if len(starts):
+            key = int.from_bytes(needle[offset : offset + 4], "little")
+            starts = starts[quads[starts + offset] == key]
     return starts
 
 
@@ -228,14 +245,13 @@ def _tex_starts() -> np.ndarray:
 _TEX_STARTS = _tex_starts()
 
 
-def _tex_commands(data: bytes, raw: np.ndarray, folded: np.ndarray, lowered: Callable[[], bytes]) -> int:
+def _tex_commands(data: bytes, raw: np.ndarray, pairs: np.ndarray, lowered: Callable[[], bytes]) -> int:
     """`_count_tex_commands` of the lower-cased page, running the regex only where a command can start: every
     match starts at a backslash and holds no other, so the count is the number of backslashes it matches at."""
     slashes = np.flatnonzero(raw[: max(len(raw) - 2, 0)] == 0x5C)
     if not len(slashes):
         return 0
-    keys = folded[slashes + 1].astype(np.uint16) | (folded[slashes + 2].astype(np.uint16) << 8)
-    slashes = slashes[_TEX_STARTS[keys]]
+    slashes = slashes[_TEX_STARTS[pairs[slashes + 1]]]
     count = 0
     for pos in slashes[:_MAX_TEX_TRIES].tolist():
         if _TEX_COMMAND_RE.match(data[pos : pos + _TEX_READ].lower()):
@@ -253,10 +269,11 @@ def _classify(
     fired: set[str],
     lowered: Callable[[], bytes],
 ) -> int:
-    """Classify each occurrence of `anchor` (at `positions`, sorted) by its window; returns how many were
+    """Classify each occurrence of `anchor` (at `positions`) by its window, in page order; returns how many were
     the word 'mathemat...'. The first `_MAX_WINDOWS` are classified one by one (ordinary pages have a few
     dozen), the rest by `_classify_rest`."""
     words = 0
+    positions = np.sort(positions)
     for pos in positions[:_MAX_WINDOWS].tolist():
         start = max(pos - _WINDOW, 0)
         window = data[start : pos + _WINDOW].lower()
@@ -283,20 +300,17 @@ def math_prefilter(html: str | bytes) -> PrefilterResult:
 
     raw = np.frombuffer(data, np.uint8)
     buf, folded = _folded(raw)
-    at, eo = _pair_starts(folded, b"at"), _pair_starts(folded, b"eo")
+    at, eo = _pair_starts(folded, (b"at", b"eo"))
+    quads = _words_at_every_byte(buf, len(data), 4)
     fired: set[str] = set()
-    vocabulary = _classify(
-        data, _occurrences(folded, at, b"math", 1), b"math", _MATH_CONTEXTS, fired, lowered
-    )
-    _classify(data, _occurrences(folded, at, b"atex", 0), b"atex", _ATEX_CONTEXTS, fired, lowered)
-    tex_commands = _tex_commands(data, raw, folded, lowered)
-    body = buf.find(b"<body", 0, len(data))
-    while body != -1 and data[body] != 0x3C:  # `<` folded is also 0x1C folded
-        body = buf.find(b"<body", body + 1, len(data))
-    body = max(body, 0)  # words in <head> are titles and scripts, not the page's prose
-    for words in (
-        _occurrences(folded, eo, b"theorem", 2),
-        _occurrences(folded, at, b"equation", 3),
-    ):
-        vocabulary += int(np.count_nonzero(words >= body))
+    vocabulary = _classify(data, _occurrences(quads, at, b"math", 1), b"math", _MATH_CONTEXTS, fired, lowered)
+    _classify(data, _occurrences(quads, at, b"atex", 0), b"atex", _ATEX_CONTEXTS, fired, lowered)
+    tex_commands = _tex_commands(data, raw, _words_at_every_byte(buf, len(data), 2), lowered)
+    words = np.concatenate((_occurrences(quads, eo, b"theorem", 2), _occurrences(quads, at, b"equation", 3)))
+    if len(words):
+        body = buf.find(b"<body", 0, len(data))
+        while body != -1 and data[body] != 0x3C:  # `<` folded is also 0x1C folded
+            body = buf.find(b"<body", body + 1, len(data))
+        # words in <head> are titles and scripts, not the page's prose
+        vocabulary += int(np.count_nonzero(words >= max(body, 0)))
     return _verdict(fired, tex_commands, vocabulary)
