@@ -47,7 +47,7 @@ _READ_SCRIPT_TYPE = "application/ld+json"
 
 
 def drop_unread_scripts(root: etree._Element) -> int:
-    """Delete the `<script>` (but JSON-LD) and `<style>` elements of a tree about to be given to trafilatura,
+    """Delete the `<script>` (JSON-LD ones excepted) and `<style>` elements of a tree about to go to trafilatura,
     keeping their tails as trafilatura does; returns how many. Every path of trafilatura's cascade
     deletes them before it reads the tree (`tree_cleaning`, `basic_cleaning` ahead of baseline, html2txt
     and justext, readability's `summary`), so its text is the same, and each of its half-dozen copies and

@@ -547,9 +547,8 @@ class _Survey:
     looks for (placeholders, `<p>`, `<span>`), so each pass, skipping the elements taken out before it,
     acts on exactly the elements a walk of the tree as it then stands would find, in the same order."""
 
-    texts: list[tuple[etree._Element, bool]] = field(
-        default_factory=list
-    )  # (holder, is_tail) with a delimiter
+    # (holder, is_tail) of each text or tail holding an opening delimiter, outside scripts and styles
+    texts: list[tuple[etree._Element, bool]] = field(default_factory=list)
     tex_attributes: list[etree._Element] = field(default_factory=list)  # a `_TEX_ATTRIBUTES` attribute set
     maths: list[etree._Element] = field(default_factory=list)  # <math>, whatever its prefix or case
     data_mathml: list[etree._Element] = field(default_factory=list)
@@ -569,7 +568,7 @@ def _survey(root: etree._Element, scanner: DelimiterScanner, deadline: Deadline 
         if not isinstance(tag, str):  # comments and processing instructions: only their tails are text
             continue
         text = el.text
-        if text and tag not in _SKIP_TAGS and may_open(text):  # scripts hold much, none of it text
+        if text and tag not in _SKIP_TAGS and may_open(text):  # scripts hold much text, none of it shown
             found.texts.append((el, False))
         if tag[-4:].lower() == "math" and local_name(el) == "math":
             found.maths.append(el)
@@ -838,7 +837,8 @@ def _katex_render_calls(page: _Rewrite, scripts: list[etree._Element]) -> None:
 
 
 # The page goes in as UTF-8 bytes, not as a str: lxml hands a str to libxml2 as Latin-1, UTF-16 or UCS-4
-# (by its widest character), which libxml2 then converts to UTF-8 itself (a fifth of the parse, measured).
+# (by its widest character), which libxml2 then converts to UTF-8 itself (measured on the bench crawl's
+# candidates: 2.9 ms a page against 3.5, the control characters taken out of the bytes included).
 _PARSER = etree.HTMLParser(
     remove_comments=True, remove_pis=True, collect_ids=False, default_doctype=False, encoding="utf-8"
 )
