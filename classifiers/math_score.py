@@ -138,11 +138,14 @@ def markup_evidence(text: str) -> float:
 
 
 @functools.cache
-def _bmp_word_marks() -> np.ndarray:
-    """Per code point of the Basic Multilingual Plane: `_` where the regex `\\w` matches it, a space where not
-    (taken from the regex engine itself, so that the skeleton splits words exactly where `\\w+` does)."""
+def _bmp_skeleton() -> np.ndarray:
+    """Skeleton byte per code point of the Basic Multilingual Plane: ASCII as itself, any other character `_`
+    where the regex `\\w` matches it and a space where not (the regex engine's own answer, so that the
+    skeleton splits words exactly where `\\w+` does)."""
     plane = "".join(map(chr, range(0x10000)))
-    return np.frombuffer(re.sub(r"\W", " ", re.sub(r"\w", "_", plane)).encode("ascii"), np.uint8)
+    marks = np.frombuffer(re.sub(r"\W", " ", re.sub(r"\w", "_", plane)).encode("ascii"), np.uint8).copy()
+    marks[:0x80] = np.arange(0x80)
+    return marks
 
 
 def _word_skeleton(text: str) -> bytes:
@@ -151,14 +154,13 @@ def _word_skeleton(text: str) -> bytes:
     if text.isascii():
         return text.encode("ascii")
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-    skeleton = points.astype(np.uint8)
-    wide = points >= 0x80
-    skeleton[wide] = _bmp_word_marks()[np.minimum(points[wide], 0xFFFF)]
+    if points.max() <= 0xFFFF:
+        return _bmp_skeleton()[points].tobytes()
+    skeleton = _bmp_skeleton()[np.minimum(points, 0xFFFF)]
     astral = points > 0xFFFF
-    if astral.any():
-        found, where = np.unique(points[astral], return_inverse=True)
-        marks = np.array([0x5F if re.match(r"\w", chr(p)) else 0x20 for p in found.tolist()], np.uint8)
-        skeleton[astral] = marks[where]
+    found, where = np.unique(points[astral], return_inverse=True)
+    marks = np.array([0x5F if re.match(r"\w", chr(p)) else 0x20 for p in found.tolist()], np.uint8)
+    skeleton[astral] = marks[where]
     return skeleton.tobytes()
 
 
