@@ -256,24 +256,32 @@ def detect_charset(body: bytes) -> str | None:
 
 def decode_html(body: bytes, content_type: str | None = None) -> DecodedHtml:
     """Decode `body`; never raises. The order is BOM, HTTP header, meta tag, detection, utf-8 with replacement;
-    declarations that name no web encoding are skipped and listed in `refused`."""
-    refused = refused_charsets(body, content_type)
+    declarations that name no web encoding are skipped and listed in `refused`. Each declared label is read
+    once, and a codec that failed on the body is not tried on it again (a page whose header and meta tag
+    both say gbk, and that is really utf-8, is decoded twice, not four times)."""
+    header, meta = _header_label(content_type), _meta_label(body)
+    refused = tuple(label for label in (header, meta) if label and normalize_charset(label) is None)
+    failed: set[str] = set()
+
+    def strict(codec: str) -> str | None:
+        text = None if codec in failed else _strict(body, codec)
+        if text is None:
+            failed.add(codec)
+        return text
+
     bom = _bom(body)
-    if bom and (text := _strict(body, bom)) is not None:
+    if bom and (text := strict(bom)) is not None:
         return DecodedHtml(text, bom, "bom", refused)
-    for source, codec in (
-        ("http-header", charset_from_content_type(content_type)),
-        ("meta", charset_from_meta(body)),
-    ):
+    for source, codec in (("http-header", normalize_charset(header)), ("meta", normalize_charset(meta))):
         # utf-16 declared in a meta tag is always a lie (the tag itself was readable as ASCII).
         if codec and not (source == "meta" and codec.startswith("utf-16")):
-            text = _strict(body, codec)
+            text = strict(codec)
             if text is not None:
                 return DecodedHtml(text, codec, source, refused)
-    if (text := _strict(body, "utf-8")) is not None:
+    if (text := strict("utf-8")) is not None:
         return DecodedHtml(text, "utf-8", "detected", refused)
     if codec := detect_charset(body):
-        text = _strict(body, codec)
+        text = strict(codec)
         if text is not None:
             return DecodedHtml(text, codec, "detected", refused)
         return DecodedHtml(body.decode(codec, errors="replace"), codec, "detected", refused)
