@@ -119,6 +119,13 @@ _MAX_WINDOWS = 256
 _MAX_TEX_TRIES = 64
 
 
+def _max_candidates(n: int) -> int:
+    """Candidate positions (of "at"/"eo", of backslashes) a page may have before it is read the plain way:
+    real pages have a few thousand at most, and the arrays that hold them cost 8 bytes and more each, so a
+    page made of them must not hold them all (the plain way costs the page's size in memory, once)."""
+    return 4096 + n // 32
+
+
 def _verdict(fired: set[str], tex_commands: int, vocabulary: int) -> PrefilterResult:
     if tex_commands >= _MIN_TEX_COMMANDS:
         fired.add("tex_commands")
@@ -191,16 +198,17 @@ def _folded(raw: np.ndarray) -> tuple[bytearray, np.ndarray]:
     `len(raw)` bytes are the page's, and it is overwritten by the next call."""
     buf: bytearray | None = getattr(_BUFFERS, "buf", None)
     if buf is None or len(buf) < len(raw):
-        buf = _BUFFERS.buf = bytearray(max(len(raw), 1 << 18))
+        buf = _BUFFERS.buf = bytearray(len(raw) + 0xFFFF & ~0xFFFF)  # whole 64 KiB blocks
     folded = np.frombuffer(buf, np.uint8, count=len(raw))
     np.bitwise_or(raw, 0x20, out=folded)
     return buf, folded
 
 
-def _pair_starts(folded: np.ndarray, pairs: tuple[bytes, ...]) -> list[np.ndarray]:
+def _pair_starts(folded: np.ndarray, pairs: tuple[bytes, ...]) -> list[np.ndarray] | None:
     """For each two-letter key in `pairs`, the positions (unsorted) where the folded page holds it: the page
     read as 16-bit words from its first byte and from its second finds every position, one vectorised
-    comparison per key and a single pass collecting the places where any key matched."""
+    comparison per key and a single pass collecting the places where any key matched. None when there are
+    more than `_max_candidates`."""
     n = len(folded)
     found: list[list[np.ndarray]] = [[] for _ in pairs]
     for offset in (0, 1):
@@ -209,6 +217,8 @@ def _pair_starts(folded: np.ndarray, pairs: tuple[bytes, ...]) -> list[np.ndarra
         hit = words == keys[0]
         for key in keys[1:]:
             hit |= words == key
+        if np.count_nonzero(hit) > _max_candidates(n):
+            return None
         where = np.flatnonzero(hit)
         which = words[where]
         for i, key in enumerate(keys):
@@ -248,7 +258,10 @@ _TEX_STARTS = _tex_starts()
 def _tex_commands(data: bytes, raw: np.ndarray, pairs: np.ndarray, lowered: Callable[[], bytes]) -> int:
     """`_count_tex_commands` of the lower-cased page, running the regex only where a command can start: every
     match starts at a backslash and holds no other, so the count is the number of backslashes it matches at."""
-    slashes = np.flatnonzero(raw[: max(len(raw) - 2, 0)] == 0x5C)
+    slashes = raw[: max(len(raw) - 2, 0)] == 0x5C
+    if np.count_nonzero(slashes) > _max_candidates(len(raw)):
+        return _count_tex_commands(lowered())
+    slashes = np.flatnonzero(slashes)
     if not len(slashes):
         return 0
     slashes = slashes[_TEX_STARTS[pairs[slashes + 1]]]
@@ -300,7 +313,10 @@ def math_prefilter(html: str | bytes) -> PrefilterResult:
 
     raw = np.frombuffer(data, np.uint8)
     buf, folded = _folded(raw)
-    at, eo = _pair_starts(folded, (b"at", b"eo"))
+    pairs = _pair_starts(folded, (b"at", b"eo"))
+    if pairs is None:
+        return reference_prefilter(data)
+    at, eo = pairs
     quads = _words_at_every_byte(buf, len(data), 4)
     fired: set[str] = set()
     vocabulary = _classify(data, _occurrences(quads, at, b"math", 1), b"math", _MATH_CONTEXTS, fired, lowered)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import random
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -120,10 +121,25 @@ def test_the_fast_prefilter_is_the_plain_one_on_every_shared_page(shared_data: P
         b"\x1cbody theorem <BODY> theorem equation EQUATION theorems",  # 0x1c folds to what < folds to
         b"theorem equation <body> \xc1\xd4\xe1 theorem",
         "<p>théorème ∑ \\frac{α}{β} math/tex</p>",
+        b"at" * 70_000 + b"<math>",  # more candidates than are held: read the plain way
+        b"\\fra" * 20_000 + b"\\frac \\sum \\int",
     ],
 )
 def test_the_fast_prefilter_is_the_plain_one_on_pages_that_break_shortcuts(html: bytes | str):
     assert math_prefilter(html) == reference_prefilter(html)
+
+
+@pytest.mark.parametrize("page", [b"at" * 500_000, b"\\fr" * 300_000, b"math " * 200_000, b"<p>" * 300_000])
+def test_the_prefilter_holds_at_most_twice_the_page_in_memory(page: bytes):
+    """Pages made of what the prefilter looks for are read the plain way, not held as arrays of positions."""
+    math_prefilter(page)  # the thread's buffer grows on the first page of this size
+    tracemalloc.start()
+    try:
+        math_prefilter(page)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(page) + (1 << 16)
 
 
 def test_prefilter_rates_on_real_pages(labelled):
