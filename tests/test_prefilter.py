@@ -13,7 +13,7 @@ import pytest
 from classifiers.math_score import RuleMathScorer
 from classifiers.metrics import precision_recall
 from crawl.math_eval import labelled_pages, read_page
-from crawl.prefilter import PrefilterResult, math_prefilter, reference_prefilter
+from crawl.prefilter import PrefilterResult, math_prefilter, reference_prefilter, vectorised_prefilter
 from pipeline.math_decision import (
     MathDecision,
     MathDecisionConfig,
@@ -95,7 +95,7 @@ def test_the_fast_prefilter_is_the_plain_one_on_every_shared_page(shared_data: P
             if changed:
                 changed[rng.randrange(len(changed))] = rng.choice(b"\x1c\\<>:MmAaTtHhEeXxQq{[ ")
         for variant in (page, page.upper(), page.swapcase(), bytes(changed)):
-            result = math_prefilter(variant)
+            result = vectorised_prefilter(variant)
             assert result == reference_prefilter(variant)
         hits += result.hit
     assert hits > 30
@@ -126,16 +126,17 @@ def test_the_fast_prefilter_is_the_plain_one_on_every_shared_page(shared_data: P
     ],
 )
 def test_the_fast_prefilter_is_the_plain_one_on_pages_that_break_shortcuts(html: bytes | str):
-    assert math_prefilter(html) == reference_prefilter(html)
+    data = html.encode() if isinstance(html, str) else html
+    assert vectorised_prefilter(data) == math_prefilter(html) == reference_prefilter(html)
 
 
 @pytest.mark.parametrize("page", [b"at" * 500_000, b"\\fr" * 300_000, b"math " * 200_000, b"<p>" * 300_000])
 def test_the_prefilter_holds_at_most_twice_the_page_in_memory(page: bytes):
     """Pages made of what the prefilter looks for are read the plain way, not held as arrays of positions."""
-    math_prefilter(page)  # the thread's buffer grows on the first page of this size
+    vectorised_prefilter(page)  # the thread's buffer grows on the first page of this size
     tracemalloc.start()
     try:
-        math_prefilter(page)
+        vectorised_prefilter(page)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
