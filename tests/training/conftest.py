@@ -1,10 +1,13 @@
-"""Session fixtures: a small Parquet corpus of real-looking math text and a tokenizer trained on it."""
+"""Session fixtures: a small Parquet corpus of real-looking math text and a tokenizer trained on it, tiny models
+built from them, and a teacher whose every answer is known."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from constant_teacher import CONSTANT_ANSWER
 from training_corpus import write_corpus
 
 from training.data.packing import index_corpus, iter_texts
@@ -90,3 +93,36 @@ def tied_qwen2(tmp_path_factory) -> Path:
     save_hf(hf_model("qwen2", tied=True), root / "hf", sharded=False, chat_template=CHATML)
     assert mathforge(["model", "import", "--from", str(root / "hf"), "--out", str(root / "model")]) == 0
     return root / "model"
+
+
+@pytest.fixture(scope="session")
+def last_number_task(tmp_path_factory) -> dict[str, Path]:
+    """The synthetic last-number task (48 training problems) the constant teacher is trained on."""
+    from training.data.synthetic import write_last_number_task
+
+    return write_last_number_task(tmp_path_factory.mktemp("last_number"), n_train=48, n_test=4, seed=5)
+
+
+@pytest.fixture(scope="session")
+def constant_teacher(init_model, last_number_task, tmp_path_factory) -> Path:
+    """The init model fine-tuned to answer every question with 42 (a few seconds of SFT): a teacher whose
+    every completion is known, for traces, distillation and the generation engines."""
+    from training.config import OptimConfig, RunConfig, SFTConfig, SFTDataConfig
+    from training.objectives.sft import run as sft
+
+    root = tmp_path_factory.mktemp("constant_teacher")
+    rows = [json.loads(line) for line in last_number_task["train"].open()]
+    data = root / "constant.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": r["prompt"], "completion": CONSTANT_ANSWER}) + "\n" for r in rows)
+    )
+    sft(
+        SFTConfig(
+            run=RunConfig(out=str(root / "run"), max_steps=40, log_every=40, ckpt_every=1000, device="cpu"),
+            sft=SFTDataConfig(
+                data=str(data), init=str(init_model), template="plain", seq_len=128, batch_size=4
+            ),
+            optim=OptimConfig(lr=1e-2, warmup_frac=0.1),
+        )
+    )
+    return root / "run"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 import torch
+from constant_teacher import constant_teacher_prompts
 
 from training.config import (
     DistillConfig,
@@ -27,7 +28,6 @@ from training.config import (
     SFTDataConfig,
     TracesConfig,
 )
-from training.data.synthetic import write_last_number_task
 from training.metrics import read_metrics
 from training.models.tokenizer import check_same_vocabulary, train_tokenizer
 from training.objectives.distill import run as distill
@@ -36,7 +36,6 @@ from training.objectives.traces import FAIL_ENV, decode_top, write_traces
 from training.rewards.verify import Verifier
 
 REPO = Path(__file__).resolve().parents[3]
-CONSTANT = "The answer is \\boxed{42}."
 
 
 def _run(out: Path, **options) -> RunConfig:
@@ -46,37 +45,17 @@ def _run(out: Path, **options) -> RunConfig:
 
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory) -> dict[str, Path]:
+def task(last_number_task, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("distill_task")
-    paths = write_last_number_task(root, n_train=48, n_test=4, seed=5)
-    rows = [json.loads(line) for line in paths["train"].open()]
-    # twelve prompts: the teacher below always answers 42, so only the even ones have a correct completion
-    prompts = [
-        {"prompt": r["prompt"], "answer": "42" if i % 2 == 0 else r["answer"]}
-        for i, r in enumerate(rows[:12])
-    ]
-    paths["prompts"] = root / "prompts.jsonl"
+    prompts = constant_teacher_prompts(last_number_task, 12)  # the teacher answers the even ones right
+    paths = {**last_number_task, "prompts": root / "prompts.jsonl"}
     paths["prompts"].write_text("".join(json.dumps(p) + "\n" for p in prompts))
     return paths
 
 
 @pytest.fixture(scope="module")
-def teacher(init_model, task, tmp_path_factory) -> Path:
-    """The init model fine-tuned to answer every question with 42 (a few seconds of SFT)."""
-    root = tmp_path_factory.mktemp("teacher")
-    rows = [json.loads(line) for line in task["train"].open()]
-    data = root / "constant.jsonl"
-    data.write_text("".join(json.dumps({"prompt": r["prompt"], "completion": CONSTANT}) + "\n" for r in rows))
-    sft(
-        SFTConfig(
-            run=_run(root / "run", max_steps=40, log_every=40),
-            sft=SFTDataConfig(
-                data=str(data), init=str(init_model), template="plain", seq_len=128, batch_size=4
-            ),
-            optim=OptimConfig(lr=1e-2, warmup_frac=0.1),
-        )
-    )
-    return root / "run"
+def teacher(constant_teacher) -> Path:
+    return constant_teacher
 
 
 def _traces(teacher: Path, prompts: Path, out: Path, **options) -> TracesConfig:

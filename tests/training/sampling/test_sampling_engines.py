@@ -13,43 +13,29 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
+from constant_teacher import constant_teacher_prompts
 from hf_fixtures import hf_model, save_hf
 
 from training.config import (
     EngineConfig,
     EvalConfig,
-    OptimConfig,
-    RunConfig,
     ServeConfig,
-    SFTConfig,
-    SFTDataConfig,
     TracesConfig,
 )
-from training.data.synthetic import write_last_number_task
 from training.evaluation.evaluate import evaluate, format_summary
 from training.models.model_io import load_model_text
-from training.objectives.sft import run as sft
 from training.objectives.traces import decode_top, write_traces
 from training.sampling.interface import SamplingParams
 from training.sampling.openai_engine import OpenAISampler
 from training.serving.server import ModelServer, load_for_serving
 
-CONSTANT = "The answer is \\boxed{42}."
-
 
 @pytest.fixture(scope="module")
-def task(tmp_path_factory) -> dict[str, Path]:
+def task(last_number_task, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("engine_task")
-    paths = write_last_number_task(root, n_train=48, n_test=4, seed=5)
-    rows = [json.loads(line) for line in paths["train"].open()]
-    # the teacher always answers 42: the even prompts are answered right, the odd ones wrong
-    prompts = [
-        {"prompt": r["prompt"], "answer": "42" if i % 2 == 0 else r["answer"]}
-        for i, r in enumerate(rows[:10])
-    ]
-    paths["prompts"] = root / "prompts.jsonl"
+    prompts = constant_teacher_prompts(last_number_task, 10)  # the teacher answers the even ones right
+    paths = {**last_number_task, "prompts": root / "prompts.jsonl", "bench": root / "bench.jsonl"}
     paths["prompts"].write_text("".join(json.dumps(p) + "\n" for p in prompts))
-    paths["bench"] = root / "bench.jsonl"
     paths["bench"].write_text(
         "".join(json.dumps({"question": p["prompt"], "answer": p["answer"]}) + "\n" for p in prompts)
     )
@@ -57,22 +43,8 @@ def task(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def teacher(init_model, task, tmp_path_factory) -> Path:
-    """The init model fine-tuned to answer every question with 42 (a few seconds of SFT)."""
-    root = tmp_path_factory.mktemp("engine_teacher")
-    rows = [json.loads(line) for line in task["train"].open()]
-    data = root / "constant.jsonl"
-    data.write_text("".join(json.dumps({"prompt": r["prompt"], "completion": CONSTANT}) + "\n" for r in rows))
-    sft(
-        SFTConfig(
-            run=RunConfig(out=str(root / "run"), max_steps=40, log_every=40, ckpt_every=1000, device="cpu"),
-            sft=SFTDataConfig(
-                data=str(data), init=str(init_model), template="plain", seq_len=128, batch_size=4
-            ),
-            optim=OptimConfig(lr=1e-2, warmup_frac=0.1),
-        )
-    )
-    return root / "run"
+def teacher(constant_teacher) -> Path:
+    return constant_teacher
 
 
 @pytest.fixture(scope="module")
