@@ -73,7 +73,6 @@ _TEX_ENV_RE = re.compile(
     r"\\begin\{(?:equation|align|gather|multline|eqnarray|array|matrix|[pbvBV]matrix|cases)\*?\}"
 )
 _MATHML_RE = re.compile(r"<(?:math|mrow|mi|mo|mn|msup|msub|mfrac)\b", re.IGNORECASE)
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
 # Plain-text math, each pattern starting with a literal or a character class so the regex engine can
 # skip ahead instead of trying every position: unicode operators, powers (`x^2`), numeric equalities.
 _MATH_SYMBOL_RE = re.compile(r"[×÷±∓√∛∑∏∫∮∞≤≥≠≈≅≡∝∂∇∈∉⊂⊆∪∩∀∃⇒⇔↦²³⁴ⁿ₀₁₂₃]")
