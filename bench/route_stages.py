@@ -131,9 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         old = baseline_modules(args.baseline, Path(folder))
         old_scorer = old["math_score"].RuleMathScorer()
-        print(
-            "| stage | inputs | old ms | new ms | old/new | differ |\n| --- | ---: | ---: | ---: | ---: | ---: |"
-        )
+        print("| stage | inputs | old ms | new ms | old/new | differ |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
         compare(
             "decode",
             old["charset"].decode_html,

@@ -40,8 +40,9 @@ def default_model_path() -> Path:
 
 
 def prepare_text(text: str, max_chars: int) -> str:
-    """One line, whitespace collapsed, cut to `max_chars` at a word boundary. (`str.split` splits on what the
-    regex `\\s+` matches and drops the ends, as `re.sub(r"\\s+", " ", ...).strip()` would, at a third of its cost.)"""
+    """One line, whitespace collapsed, cut to `max_chars` at a word boundary. (`str.split` splits where the
+    regex `\\s+` matches and drops the ends, as `re.sub(r"\\s+", " ", ...).strip()` would, at a third of the
+    cost.)"""
     flat = " ".join(text[: max_chars * 2].split())
     if len(flat) > max_chars:
         cut = flat.rfind(" ", 0, max_chars)

@@ -255,10 +255,10 @@ def detect_charset(body: bytes) -> str | None:
 
 
 def decode_html(body: bytes, content_type: str | None = None) -> DecodedHtml:
-    """Decode `body`; never raises. The order is BOM, HTTP header, meta tag, detection, utf-8 with replacement;
-    declarations that name no web encoding are skipped and listed in `refused`. Each declared label is read
-    once, and a codec that failed on the body is not tried on it again (a page whose header and meta tag
-    both say gbk, and that is really utf-8, is decoded twice, not four times)."""
+    """Decode `body`; never raises. The order is BOM, HTTP header, meta tag, detection, utf-8 with
+    replacement; declarations that name no web encoding are skipped and listed in `refused`. Each declared
+    label is read once, and a codec that failed on the body is not tried on it again (a page whose header
+    and meta tag both say gbk, and that is really utf-8, is decoded twice, not four times)."""
     header, meta = _header_label(content_type), _meta_label(body)
     refused = tuple(label for label in (header, meta) if label and normalize_charset(label) is None)
     failed: set[str] = set()

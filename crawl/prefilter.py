@@ -20,8 +20,9 @@ turns an ASCII upper-case letter into its lower-case one and no other byte into 
 letters there is comparing letters of `data.lower()` (the `<` of `<body` is checked in the raw page). Every
 word searched for holds "at" or "eo", so one vectorised search for those two-letter keys finds every
 candidate, and each candidate is checked letter by letter. Pages with hundreds of occurrences of an anchor
-are lower-cased whole for the rest of it, as before. The verdict is the one `reference_prefilter` (the plain version:
-lower-case the page, then search it) gives, on every page; tests/test_prefilter.py pins the two together.
+are lower-cased whole for the rest of it, as before. The verdict is the one `reference_prefilter` (the plain
+version: lower-case the page, then search it) gives, on every page; tests/test_prefilter.py pins the two
+together. Pages under 32 KiB take the plain version, which is faster there.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ _ATEX_CONTEXT_PATTERNS: _Contexts = (
 @dataclass(frozen=True)
 class _Context:
     """One signal: `window` finds any of its patterns in a window; `parts` are searched one by one in the
-    rest of a page (an alternation of literals costs a regex step per byte of the page, each literal a jump)."""
+    rest of a page (an alternation of literals costs a regex step per byte, each literal alone a jump)."""
 
     name: str
     window: re.Pattern[bytes]
@@ -86,9 +87,8 @@ _TEX_NAMES = (
     "array|matrix|pmatrix|bmatrix|cases|gather)|binom|pm|mp"
 )
 _TEX_COMMAND_RE = re.compile(rb"\\(?:" + _TEX_NAMES.encode() + rb")(?![A-Za-z])")
-_TEX_READ = (
-    32  # bytes a match of _TEX_COMMAND_RE can read from its backslash (at most 15), with room to spare
-)
+# bytes a match of _TEX_COMMAND_RE can read from its backslash (at most 15), with room to spare
+_TEX_READ = 32
 _MIN_TEX_COMMANDS = 3
 _VOCABULARY = (b"theorem", b"equation")
 _MIN_VOCABULARY = 5
@@ -117,7 +117,7 @@ _MAX_WINDOWS = 256
 # many tries find too few commands, the page is searched whole by the regex instead (a page of `\fr` costs a
 # scan, not a Python step each).
 _MAX_TEX_TRIES = 64
-# Below this many bytes the plain version is faster: a vectorised pass costs a few microseconds whatever its size.
+# Below this many bytes the plain version is faster: a vectorised pass costs microseconds whatever its size.
 _VECTORISED_FROM = 32 << 10
 
 
@@ -259,11 +259,11 @@ _TEX_STARTS = _tex_starts()
 
 def _tex_commands(data: bytes, raw: np.ndarray, pairs: np.ndarray, lowered: Callable[[], bytes]) -> int:
     """`_count_tex_commands` of the lower-cased page, running the regex only where a command can start: every
-    match starts at a backslash and holds no other, so the count is the number of backslashes it matches at."""
-    slashes = raw[: max(len(raw) - 2, 0)] == 0x5C
-    if np.count_nonzero(slashes) > _max_candidates(len(raw)):
+    match starts at a backslash and holds no other, so the count is that of the backslashes it matches at."""
+    is_slash = raw[: max(len(raw) - 2, 0)] == 0x5C
+    if np.count_nonzero(is_slash) > _max_candidates(len(raw)):
         return _count_tex_commands(lowered())
-    slashes = np.flatnonzero(slashes)
+    slashes = np.flatnonzero(is_slash)
     if not len(slashes):
         return 0
     slashes = slashes[_TEX_STARTS[pairs[slashes + 1]]]
@@ -284,8 +284,8 @@ def _classify(
     fired: set[str],
     lowered: Callable[[], bytes],
 ) -> int:
-    """Classify each occurrence of `anchor` (at `positions`) by its window, in page order; returns how many were
-    the word 'mathemat...'. The first `_MAX_WINDOWS` are classified one by one (ordinary pages have a few
+    """Classify each occurrence of `anchor` (at `positions`) by its window, in page order; returns how many
+    were the word 'mathemat...'. The first `_MAX_WINDOWS` are classified one by one (ordinary pages have a few
     dozen), the rest by `_classify_rest`."""
     words = 0
     positions = np.sort(positions)

@@ -98,7 +98,8 @@ def test_scores_are_the_plain_definitions_on_every_shared_page(page_texts):
         # lower() turns the Kelvin sign into k and İ into two characters (i and a combining dot, no \w)
         "The \u212aernel of the Theorem and İNTEGRAL eigenvalues " * 20,
         "word " * 29 + "theorem",  # 30 words exactly
-        "theorem's lemma_x lemma2 théorème intégral θeorem 𝑥 𠀀 😀 \ud800 " * 10,  # astral, surrogate
+        # astral characters, a lone surrogate, words that are vocabulary but for one character
+        "theorem's lemma_x lemma2 théorème intégral θeorem 𝑥 𠀀 😀 \ud800 " * 10,
         "x = 5\n" * 200,  # more relation lines than are searched one by one
         "a 5\n= b\n\n7 q\n=\nxyz\nc 2 =\nd 1\n",  # the space before or after the sign is a newline
         "first 3\n≥ 2 second\n" + "filler\n" * 5 + "a 1 → b\n",
