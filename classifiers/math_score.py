@@ -153,7 +153,7 @@ def _word_skeleton(text: str) -> bytes:
     other word character `_` (no vocabulary word holds one), any other character a space."""
     if text.isascii():
         return text.encode("ascii")
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), "<u4")
     if points.max() <= 0xFFFF:
         return _BMP_SKELETON[points].tobytes()
     skeleton = _BMP_SKELETON[np.minimum(points, 0xFFFF)]

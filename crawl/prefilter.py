@@ -214,7 +214,7 @@ def _pair_starts(folded: np.ndarray, pairs: tuple[bytes, ...]) -> list[np.ndarra
     n = len(folded)
     found: list[list[np.ndarray]] = [[] for _ in pairs]
     for offset in (0, 1):
-        words = folded[offset : offset + (n - offset) // 2 * 2].view(np.uint16)
+        words = folded[offset : offset + (n - offset) // 2 * 2].view("<u2")
         keys = [int.from_bytes(pair, "little") for pair in pairs]
         hit = words == keys[0]
         for key in keys[1:]:
