@@ -539,6 +539,8 @@ class _RecordBytes:
     """One framed record's bytes, kept as the pieces they were read in, read as `_LineCappedReader` reads
     the archive (full reads, lines cut at `_MAX_LINE_BYTES`); a read that covers whole pieces copies nothing."""
 
+    __slots__ = ("_at", "_index", "_left", "_pieces")
+
     def __init__(self, pieces: list[tuple[bytes, int, int]], size: int):
         self._pieces = pieces  # (bytes, start, stop)
         self._index = 0
@@ -546,7 +548,17 @@ class _RecordBytes:
         self._left = size
 
     def skip(self, size: int) -> None:
-        self.read(size)
+        """Read `size` bytes and drop them (without making them)."""
+        size = min(size, self._left)
+        self._left -= size
+        while size > 0:
+            stop = self._pieces[self._index][2]
+            step = min(stop - self._at, size)
+            self._at += step
+            size -= step
+            if self._at == stop:
+                self._index += 1
+                self._at = self._pieces[self._index][1] if self._index < len(self._pieces) else 0
 
     def contiguous(self, size: int) -> tuple[bytes, int, int, bool]:
         """The next bytes that lie in one piece, at most `size`: (piece, start, stop, whether that is all
@@ -569,14 +581,16 @@ class _RecordBytes:
             end = min(stop, self._at + size)
             if line and (newline := data.find(b"\n", self._at, end)) >= 0:
                 end, size = newline + 1, 0
-            parts.append(data if self._at == 0 and end == len(data) else data[self._at : end])
+            parts.append(data if self._at == 0 and end == len(data) else memoryview(data)[self._at : end])
             size -= end - self._at
             self._left -= end - self._at
             self._at = end
             if end == stop:
                 self._index += 1
                 self._at = self._pieces[self._index][1] if self._index < len(self._pieces) else 0
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b"".join(parts)  # one copy, of memoryviews where a piece is read in part
 
 
 @dataclass
@@ -707,7 +721,8 @@ class FastArchiveRecords:
             have += pieces[-1][2]
         last, _, stop = pieces[-1]
         self._data, self._offset, self._at = last, stop, at + size
-        if _tail(pieces, 4) != b"\r\n\r\n":
+        tail = last[stop - 4 : stop] if stop - pieces[-1][1] >= 4 else _tail(pieces, 4)
+        if tail != b"\r\n\r\n":
             raise Odd(f"the record at {at} is not followed by CRLF CRLF")
         return _Framed(at, at + size, pieces, data[lo:head_end])
 
@@ -837,10 +852,38 @@ class _RunsOn(Exception):
     """A header line goes on past the bytes in memory."""
 
 
+class _IndexedHeaders(StatusAndHeaders):
+    """warcio's `StatusAndHeaders`, whose `get_header` (the first header of that name, any case) looks the
+    name up in a dict, made on first use and dropped when a header changes."""
+
+    _index: dict[str, str] | None = None
+
+    def get_header(self, name, default_value=None):
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), value)
+            self._index = index
+        return index.get(name.lower(), default_value)
+
+    def add_header(self, name, value):
+        self._index = None
+        return super().add_header(name, value)
+
+    def replace_header(self, name, value):
+        self._index = None
+        return super().replace_header(name, value)
+
+    def remove_header(self, name):
+        self._index = None
+        return super().remove_header(name)
+
+
 def _status_and_headers(statusline: str, headers: list, protocol: str, total_len: int) -> StatusAndHeaders:
     """`StatusAndHeaders(statusline, headers, protocol, total_len)` for headers that are already str tuples
     (its constructor copies them through `headers_to_str_headers`, which would change nothing)."""
-    parsed = StatusAndHeaders.__new__(StatusAndHeaders)
+    parsed = _IndexedHeaders.__new__(_IndexedHeaders)
     parsed.statusline, parsed.headers, parsed.protocol = statusline, headers, protocol
     parsed.total_len, parsed.headers_buff = total_len, None
     return parsed

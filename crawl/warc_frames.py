@@ -20,7 +20,9 @@ way at the end, so a truncated or padded tail is never taken as clean.
 
 from __future__ import annotations
 
+import functools
 import io
+import re
 import zlib
 from collections import deque
 from typing import BinaryIO
@@ -76,17 +78,19 @@ class Tape:
         return b"".join(parts)
 
     def contains(self, needle: bytes, start: int, stop: int) -> bool:
-        """Whether `needle` lies wholly within the kept bytes from `start` to `stop` (searched in place)."""
-        at, tail = self.start, b""  # tail: the last bytes of the previous chunk in range, for a needle across
+        """Whether `needle` lies wholly within the kept bytes from `start` to `stop`, searched in place (a
+        compiled literal: `re` finds it about twice as fast as `bytes.find`)."""
+        pattern, size = _literal(needle), len(needle)
+        at, tail = self.start, b""  # tail: the last bytes in range before this chunk, for a needle across
         for chunk in self._chunks:
             end = at + len(chunk)
             if end > start and at < stop:
                 lo, hi = max(start, at) - at, min(stop, end) - at
-                if chunk.find(needle, lo, hi) >= 0 or (
-                    tail and needle in tail + chunk[lo : min(hi, lo + len(needle) - 1)]
+                if pattern.search(chunk, lo, hi) or (
+                    tail and needle in tail + chunk[lo : min(hi, lo + size - 1)]
                 ):
                     return True
-                tail = (tail + chunk[max(lo, hi - len(needle) + 1) : hi])[1 - len(needle) :]
+                tail = (tail + chunk[max(lo, hi - size + 1) : hi])[1 - size :]
             at = end
         return False
 
@@ -110,29 +114,26 @@ class GzipFrames:
         self.position = 0  # inflated bytes delivered
         # (compressed, inflated) offsets of member starts; all before the last one is whole and verified
         self._starts: deque[tuple[int, int]] = deque([(0, 0)])
+        self._frame = 0  # the last of `_starts`: the member being read, and its inflated offset
+        self.confirmed = 0
         self.ended = False
-
-    @property
-    def confirmed(self) -> int:
-        return self._starts[-1][1]
 
     def read(self, size: int) -> bytes:
         """At most `size` inflated bytes (fewer near `limit`); b"" at the end of the file. Raises `Odd` where
         the file is damaged or a member grows past `limit`."""
-        room = self._limit - (self.position - self.confirmed)
+        before = self.position
+        room = self._limit - (before - self.confirmed)
         if room < 0:
             raise Odd("gzip member larger than the fast path's limit")
-        before = self.position
         try:
-            data = self._inflater.read(min(size, room + 1))
+            data = self._inflater.read(size if size <= room else room + 1)
         except OSError as exc:
             if exc is self.tape.error and isinstance(exc, RemoteError):
                 raise  # the remote file broke off for good: not damage, and nothing to hand over
             raise Odd(f"gzip damage: {exc}") from exc
-        self.position += len(data)
-        frame = self._inflater.frame_start_position()
-        if frame is not None and frame != self._starts[-1][0]:
-            self._moved_to(frame, before)
+        self.position = before + len(data)
+        if self._inflater.frame_start_position() != self._frame:
+            self._moved_to(self._inflater.frame_start_position(), before)
         if self.position - self.confirmed > self._limit:
             raise Odd("gzip member larger than the fast path's limit")
         if not data:
@@ -141,7 +142,9 @@ class GzipFrames:
 
     def _moved_to(self, frame: int, before: int) -> None:
         start, at = self._starts[-1]
-        if frame < start or self.tape.contains(_MAGIC, start + 1, frame):
+        if frame is None or frame < start:
+            raise Odd("FastWARC reports no gzip member here")
+        if self.tape.contains(_MAGIC, start + 1, frame):
             size = _members_size(self.tape.slice(start, frame), self._limit)  # several members: inflate them
         else:  # one member: its size is in its trailer
             size = int.from_bytes(self.tape.slice(frame - 4, frame), "little")
@@ -150,6 +153,7 @@ class GzipFrames:
         if size is None or not before <= at + size <= self.position:
             raise Odd(f"gzip members before offset {frame} do not add up")
         self._starts.append((frame, at + size))
+        self._frame, self.confirmed = frame, at + size
 
     def _end(self) -> None:
         """The inflater says the file ended: prove the last members whole and the source drained."""
@@ -160,6 +164,7 @@ class GzipFrames:
         if size is None or at + size != self.position:
             raise Odd("the file ends inside a gzip member, or with bytes that are no member")
         self._starts.append((self.tape.end, self.position))
+        self._frame, self.confirmed = self.tape.end, self.position
         self.ended = True
 
     def release(self, offset: int) -> None:
@@ -206,6 +211,11 @@ def open_frames(raw: BinaryIO, limit: int) -> GzipFrames | PlainFrames:
     if raw.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
         return GzipFrames(raw, limit)
     return PlainFrames(raw)
+
+
+@functools.cache
+def _literal(needle: bytes) -> re.Pattern[bytes]:
+    return re.compile(re.escape(needle))
 
 
 def _members_size(data: bytes, limit: int) -> int | None:
