@@ -195,37 +195,40 @@ def reference_prefilter(html: str | bytes) -> PrefilterResult:
 _BUFFERS = threading.local()  # one reusable folded copy per thread: a fresh 200 KB array costs page faults
 
 
+_PAD = 8  # zero bytes after the page in the folded buffer: words read past its end match no letters
+
+
 def _folded(raw: np.ndarray) -> tuple[bytearray, np.ndarray]:
-    """`raw | 0x20` in this thread's buffer (as a bytearray for `find`, and as an array); only its first
-    `len(raw)` bytes are the page's, and it is overwritten by the next call."""
+    """`raw | 0x20` in this thread's buffer (as a bytearray for `find`, and as an array), followed by `_PAD`
+    zero bytes; the rest of the buffer is not the page's, and it is all overwritten by the next call."""
+    n = len(raw)
     buf: bytearray | None = getattr(_BUFFERS, "buf", None)
-    if buf is None or len(buf) < len(raw):
-        buf = _BUFFERS.buf = bytearray(len(raw) + 0xFFFF & ~0xFFFF)  # whole 64 KiB blocks
-    folded = np.frombuffer(buf, np.uint8, count=len(raw))
+    if buf is None or len(buf) < n + _PAD:
+        buf = _BUFFERS.buf = bytearray(n + _PAD + 0xFFFF & ~0xFFFF)  # whole 64 KiB blocks
+    folded = np.frombuffer(buf, np.uint8, count=n)
     np.bitwise_or(raw, 0x20, out=folded)
+    buf[n : n + _PAD] = bytes(_PAD)
     return buf, folded
 
 
-def _pair_starts(folded: np.ndarray, pairs: tuple[bytes, ...]) -> list[np.ndarray] | None:
-    """For each two-letter key in `pairs`, the positions (unsorted) where the folded page holds it: the page
-    read as 16-bit words from its first byte and from its second finds every position, one vectorised
-    comparison per key and a single pass collecting the places where any key matched. None when there are
-    more than `_max_candidates`."""
+def _pair_starts(folded: np.ndarray, keys: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The positions (unsorted) where the folded page holds any of the two-letter `keys` (little-endian
+    16-bit words), and the key found at each: the page read as 16-bit words from its first byte and from its
+    second finds every position, one vectorised comparison per key. None when there are more than
+    `_max_candidates`."""
     n = len(folded)
-    found: list[list[np.ndarray]] = [[] for _ in pairs]
+    positions, found = [], []
     for offset in (0, 1):
         words = folded[offset : offset + (n - offset) // 2 * 2].view("<u2")
-        keys = [int.from_bytes(pair, "little") for pair in pairs]
         hit = words == keys[0]
         for key in keys[1:]:
             hit |= words == key
         if np.count_nonzero(hit) > _max_candidates(n):
             return None
         where = np.flatnonzero(hit)
-        which = words[where]
-        for i, key in enumerate(keys):
-            found[i].append(where[which == key] * 2 + offset)
-    return [np.concatenate(parts) for parts in found]
+        positions.append(where * 2 + offset)
+        found.append(words[where])
+    return np.concatenate(positions), np.concatenate(found)
 
 
 def _words_at_every_byte(buf: bytearray, n: int, size: int) -> np.ndarray:
@@ -236,13 +239,14 @@ def _words_at_every_byte(buf: bytearray, n: int, size: int) -> np.ndarray:
 
 def _occurrences(quads: np.ndarray, pairs: np.ndarray, needle: bytes, at: int) -> np.ndarray:
     """Positions of `needle` (lower-case letters, 4 to 8 of them) in the lower-cased page, given the
-    positions of its two letters at `at` and the folded page as 4-byte words at every byte (`quads`)."""
+    positions of its two letters at `at` and the folded page with its padding as 4-byte words at every byte
+    (`quads`; a needle that would run past the page's end meets the padding there, and does not match)."""
     starts = pairs - at
-    starts = starts[(starts >= 0) & (starts <= len(quads) + 3 - len(needle))]
+    if at:
+        starts = starts[starts >= 0]
     for offset in sorted({0, len(needle) - 4}):
-        if len(starts):
-            key = int.from_bytes(needle[offset : offset + 4], "little")
-            starts = starts[quads[starts + offset] == key]
+        key = int.from_bytes(needle[offset : offset + 4], "little")
+        starts = starts[quads[starts + offset] == key]
     return starts
 
 
@@ -255,6 +259,7 @@ def _tex_starts() -> np.ndarray:
 
 
 _TEX_STARTS = _tex_starts()
+_AT, _EO = (int.from_bytes(pair, "little") for pair in (b"at", b"eo"))  # every needle holds one of them
 
 
 def _tex_commands(data: bytes, raw: np.ndarray, pairs: np.ndarray, lowered: Callable[[], bytes]) -> int:
@@ -320,11 +325,11 @@ def vectorised_prefilter(data: bytes) -> PrefilterResult:
 
     raw = np.frombuffer(data, np.uint8)
     buf, folded = _folded(raw)
-    pairs = _pair_starts(folded, (b"at", b"eo"))
+    pairs = _pair_starts(folded, (_AT, _EO))
     if pairs is None:
         return reference_prefilter(data)
-    at, eo = pairs
-    quads = _words_at_every_byte(buf, len(data), 4)
+    at, eo = pairs[0][pairs[1] == _AT], pairs[0][pairs[1] == _EO]
+    quads = _words_at_every_byte(buf, len(data) + _PAD, 4)
     fired: set[str] = set()
     vocabulary = _classify(data, _occurrences(quads, at, b"math", 1), b"math", _MATH_CONTEXTS, fired, lowered)
     _classify(data, _occurrences(quads, at, b"atex", 0), b"atex", _ATEX_CONTEXTS, fired, lowered)
