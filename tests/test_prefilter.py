@@ -130,6 +130,15 @@ def test_the_fast_prefilter_is_the_plain_one_on_pages_that_break_shortcuts(html:
     assert vectorised_prefilter(data) == math_prefilter(html) == reference_prefilter(html)
 
 
+def test_a_page_does_not_see_the_one_before_it():
+    """The folded copy lives in a buffer reused from page to page; a word cut by the page's end must not be
+    completed by what the previous page left there."""
+    before = b"<body>" + b"x" * 40_000 + b"theorem equation mathematics"
+    for end in range(len(before) - 28, len(before)):
+        vectorised_prefilter(before)
+        assert vectorised_prefilter(before[:end]) == reference_prefilter(before[:end])
+
+
 @pytest.mark.parametrize("page", [b"at" * 500_000, b"\\fr" * 300_000, b"math " * 200_000, b"<p>" * 300_000])
 def test_the_prefilter_holds_at_most_twice_the_page_in_memory(page: bytes):
     """Pages made of what the prefilter looks for are read the plain way, not held as arrays of positions."""
