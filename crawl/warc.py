@@ -61,7 +61,7 @@ from crawl.charset import refused_charsets
 from crawl.inputs import open_input
 from crawl.redact import redact_logs
 from crawl.remote import RemoteError
-from crawl.warc_frames import Odd, open_frames
+from crawl.warc_frames import GzipFrames, Odd, open_frames
 
 log = redact_logs(logging.getLogger(__name__))  # log lines name input locations: no credentials
 
@@ -652,7 +652,10 @@ class FastArchiveRecords:
 
     def _hand_over(self, at: int, yielded: bool, why: str) -> Iterator:
         log.info("reading %s on from offset %d with the robust reader: %s", self.location, at, why)
-        raw, skip = self._frames.replay(at)
+        # aligned as the robust reader reads alone: GunzipStream's raw blocks, or warcio's on a plain file
+        raw, skip = self._frames.replay(
+            at, _RESYNC_CHUNK if isinstance(self._frames, GzipFrames) else BUFF_SIZE
+        )
         self._data = b""
         self._robust = ArchiveRecords(
             raw, self.counters, self.location, start=at, skip=skip, skip_first=yielded, **self._gunzip

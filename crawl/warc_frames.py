@@ -173,11 +173,13 @@ class GzipFrames:
             self._starts.popleft()
         self.tape.drop_before(self._starts[0][0])
 
-    def replay(self, at: int) -> tuple[BinaryIO, int]:
-        """A stream of the source from the member holding inflated offset `at` (which must not be before
-        the last `release`), and how many of its inflated bytes come before `at`."""
+    def replay(self, at: int, align: int) -> tuple[BinaryIO, int]:
+        """The source again from the member holding inflated offset `at` (which must not be before the last
+        `release`), read in blocks that end where blocks of `align` from the start of the file end; and how
+        many of its inflated bytes come before `at`."""
         start, inflated_start = max(s for s in self._starts if s[1] <= at)
-        return _replay(self.tape.slice(start, self.tape.end), self.tape.raw), at - inflated_start
+        replay = Replay(self.tape.slice(start, self.tape.end), self.tape.raw, start, align)
+        return replay, at - inflated_start  # type: ignore[return-value]
 
 
 class PlainFrames:
@@ -201,9 +203,10 @@ class PlainFrames:
     def release(self, offset: int) -> None:
         self.tape.drop_before(offset)
 
-    def replay(self, at: int) -> tuple[BinaryIO, int]:
-        """The source from offset `at` (not before the last `release`), and 0 bytes to skip."""
-        return _replay(self.tape.slice(at, self.tape.end), self.tape.raw), 0
+    def replay(self, at: int, align: int) -> tuple[BinaryIO, int]:
+        """The source again from offset `at` (not before the last `release`), read in blocks that end where
+        blocks of `align` from the start of the file end; and 0 bytes to skip."""
+        return Replay(self.tape.slice(at, self.tape.end), self.tape.raw, at, align), 0  # type: ignore[return-value]
 
 
 def open_frames(raw: BinaryIO, limit: int) -> GzipFrames | PlainFrames:
@@ -234,30 +237,41 @@ def _members_size(data: bytes, limit: int) -> int | None:
     return total
 
 
-class _Replay(io.RawIOBase):
-    """`prefix`, then the rest of `raw`: the source again from an earlier offset, without reopening it."""
+class Replay(io.RawIOBase):
+    """`prefix`, then the rest of `raw` (a buffered stream): the source again from `offset`, without reading
+    it twice. No read crosses a multiple of `align` counted from the start of the file, so the robust reader
+    gets the same blocks it would have got reading the file from the start (where a gzip member fails, and
+    how much of it was inflated by then, depends on those blocks)."""
 
-    def __init__(self, prefix: bytes, raw: BinaryIO):
-        self._prefix = memoryview(prefix)
+    def __init__(self, prefix: bytes, raw: BinaryIO, offset: int, align: int):
+        self._prefix = prefix
+        self._at = 0
         self._raw = raw
+        self._offset = offset
+        self._align = align
 
     def readable(self) -> bool:
         return True
 
+    def peek(self, size: int = 1) -> bytes:
+        rest = self._prefix[self._at :]
+        return rest if len(rest) >= 2 else rest + self._raw.peek(size)[: max(size, 2)]  # type: ignore[attr-defined]
+
+    def read(self, size: int | None = -1) -> bytes:
+        room = self._align - self._offset % self._align
+        size = room if size is None or size < 0 else min(size, room)
+        data = self._prefix[self._at : self._at + size]
+        self._at += len(data)
+        if len(data) < size:
+            data += self._raw.read(size - len(data))
+        self._offset += len(data)
+        return data
+
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        if self._prefix:
-            n = min(len(buffer), len(self._prefix))
-            buffer[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        data = self._raw.read(len(buffer))
+        data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
         self._raw.close()
         super().close()
-
-
-def _replay(prefix: bytes, raw: BinaryIO) -> BinaryIO:
-    return io.BufferedReader(_Replay(prefix, raw), buffer_size=1 << 16)  # type: ignore[return-value]
