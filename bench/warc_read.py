@@ -8,8 +8,9 @@ and reports the best process CPU time of each. Before timing, it checks that the
 
     .venv/bin/python bench/warc_read.py [--old a269445] [--repeat 5] /tmp/bc/bench-0000*.warc.gz
 
-Measured (2 shared cores, the 2 x 1,000-record benchmark crawl of ../shared/tools/make_bench_crawl.py),
-see the report of issue 26 for the figures.
+Measured (2 shared cores, the 2 x 1,000-record benchmark crawl of ../shared/tools/make_bench_crawl.py in
+/tmp/bc, best of 5): old 1.471 s (1,360 records/s), new 0.736 s (2,718 records/s, 2.00x), robust alone
+1.466 s (1.00x). FastWARC's inflater alone takes ~0.26 s of the new path's ~0.37 s per file.
 """
 
 from __future__ import annotations

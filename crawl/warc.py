@@ -32,6 +32,11 @@ under its declared coding (a lying header) is `skip:bad_content_encoding`, and a
 
 ARC records carry no record id (warcio invents a random one); they get one derived from their ARC header
 line instead, so that re-reading a file gives the same ids.
+
+Speed (issue 26): a clean file is read by `FastArchiveRecords` (FastWARC inflates, records are framed in a
+strict form and parsed as warcio parses them), about twice as fast; at the first thing it cannot prove clean
+it hands the rest of the file to the robust reader above (`ArchiveRecords`), which then yields and counts
+exactly what it would have alone (`tests/corpus/test_warc_fast_path.py`, `bench/warc_read.py`).
 """
 
 from __future__ import annotations
