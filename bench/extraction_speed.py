@@ -24,18 +24,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from warcio.archiveiterator import ArchiveIterator  # noqa: E402
 
 from classifiers.math_score import RuleMathScorer  # noqa: E402
 from crawl.charset import decode_html  # noqa: E402
 from crawl.math_eval import read_page  # noqa: E402
 from crawl.math_extract import extract_math_text  # noqa: E402
+from crawl.warc import read_html_responses  # noqa: E402
 from pipeline.route import route_page  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -69,16 +70,11 @@ def candidate_pages(crawl: Path) -> tuple[list[Page], int]:
     pages: list[Page] = []
     records = 0
     for warc in sorted(crawl.glob("*.warc.gz")):
-        with warc.open("rb") as fh:
-            for record in ArchiveIterator(fh):
-                if record.rec_type != "response":
-                    continue
-                body = record.content_stream().read()
-                ctype = record.http_headers.get_header("Content-Type") if record.http_headers else None
-                url = record.rec_headers.get_header("WARC-Target-URI")
-                records += 1
-                if route_page(body, ctype, url, scorer=scorer).math_extracted:
-                    pages.append((url, decode_html(body, ctype).text))
+        for response in read_html_responses(str(warc), Counter()):
+            records += 1
+            body, ctype, url = response.body, response.content_type, response.url
+            if route_page(body, ctype, url, scorer=scorer).math_extracted:
+                pages.append((url, decode_html(body, ctype).text))
     return pages, records
 
 
