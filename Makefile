@@ -44,7 +44,6 @@ lint: $(STAMP)
 # CPU benchmarks (figures are ratios against baselines measured in the same run); the GPU ones are
 # bench/kernels_bench.py and bench/train_throughput.py, run where a GPU is at hand.
 bench: $(STAMP)
-	$(PIP) install -q -e '.[dev,bench]'
 	$(PY) bench/corpus_throughput.py --baseline $(BASELINE)
 	$(PY) bench/math_extraction.py
 	$(PY) bench/dedup_bench.py --docs 20000

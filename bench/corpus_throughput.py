@@ -10,8 +10,9 @@ Measurements on one crawl, in one run:
    profiles also report the math verdicts against the crawl's labels (precision, recall) and the kept pages,
    so a speed-up that loses pages shows here;
 2. side by side on the same records, one core: datatrove's WarcReader → Trafilatura → LanguageFilter (the
-   FineWeb recipe's first steps; lid.176 from the local file, nothing downloaded) and FastWARC iterating the
-   records alone (the floor for reading);
+   FineWeb recipe's first steps; lid.176 from the local file, no model downloaded), run from a virtual
+   environment of its own (`--datatrove-venv`, made from the package registry on first use with the pins in
+   `DATATROVE_PINS`), and FastWARC iterating the records alone (the floor for reading);
 3. the Spark job end to end in local[1] and local[2] over the whole crawl, from the job's own wall time, and
    its efficiency: pages/s per core against the stage profile's per-file rate (what Spark's fixed costs take).
 Every measurement runs the job's default mode (the two-stage math verdict).
@@ -181,18 +182,43 @@ def print_profile(name: str, profile: dict) -> None:
 # ---------------------------------------------------------------- 2. side by side: datatrove and FastWARC
 
 
-def datatrove_run(crawl: Path, max_records: int) -> dict | None:
-    """datatrove's WarcReader → Trafilatura → LanguageFilter over the same records, in this process."""
+# datatrove runs in an environment of its own: its readers pull in libraries (cchardet, python-magic) that
+# trafilatura and others pick up when present, which would change the route measured beside it.
+DATATROVE_PINS = (
+    "datatrove==0.10.1",
+    "fasteners==0.20",
+    "faust-cchardet==3.2.0",
+    "python-magic==0.4.27",
+    "trafilatura==2.3.1",
+    "warcio==1.8.1",
+    "fasttext-numpy2-wheel==0.9.2",
+    "numpy==2.4.6",
+)
+
+
+def datatrove_python(venv: Path) -> Path | None:
+    """The Python of a virtual environment holding datatrove's pinned versions, made on first use."""
+    python = venv / "bin" / "python"
+    stamp = venv / "pins.txt"
+    if python.is_file() and stamp.is_file() and stamp.read_text() == "\n".join(DATATROVE_PINS):
+        return python
+    print(f"making {venv} for datatrove ({', '.join(DATATROVE_PINS[:1])} and its readers)", flush=True)
     try:
-        from datatrove.pipeline.extractors import Trafilatura
-        from datatrove.pipeline.filters import LanguageFilter
-        from datatrove.pipeline.readers import WarcReader
-        from datatrove.utils.lid import FT176LID
-    except ImportError:
-        print("datatrove is not installed (pip install -e '.[dev]'): side by side skipped")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *DATATROVE_PINS], check=True)
+    except subprocess.CalledProcessError as exc:
+        print(f"datatrove could not be installed ({exc}): side by side skipped")
         return None
-    sys.path.insert(0, str(REPO))
-    from classifiers.langid import default_model_path
+    stamp.write_text("\n".join(DATATROVE_PINS))
+    return python
+
+
+def datatrove_pipeline(crawl: str, max_records: int, lid_model: str) -> dict:
+    """datatrove's WarcReader → Trafilatura → LanguageFilter over the same records (run in its venv)."""
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.filters import LanguageFilter
+    from datatrove.pipeline.readers import WarcReader
+    from datatrove.utils.lid import FT176LID
 
     class LocalFT176(FT176LID):  # lid.176 from the file the job uses: nothing is downloaded
         @property
@@ -200,12 +226,12 @@ def datatrove_run(crawl: Path, max_records: int) -> dict | None:
             if self._model is None:
                 from fasttext.FastText import _FastText
 
-                self._model = _FastText(str(default_model_path()))
+                self._model = _FastText(lid_model)
             return self._model
 
     language = LanguageFilter(languages=None)
     language.model = LocalFT176(None)
-    reader = WarcReader(str(crawl), glob_pattern="*.warc.gz", limit=max_records, shuffle_files=False)
+    reader = WarcReader(crawl, glob_pattern="*.warc.gz", limit=max_records, shuffle_files=False)
     read = Counter()
 
     def counted(docs):
@@ -221,6 +247,19 @@ def datatrove_run(crawl: Path, max_records: int) -> dict | None:
     seconds = time.perf_counter() - started
     records = read["records"]
     return {"records": records, "kept": kept, "seconds": round(seconds, 2), "pages_per_s": records / seconds}
+
+
+def datatrove_run(crawl: Path, max_records: int, venv: Path, out: Path) -> dict | None:
+    python = datatrove_python(venv)
+    if python is None:
+        return None
+    sys.path.insert(0, str(REPO))
+    from classifiers.langid import default_model_path
+
+    cmd = [str(python), __file__, "--datatrove-run", str(crawl), "--profile-records", str(max_records)]
+    cmd += ["--lid-model", str(default_model_path()), "--profile-out", str(out)]
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
 
 
 def fastwarc_run(paths: list[str], max_records: int) -> dict | None:
@@ -275,13 +314,22 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="a git revision to profile side by side")
     parser.add_argument("--rounds", type=int, default=2, help="alternating profile runs per tree")
     parser.add_argument("--skip-datatrove", action="store_true")
+    parser.add_argument(
+        "--datatrove-venv", default=None, help="datatrove's own environment (default: OUT/datatrove-venv)"
+    )
     parser.add_argument("--out", default=str(REPO / "bench_out" / "corpus"))
     parser.add_argument("--skip-spark", action="store_true")
     # internal: one profile in this process, of the tree on PYTHONPATH
     parser.add_argument("--profile-tree", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--profile-paths", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("--datatrove-run", help=argparse.SUPPRESS)
+    parser.add_argument("--lid-model", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.datatrove_run:
+        result = datatrove_pipeline(args.datatrove_run, args.profile_records, args.lid_model)
+        Path(args.profile_out).write_text(json.dumps(result))
+        return
     if args.profile_tree:
         sys.path.insert(0, args.profile_tree)
         profile = stage_profile(args.profile_paths, args.profile_records)
@@ -328,7 +376,8 @@ def main() -> None:
         result["speedup_vs_baseline"] = {"ratio": round(ratio, 3), "same_pages": same, "same_text": same_text}
 
     side: dict = {}
-    if not args.skip_datatrove and (dt := datatrove_run(crawl, args.profile_records)):
+    venv = Path(args.datatrove_venv or out / "datatrove-venv")
+    if not args.skip_datatrove and (dt := datatrove_run(crawl, args.profile_records, venv, out / "dt.json")):
         side["datatrove"] = dt
     if fw := fastwarc_run(paths, args.profile_records):
         side["fastwarc_iterate"] = fw

@@ -72,6 +72,7 @@ TRACKED_PACKAGES = (
     "mathforge",
     "pyspark",
     "warcio",
+    "fastwarc",  # inflates and frames clean WARC files on the fast path (crawl/warc_frames.py)
     "brotli",  # decodes `Content-Encoding: br` bodies (crawl/warc.py)
     "charset-normalizer",
     "lxml",
