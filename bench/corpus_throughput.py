@@ -190,6 +190,8 @@ DATATROVE_PINS = (
     "faust-cchardet==3.2.0",
     "python-magic==0.4.27",
     "trafilatura==2.3.1",
+    "lxml==6.1.3",
+    "lxml-html-clean==0.4.6",
     "warcio==1.8.1",
     "fasttext-numpy2-wheel==0.9.2",
     "numpy==2.4.6",
