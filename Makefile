@@ -34,8 +34,10 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(PY) -m mathforge.demo --out $(DEMO)
 
+# workers: files run side by side, each file's tests in one worker (module fixtures are built once)
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
