@@ -119,6 +119,7 @@ def stage_profile(paths: list[str], max_records: int) -> dict:
     pages = counters["html_responses"]
     return {
         "pages": pages,
+        "records": counters["records"],
         "math_extracted_pages": extracted,
         "seconds": round(total, 3),
         "pages_per_s_per_core": round(pages / total, 1),
@@ -366,6 +367,12 @@ def main() -> None:
         summary = {k: v for k, v in best.items() if k not in ("kept", "verdicts")}
         result["profiles"][name] = {**summary, "verdicts_vs_labels": quality}
     current = best_of(runs["current"])
+    pages, seconds = current["pages"], current["stage_seconds"]
+    result["stage_profile"] = {  # the working tree's best round, under the key earlier versions wrote
+        **{k: v for k, v in current.items() if k not in ("kept", "verdicts")},
+        "stage_share": {k: round(v / current["seconds"], 3) for k, v in seconds.items()},
+        "stage_pages_per_s": {k: round(pages / v, 1) for k, v in seconds.items() if v > 0},
+    }
     if args.baseline:
         base = best_of(runs[f"baseline {args.baseline}"])
         same = sorted(current["kept"]) == sorted(base["kept"])
