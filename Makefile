@@ -37,7 +37,7 @@ demo: $(STAMP)
 # workers: files run side by side, each file's tests in one worker (module fixtures are built once)
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
